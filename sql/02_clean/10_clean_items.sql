@@ -1,0 +1,125 @@
+-- version: 1
+-- grain: one row per item_key (ITEM_CD upper-cased and trimmed)
+-- purpose: one spelling of text and of missing, codes upper-cased, sentinels to NULL, units to mm,
+--          log1p of the skewed dimensions, duplicate item rows removed
+--
+-- norm_text(s) trims all Unicode white space (incl. U+3000), folds inner runs to one space and
+-- returns NULL for '', 'nan', 'null', 'none' (any case). See sql/README.md.
+-- Not carried on: draw_use and item_nm_eng (100 % empty in the field), item_nm (display only).
+WITH src AS (
+    SELECT
+        m.*,
+        upper(norm_text(m.item_cd)) AS item_key,
+        -- Unit of out_diameter / in_diameter / out_thickness: mm unless spelled as inch.
+        -- An empty unit or 'NA' means the plant default (mm); 'MM/IN' and 'D' are ambiguous,
+        -- so those dimensions become unknown.
+        CASE
+            WHEN norm_text(m.dim_unit) IS NULL THEN 1.0
+            WHEN upper(norm_text(m.dim_unit)) IN ('MM', 'MMMM', 'NA') THEN 1.0
+            WHEN upper(norm_text(m.dim_unit)) IN ('INCH', 'INC', 'IN') THEN 25.4
+            ELSE NULL
+        END AS dim_mm_per_unit,
+        -- Seal sizes are nominal: an empty unit means inch below 20 and mm from 20 up
+        -- (no mechanical seal is 20 inch); KZ, GROUP and numbers are not length units.
+        CASE
+            WHEN upper(norm_text(m.in_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
+            WHEN upper(norm_text(m.in_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
+            WHEN norm_text(m.in_seal_size_uom) IS NULL AND m.in_seal_size < 20 THEN 25.4
+            WHEN norm_text(m.in_seal_size_uom) IS NULL THEN 1.0
+            ELSE NULL
+        END AS in_seal_mm_per_unit,
+        CASE
+            WHEN upper(norm_text(m.mid_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
+            WHEN upper(norm_text(m.mid_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
+            WHEN norm_text(m.mid_seal_size_uom) IS NULL AND m.mid_seal_size < 20 THEN 25.4
+            WHEN norm_text(m.mid_seal_size_uom) IS NULL THEN 1.0
+            ELSE NULL
+        END AS mid_seal_mm_per_unit,
+        CASE
+            WHEN upper(norm_text(m.out_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
+            WHEN upper(norm_text(m.out_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
+            WHEN norm_text(m.out_seal_size_uom) IS NULL AND m.out_seal_size < 20 THEN 25.4
+            WHEN norm_text(m.out_seal_size_uom) IS NULL THEN 1.0
+            ELSE NULL
+        END AS out_seal_mm_per_unit,
+        -- Duplicate rows of one item (codes differing by case or spaces): keep the first by the
+        -- raw code, which is deterministic.
+        ROW_NUMBER() OVER (
+            PARTITION BY upper(norm_text(m.item_cd))
+            ORDER BY m.item_cd, m.part_type, m.item_material
+        ) AS dup_rank
+    FROM map_items m
+)
+SELECT
+    item_key,
+    norm_text(item_cd)                             AS item_cd,
+    norm_text(item_nm)                             AS item_nm,
+    upper(norm_text(part_type))                    AS part_type,
+    upper(norm_text(part_nm))                      AS part_nm,
+    upper(norm_text(item_suffix))                  AS item_suffix,
+    -- '0' in the free-text specs means "no spec".
+    CASE WHEN norm_text(item_spec) = '0' THEN NULL ELSE upper(norm_text(item_spec)) END AS item_spec,
+    CASE WHEN norm_text(additional_spec) = '0' THEN NULL ELSE upper(norm_text(additional_spec)) END AS additional_spec,
+    upper(norm_text(item_material))                AS item_material,
+    upper(norm_text(material_desc))                AS material_desc,
+    norm_text(item_acct)                           AS item_acct,
+    upper(norm_text(item_type))                    AS item_type,
+    upper(norm_text(item_unit))                    AS item_unit,
+    upper(norm_text(item_grp1))                    AS item_grp1,
+    -- 'ddd' is a known junk value of the group name.
+    CASE WHEN lower(norm_text(item_grp1_nm)) = 'ddd' THEN NULL ELSE upper(norm_text(item_grp1_nm)) END AS item_grp1_nm,
+    upper(norm_text(standard_yn))                  AS standard_yn,
+    -- Custom classifications carry trailing spaces and hyphens ('P11-MS-Gld -').
+    norm_text(rtrim(upper(norm_text(group1)), ' -')) AS group1,
+    norm_text(rtrim(upper(norm_text(group2)), ' -')) AS group2,
+    lower(norm_text(group3))                       AS group3,
+    upper(norm_text(draw_no))                      AS draw_no,
+    upper(norm_text(draw_rev))                     AS draw_rev,
+    norm_text(draw_sheet_no)                       AS draw_sheet_no,
+    -- Dimensions: 0 and 9999 mean unknown; everything in mm, then log1p (right-skewed).
+    CASE WHEN out_diameter > 0 AND out_diameter < 9999
+         THEN ln(1.0 + out_diameter * dim_mm_per_unit) END AS out_diameter,
+    CASE WHEN in_diameter > 0 AND in_diameter < 9999
+         THEN ln(1.0 + in_diameter * dim_mm_per_unit) END AS in_diameter,
+    CASE WHEN out_thickness > 0 AND out_thickness < 9999
+         THEN ln(1.0 + out_thickness * dim_mm_per_unit) END AS out_thickness,
+    CASE
+        WHEN dim_mm_per_unit IS NULL THEN 'UNKNOWN'
+        WHEN dim_mm_per_unit = 25.4 THEN 'INCH'
+        ELSE 'MM'
+    END                                            AS dim_unit,
+    -- Rotation codes are 1..2; anything else is unknown.
+    CASE WHEN rotate_cw IN (1.0, 2.0) THEN rotate_cw END   AS rotate_cw,
+    CASE WHEN rotate_ccw IN (1.0, 2.0) THEN rotate_ccw END AS rotate_ccw,
+    upper(norm_text(seal_type_grup))               AS seal_type_grup,
+    upper(norm_text(in_seal_type_cd))              AS in_seal_type_cd,
+    CASE WHEN in_seal_size > 0 AND in_seal_size < 9999
+         THEN ln(1.0 + in_seal_size * in_seal_mm_per_unit) END AS in_seal_size,
+    CASE
+        WHEN in_seal_size IS NULL OR in_seal_size <= 0 OR in_seal_size >= 9999 THEN NULL
+        WHEN in_seal_mm_per_unit IS NULL THEN 'UNKNOWN'
+        WHEN in_seal_mm_per_unit = 25.4 THEN 'INCH'
+        ELSE 'MM'
+    END                                            AS in_seal_size_uom,
+    upper(norm_text(mid_seal_type_cd))             AS mid_seal_type_cd,
+    CASE WHEN mid_seal_size > 0 AND mid_seal_size < 9999
+         THEN ln(1.0 + mid_seal_size * mid_seal_mm_per_unit) END AS mid_seal_size,
+    CASE
+        WHEN mid_seal_size IS NULL OR mid_seal_size <= 0 OR mid_seal_size >= 9999 THEN NULL
+        WHEN mid_seal_mm_per_unit IS NULL THEN 'UNKNOWN'
+        WHEN mid_seal_mm_per_unit = 25.4 THEN 'INCH'
+        ELSE 'MM'
+    END                                            AS mid_seal_size_uom,
+    upper(norm_text(out_seal_type_cd))             AS out_seal_type_cd,
+    CASE WHEN out_seal_size > 0 AND out_seal_size < 9999
+         THEN ln(1.0 + out_seal_size * out_seal_mm_per_unit) END AS out_seal_size,
+    CASE
+        WHEN out_seal_size IS NULL OR out_seal_size <= 0 OR out_seal_size >= 9999 THEN NULL
+        WHEN out_seal_mm_per_unit IS NULL THEN 'UNKNOWN'
+        WHEN out_seal_mm_per_unit = 25.4 THEN 'INCH'
+        ELSE 'MM'
+    END                                            AS out_seal_size_uom,
+    upper(norm_text(raw_matl_kind))                AS raw_matl_kind,
+    norm_text(raw_matl_kind_nm)                    AS raw_matl_kind_nm
+FROM src
+WHERE item_key IS NOT NULL AND dup_rank = 1

@@ -1,0 +1,64 @@
+//! The command line (clap derive). Parsing only: every command calls into the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Stage-2 training service: ERP views -> SQL transforms -> weighted item vectors -> HNSW index",
+    long_about = "Learns item vectors from the ERP views so that the routings of the most similar existing \
+items can be proposed for a new item. Runs the versioned SQL transforms under sql/ in an embedded \
+DataFusion engine, builds weighted float32 vectors and an HNSW index (hnswlib file format), and writes \
+the artifacts under models/ and a log under logs/.",
+    after_help = "Exit codes: 0 ok, 2 usage or config error, 3 input data error, 4 output error, 5 SQL transform error, 70 internal error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train: read the sources, run the SQL transforms, build vectors and the index, write models/.
+    Run {
+        /// Pipeline configuration.
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// Only write the log file, print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the logical, optimised and physical plans of the SQL views (all, or one).
+    Explain {
+        /// View name, e.g. clean_items (default: every view, in run order).
+        view: Option<String>,
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+    },
+    /// Generate a deterministic synthetic ERP extract (three views as Parquet + item_metadata.json).
+    Sample {
+        /// Number of items.
+        #[arg(long)]
+        items: usize,
+        /// Random seed; the same seed gives the same files.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Vectorise the items of the config's sources with a trained model's fitted state.
+    Vectorize {
+        /// Model directory written by `trainer run`.
+        #[arg(long, default_value = "models")]
+        model: PathBuf,
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// Output directory for vectors.npy and items.csv.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}

@@ -1,0 +1,252 @@
+//! `config/trainer.yml` and `config/schema_mappings.yaml`: raw YAML -> validated structs.
+//!
+//! Validation is complete before any data is read: an unknown key, a missing key or a value out
+//! of range is an error that names the key path (`hnsw.m`) and the expected value. Relative paths
+//! in the config are resolved against the current working directory (the project root when run
+//! through `make`), and reported as written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The validated pipeline configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Version label of the model this config produces (free text, e.g. `2026.11.0`).
+    pub model_version: String,
+    /// Label of the data the model is trained on (free text, e.g. `erp-2025-10-21`).
+    pub data_version: String,
+    pub sources: Sources,
+    /// Path of the schema mapping file.
+    pub mapping: PathBuf,
+    /// Path of `item_metadata.json` (production and sales volumes per ITEM_CD).
+    pub item_metadata: PathBuf,
+    /// Folder of the versioned SQL transforms (`01_map`, `02_clean`, `03_encode`).
+    pub sql_dir: PathBuf,
+    /// Nearest-other cosine similarity at or above which an item is HIGH tier.
+    pub similarity_threshold: f64,
+    pub encoding: Encoding,
+    pub weights: Weights,
+    pub hnsw: HnswConfig,
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Parquet,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub kind: SourceKind,
+    /// Folder holding one Parquet file per view.
+    pub dir: PathBuf,
+    /// Optional per-view file names (default `<view>.parquet`).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// Parameters the SQL encode layer reads from the `params` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encoding {
+    /// A one-hot level needs at least this weighted share of items, else it becomes OTHER.
+    pub onehot_min_share: f64,
+    /// At most this many levels per one-hot column (most frequent first); the rest is OTHER.
+    pub onehot_max_levels: i64,
+    /// Number of folds for target-encoding cross-fitting.
+    pub target_folds: i64,
+    /// Smoothing strength m of target encoding: (Σw·y + m·prior) / (Σw + m).
+    pub target_smoothing: f64,
+    /// Lower and upper quantile for clipping numeric features.
+    pub clip_quantiles: [f64; 2],
+    /// Seed of the fold assignment.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    /// Domain weight per feature (standard name as produced by the SQL encode layer).
+    pub features: BTreeMap<String, f64>,
+    pub item: ItemWeights,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemWeights {
+    /// Smallest volume weight (items never sold still count).
+    pub volume_floor: f64,
+    /// Standard column names whose presence makes up an item's domain weight.
+    pub domain_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Space {
+    Cosine,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswConfig {
+    pub space: Space,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub models_dir: PathBuf,
+    pub logs_dir: PathBuf,
+}
+
+/// Parses YAML into `T`, naming the key path of any unknown, missing or mistyped key.
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
+    let value: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| Error::config(file, format!("not valid YAML: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let key = if path == "." {
+            "top level".to_string()
+        } else {
+            format!("key `{path}`")
+        };
+        Error::config(file, format!("{key}: {inner}"))
+    })
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(
+                path,
+                format!("cannot read the config file: {e} (pass --config PATH)"),
+            )
+        })?;
+        let cfg: Config = parse_yaml(path, &text)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        let bad = |key: &str, expected: &str, got: String| {
+            Err(Error::config(
+                file,
+                format!("key `{key}`: expected {expected}, got {got}"),
+            ))
+        };
+        if !(self.similarity_threshold > 0.0 && self.similarity_threshold < 1.0) {
+            return bad(
+                "similarity_threshold",
+                "a number in (0, 1), e.g. 0.8",
+                self.similarity_threshold.to_string(),
+            );
+        }
+        let e = &self.encoding;
+        if !(0.0..0.5).contains(&e.onehot_min_share) {
+            return bad(
+                "encoding.onehot_min_share",
+                "a share in [0, 0.5), e.g. 0.005",
+                e.onehot_min_share.to_string(),
+            );
+        }
+        if !(2..=1000).contains(&e.onehot_max_levels) {
+            return bad(
+                "encoding.onehot_max_levels",
+                "an integer in 2..=1000",
+                e.onehot_max_levels.to_string(),
+            );
+        }
+        if !(2..=20).contains(&e.target_folds) {
+            return bad(
+                "encoding.target_folds",
+                "an integer in 2..=20, e.g. 5",
+                e.target_folds.to_string(),
+            );
+        }
+        if !(e.target_smoothing.is_finite() && e.target_smoothing >= 0.0) {
+            return bad(
+                "encoding.target_smoothing",
+                "a number >= 0, e.g. 20",
+                e.target_smoothing.to_string(),
+            );
+        }
+        let [lo, hi] = e.clip_quantiles;
+        if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+            return bad(
+                "encoding.clip_quantiles",
+                "[lower, upper] with 0 <= lower < upper <= 1",
+                format!("[{lo}, {hi}]"),
+            );
+        }
+        for (k, w) in &self.weights.features {
+            if !(w.is_finite() && *w >= 0.0 && *w <= 100.0) {
+                return bad(
+                    &format!("weights.features.{k}"),
+                    "a weight in [0, 100]",
+                    w.to_string(),
+                );
+            }
+        }
+        let iw = &self.weights.item;
+        if !(iw.volume_floor > 0.0 && iw.volume_floor <= 1.0) {
+            return bad(
+                "weights.item.volume_floor",
+                "a number in (0, 1], e.g. 0.1",
+                iw.volume_floor.to_string(),
+            );
+        }
+        if iw.domain_columns.is_empty() {
+            return bad(
+                "weights.item.domain_columns",
+                "a non-empty list of standard column names",
+                "[]".into(),
+            );
+        }
+        let h = &self.hnsw;
+        if !(2..=128).contains(&h.m) {
+            return bad("hnsw.m", "an integer in 2..=128, e.g. 32", h.m.to_string());
+        }
+        if !(h.m..=10_000).contains(&h.ef_construction) {
+            return bad(
+                "hnsw.ef_construction",
+                &format!("an integer in {}..=10000 (at least hnsw.m)", h.m),
+                h.ef_construction.to_string(),
+            );
+        }
+        if !(1..=10_000).contains(&h.ef_search) {
+            return bad(
+                "hnsw.ef_search",
+                "an integer in 1..=10000, e.g. 256",
+                h.ef_search.to_string(),
+            );
+        }
+        if self.model_version.trim().is_empty() {
+            return bad("model_version", "a non-empty version label", "\"\"".into());
+        }
+        for (view, _) in &self.sources.files {
+            if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {
+                let names: Vec<&str> = crate::mapping::VIEWS.iter().map(|v| v.erp_name).collect();
+                return bad(
+                    &format!("sources.files.{view}"),
+                    &format!("one of {}", names.join(", ")),
+                    view.clone(),
+                );
+            }
+        }
+        Ok(())
+    }
+}

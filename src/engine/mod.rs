@@ -1,0 +1,301 @@
+//! The one place a DataFusion `SessionContext` is built.
+//!
+//! It registers, by name: the house UDF `norm_text`, the `params` table (encoding parameters from
+//! the config), the physical sources (one table per ERP view, see [`sources`]), the generated
+//! `erp_<view>` views of the field mapping, and `item_metadata`. The SQL layers under `sql/`
+//! then run on top (see [`crate::transform`]).
+//!
+//! Execution uses one partition: float aggregates (weighted means, sums) are then computed in a
+//! fixed order, which is what makes fitted state and vectors bit-identical across runs.
+
+pub mod explain;
+pub mod sources;
+pub mod sqlfiles;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mapping::{Mapping, VIEWS};
+
+/// A fresh context with trainer's settings and UDFs, no tables.
+pub fn new_context() -> SessionContext {
+    let mut cfg = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_batch_size(8192)
+        .with_information_schema(true);
+    // Plain Utf8 strings: the Rust tail and the snapshots see one string type.
+    cfg.options_mut().execution.parquet.schema_force_view_types = false;
+    cfg.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(cfg);
+    ctx.register_udf(norm_text_udf());
+    ctx
+}
+
+/// `norm_text(s)`: the house spelling of text. Trims Unicode white space (incl. U+3000, the
+/// full-width space of Korean input methods), folds inner runs of white space to one ASCII space,
+/// and maps the ERP's spellings of "missing" ('' , 'nan', 'null', 'none', any case) to NULL.
+pub fn norm_text(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    for (i, part) in s
+        .split(char::is_whitespace)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    let missing = out.is_empty()
+        || out.eq_ignore_ascii_case("nan")
+        || out.eq_ignore_ascii_case("null")
+        || out.eq_ignore_ascii_case("none");
+    (!missing).then_some(out)
+}
+
+fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
+    let fun = Arc::new(
+        |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+            match &args[0] {
+                ColumnarValue::Scalar(v) => {
+                    let s = match v {
+                        ScalarValue::Utf8(Some(s))
+                        | ScalarValue::LargeUtf8(Some(s))
+                        | ScalarValue::Utf8View(Some(s)) => norm_text(s),
+                        _ => None,
+                    };
+                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(s)))
+                }
+                ColumnarValue::Array(a) => {
+                    let a = arrow::compute::cast(a, &DataType::Utf8)?;
+                    let a = a
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .expect("cast to Utf8");
+                    let out: StringArray = a.iter().map(|v| v.and_then(norm_text)).collect();
+                    Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+                }
+            }
+        },
+    );
+    create_udf(
+        "norm_text",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        fun,
+    )
+}
+
+/// The `params` table: one row of encoding parameters the SQL encode layer reads.
+pub fn params_batch(cfg: &Config) -> RecordBatch {
+    let e = &cfg.encoding;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("onehot_min_share", DataType::Float64, false),
+        Field::new("onehot_max_levels", DataType::Int64, false),
+        Field::new("target_folds", DataType::Int64, false),
+        Field::new("target_smoothing", DataType::Float64, false),
+        Field::new("clip_lower_q", DataType::Float64, false),
+        Field::new("clip_upper_q", DataType::Float64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Float64Array::from(vec![e.onehot_min_share])),
+            Arc::new(Int64Array::from(vec![e.onehot_max_levels])),
+            Arc::new(Int64Array::from(vec![e.target_folds])),
+            Arc::new(Float64Array::from(vec![e.target_smoothing])),
+            Arc::new(Float64Array::from(vec![e.clip_quantiles[0]])),
+            Arc::new(Float64Array::from(vec![e.clip_quantiles[1]])),
+        ],
+    )
+    .expect("params schema")
+}
+
+/// Item volumes from `item_metadata.json`, keyed by the cleaned item key (upper-cased, trimmed).
+pub struct ItemVolumes {
+    pub keys: Vec<String>,
+    pub production: Vec<u64>,
+    pub sales: Vec<u64>,
+}
+
+impl ItemVolumes {
+    pub fn load(path: &std::path::Path) -> Result<ItemVolumes> {
+        let what = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::input(
+                &what,
+                format!("cannot read item metadata: {e} (see key `item_metadata` in the config)"),
+            )
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::input(&what, format!("not valid JSON: {e}")))?;
+        let vols = v.get("item_volumes").and_then(|x| x.as_object()).ok_or_else(|| {
+            Error::input(&what, "expected an object with key `item_volumes`: {ITEM_CD: {production_volume, sales_volume}}")
+        })?;
+        let mut rows: Vec<(String, u64, u64)> = Vec::with_capacity(vols.len());
+        for (code, entry) in vols {
+            let get = |k: &str| -> Result<u64> {
+                match entry.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(0),
+                    Some(x) => x
+                        .as_f64()
+                        .filter(|f| *f >= 0.0 && f.is_finite())
+                        .map(|f| f.round() as u64)
+                        .ok_or_else(|| {
+                            Error::input(
+                                &what,
+                                format!("item_volumes.{code}.{k}: expected a number >= 0, got {x}"),
+                            )
+                        }),
+                }
+            };
+            let key = match norm_text(code) {
+                Some(k) => k.to_uppercase(),
+                None => continue,
+            };
+            rows.push((key, get("production_volume")?, get("sales_volume")?));
+        }
+        // Duplicate keys after normalisation (case/space variants): keep the largest volumes.
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        Ok(ItemVolumes {
+            keys: rows.iter().map(|r| r.0.clone()).collect(),
+            production: rows.iter().map(|r| r.1).collect(),
+            sales: rows.iter().map(|r| r.2).collect(),
+        })
+    }
+
+    pub fn to_batch(&self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("item_key", DataType::Utf8, false),
+            Field::new("production_volume", DataType::UInt64, false),
+            Field::new("sales_volume", DataType::UInt64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(self.keys.clone())),
+                Arc::new(UInt64Array::from(self.production.clone())),
+                Arc::new(UInt64Array::from(self.sales.clone())),
+            ],
+        )
+        .expect("item_metadata schema")
+    }
+}
+
+/// Everything the SQL layers read, registered by name.
+pub struct Engine {
+    pub ctx: SessionContext,
+    pub sources: Vec<sources::SourceInfo>,
+}
+
+impl Engine {
+    /// Registers sources, mapping views, params and item metadata.
+    pub async fn build(cfg: &Config, mapping: &Mapping, volumes: &ItemVolumes) -> Result<Engine> {
+        let ctx = new_context();
+        let sources = sources::register_all(&ctx, cfg, mapping).await?;
+        register_mapping_views(&ctx, mapping).await?;
+        ctx.register_batch("params", params_batch(cfg))
+            .map_err(|e| Error::internal(format!("registering params: {e}")))?;
+        ctx.register_batch("item_metadata", volumes.to_batch())
+            .map_err(|e| Error::internal(format!("registering item_metadata: {e}")))?;
+        Ok(Engine { ctx, sources })
+    }
+}
+
+/// `CREATE VIEW erp_<logical> AS SELECT "ERP_COL" AS std_name, ... FROM <erp view>` per view.
+pub async fn register_mapping_views(ctx: &SessionContext, mapping: &Mapping) -> Result<()> {
+    for v in VIEWS {
+        let sql = format!(
+            "CREATE VIEW erp_{} AS {}",
+            v.logical,
+            mapping.select_sql(v.erp_name)
+        );
+        ctx.sql(&sql).await.map_err(|e| {
+            Error::sql(
+                mapping.file.display().to_string(),
+                format!("mapping view erp_{} failed: {e}", v.logical),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs a query and collects all batches.
+pub async fn collect(ctx: &SessionContext, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    df.collect()
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))
+}
+
+/// Concatenates batches into one (an empty batch of `schema` if there are none).
+pub fn concat(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch> {
+    arrow::compute::concat_batches(schema, batches)
+        .map_err(|e| Error::internal(format!("concat: {e}")))
+}
+
+/// Column `name` of `batch` cast to `DataType`, with a clear error if absent.
+pub fn column_as(batch: &RecordBatch, name: &str, ty: &DataType, what: &str) -> Result<ArrayRef> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::sql(what, format!("the view must return a column `{name}`")))?;
+    arrow::compute::cast(col, ty)
+        .map_err(|e| Error::sql(what, format!("column `{name}` cannot be read as {ty}: {e}")))
+}
+
+pub fn strings(a: &ArrayRef) -> &StringArray {
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .expect("Utf8 array")
+}
+
+pub fn f64s(a: &ArrayRef) -> &Float64Array {
+    a.as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("Float64 array")
+}
+
+pub fn i64s(a: &ArrayRef) -> &Int64Array {
+    a.as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("Int64 array")
+}
+
+/// True if any value in the array is null.
+pub fn has_nulls(a: &dyn Array) -> bool {
+    a.null_count() > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::norm_text;
+
+    #[test]
+    fn norm_text_spellings() {
+        assert_eq!(norm_text("  SEC "), Some("SEC".into()));
+        assert_eq!(norm_text("주조\u{3000}원소재"), Some("주조 원소재".into()));
+        assert_eq!(norm_text("\u{3000}"), None);
+        assert_eq!(norm_text("nan"), None);
+        assert_eq!(norm_text("NaN"), None);
+        assert_eq!(norm_text(""), None);
+        assert_eq!(norm_text("NULL"), None);
+        assert_eq!(norm_text("NA"), Some("NA".into()));
+        assert_eq!(norm_text("P11-MS-Gld -"), Some("P11-MS-Gld -".into()));
+    }
+}

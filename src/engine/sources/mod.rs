@@ -1,0 +1,35 @@
+//! Sources: each ERP view becomes a named table DataFusion can scan.
+//!
+//! A source is registered under the view's ERP name (`dbo_BI_ITEM_INFO_VIEW`, ...); the mapping
+//! views `erp_<logical>` select from it. Parquet is implemented here; an ODBC source registers the
+//! same names (filled through odbc-api / arrow-odbc), so the SQL layers never know the difference.
+
+pub mod parquet;
+
+use datafusion::prelude::SessionContext;
+
+use crate::config::{Config, SourceKind};
+use crate::error::Result;
+use crate::mapping::Mapping;
+
+/// What was registered for one view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceInfo {
+    pub view: String,
+    /// Human-readable location (a file path, or a table on a connection with secrets redacted).
+    pub location: String,
+    pub columns: Vec<String>,
+    /// SHA-256 of the source bytes (Parquet) for the data snapshot id.
+    pub sha256: String,
+}
+
+/// Registers every view of the config's source, checking mapped columns exist.
+pub async fn register_all(
+    ctx: &SessionContext,
+    cfg: &Config,
+    mapping: &Mapping,
+) -> Result<Vec<SourceInfo>> {
+    match cfg.sources.kind {
+        SourceKind::Parquet => parquet::register_all(ctx, &cfg.sources, mapping).await,
+    }
+}

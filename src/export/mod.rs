@@ -1,0 +1,5 @@
+//! Artifact writers; each module owns one artifact.
+
+pub mod items;
+pub mod log;
+pub mod projector;

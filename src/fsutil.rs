@@ -1,0 +1,125 @@
+//! Crash-safe file output: every artifact is written to a temporary sibling and renamed into
+//! place, so a failed run never leaves a half-written file where a good one was.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Writes `path` through `f` into `path.tmp-<pid>`, fsyncs and renames it into place.
+pub fn atomic_write_with<F>(path: &Path, f: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+{
+    let tmp = tmp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let file = File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        f(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, "write the file", e));
+    }
+    Ok(())
+}
+
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+fn tmp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// A directory of artifacts built in a staging directory beside its final place and swapped in
+/// only when complete: `models/` is replaced as a whole or not at all.
+pub struct StagedDir {
+    final_path: PathBuf,
+    staging: PathBuf,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Creates `<parent>/.<name>.staging-<pid>`; fails early if the parent is not writable.
+    pub fn create(final_path: &Path) -> Result<Self> {
+        let parent = final_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create the directory", e))?;
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "models".into());
+        let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
+        if staging.exists() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        fs::create_dir_all(&staging).map_err(|e| {
+            Error::io(
+                final_path,
+                "create a staging directory beside the output (is the directory writable?)",
+                e,
+            )
+        })?;
+        Ok(StagedDir {
+            final_path: final_path.to_path_buf(),
+            staging,
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Swaps the staging directory into place. The old directory is moved aside first and removed
+    /// only after the new one is in place.
+    pub fn commit(mut self) -> Result<()> {
+        let old = self.final_path.with_file_name(format!(
+            ".{}.old-{}",
+            self.final_path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            std::process::id()
+        ));
+        let had_old = self.final_path.exists();
+        if had_old {
+            fs::rename(&self.final_path, &old)
+                .map_err(|e| Error::io(&self.final_path, "move the previous output aside", e))?;
+        }
+        if let Err(e) = fs::rename(&self.staging, &self.final_path) {
+            if had_old {
+                let _ = fs::rename(&old, &self.final_path);
+            }
+            return Err(Error::io(
+                &self.final_path,
+                "move the new output into place",
+                e,
+            ));
+        }
+        if had_old {
+            let _ = fs::remove_dir_all(&old);
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}

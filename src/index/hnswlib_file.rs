@@ -1,0 +1,241 @@
+//! hnswlib's index file layout (`saveIndex` / `loadIndex`, hnswlib 0.8.0), so the Python package
+//! `hnswlib` loads `models/hnsw_index.bin` directly. See `specs/hnswlib_index_format.md`.
+//!
+//! Little-endian, 64-bit: a 96-byte header, N level-0 records of `S = L0 + 4·dim + 8` bytes
+//! (u16 count, flags, reserved, `2M` u32 links, the f32 vector, the u64 label), then per element
+//! a u32 byte size of its upper-level lists followed by `level · (4 + 4M)` bytes. Unused link
+//! slots are zero. Labels are internal ids (the row index of `items.parquet`).
+
+use std::io::Write;
+use std::path::Path;
+
+use super::hnsw::Hnsw;
+use crate::error::{Error, Result};
+use crate::fsutil::atomic_write_with;
+
+pub const HEADER_BYTES: usize = 96;
+
+/// Writes the graph in hnswlib's layout (atomically).
+pub fn write(h: &Hnsw, path: &Path) -> Result<()> {
+    atomic_write_with(path, |w| write_to(h, w))
+}
+
+pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
+    let n = h.len() as u64;
+    let m = h.m as u64;
+    let m0 = h.m0 as u64;
+    let dim = h.dim as u64;
+    let l0 = 4 + 4 * m0;
+    let s = l0 + 4 * dim + 8;
+    let (maxlevel, entry): (i32, u32) = match h.entry {
+        Some(e) => (h.max_level as i32, e),
+        None => (-1, u32::MAX),
+    };
+    w.write_all(&0u64.to_le_bytes())?; // offsetLevel0_
+    w.write_all(&n.to_le_bytes())?; // max_elements_
+    w.write_all(&n.to_le_bytes())?; // cur_element_count
+    w.write_all(&s.to_le_bytes())?; // size_data_per_element_
+    w.write_all(&(l0 + 4 * dim).to_le_bytes())?; // label_offset_
+    w.write_all(&l0.to_le_bytes())?; // offsetData_
+    w.write_all(&maxlevel.to_le_bytes())?;
+    w.write_all(&entry.to_le_bytes())?;
+    w.write_all(&m.to_le_bytes())?; // maxM_
+    w.write_all(&m0.to_le_bytes())?; // maxM0_
+    w.write_all(&m.to_le_bytes())?; // M_
+    w.write_all(&(1.0 / (h.m as f64).ln()).to_le_bytes())?; // mult_
+    w.write_all(&(h.ef_construction.max(h.m) as u64).to_le_bytes())?;
+    let mut rec = vec![0u8; s as usize];
+    for i in 0..h.len() {
+        rec.iter_mut().for_each(|b| *b = 0);
+        let links = &h.links[i][0];
+        rec[0..2].copy_from_slice(&(links.len() as u16).to_le_bytes());
+        for (k, &nb) in links.iter().enumerate() {
+            rec[4 + 4 * k..8 + 4 * k].copy_from_slice(&nb.to_le_bytes());
+        }
+        let off = l0 as usize;
+        for (k, x) in h.vector(i as u32).iter().enumerate() {
+            rec[off + 4 * k..off + 4 * k + 4].copy_from_slice(&x.to_le_bytes());
+        }
+        let lo = (l0 + 4 * dim) as usize;
+        rec[lo..lo + 8].copy_from_slice(&(i as u64).to_le_bytes());
+        w.write_all(&rec)?;
+    }
+    let block = 4 + 4 * h.m;
+    let mut up = vec![0u8; block];
+    for i in 0..h.len() {
+        let level = h.levels[i] as usize;
+        w.write_all(&((level * block) as u32).to_le_bytes())?;
+        for l in 1..=level {
+            up.iter_mut().for_each(|b| *b = 0);
+            let links = &h.links[i][l];
+            up[0..2].copy_from_slice(&(links.len() as u16).to_le_bytes());
+            for (k, &nb) in links.iter().enumerate() {
+                up[4 + 4 * k..8 + 4 * k].copy_from_slice(&nb.to_le_bytes());
+            }
+            w.write_all(&up)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a file in hnswlib's layout (as written by `write` or by hnswlib itself).
+pub fn read(path: &Path, ef_construction: usize) -> Result<Hnsw> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::input(&shown, format!("cannot read the index: {e}")))?;
+    parse(&bytes, ef_construction)
+        .map_err(|m| Error::input(&shown, format!("not an hnswlib index file: {m}")))
+}
+
+pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, String> {
+    let u64_at = |o: usize| -> std::result::Result<u64, String> {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+            .ok_or("truncated".to_string())
+    };
+    let u32_at = |o: usize| -> std::result::Result<u32, String> {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+            .ok_or("truncated".to_string())
+    };
+    if b.len() < HEADER_BYTES {
+        return Err(format!(
+            "{} bytes is shorter than the 96-byte header",
+            b.len()
+        ));
+    }
+    let n = u64_at(16)? as usize;
+    let s = u64_at(24)? as usize;
+    let l0 = u64_at(40)? as usize;
+    let maxlevel = u32_at(48)? as i32;
+    let entry = u32_at(52)?;
+    let m = u64_at(56)? as usize;
+    let m0 = u64_at(64)? as usize;
+    if m == 0 || m0 != 2 * m || l0 != 4 + 4 * m0 || s < l0 + 8 || (s - l0 - 8) % 4 != 0 {
+        return Err(format!(
+            "inconsistent header (M={m}, maxM0={m0}, offsetData={l0}, S={s})"
+        ));
+    }
+    let dim = (s - l0 - 8) / 4;
+    let mut data = Vec::with_capacity(n * dim);
+    let mut links: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n);
+    let mut o = HEADER_BYTES;
+    for i in 0..n {
+        let rec = b
+            .get(o..o + s)
+            .ok_or(format!("truncated in level-0 record {i}"))?;
+        let cnt = u16::from_le_bytes([rec[0], rec[1]]) as usize;
+        if cnt > m0 {
+            return Err(format!(
+                "element {i} has {cnt} level-0 links, more than maxM0={m0}"
+            ));
+        }
+        let l: Vec<u32> = (0..cnt)
+            .map(|k| u32::from_le_bytes(rec[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
+            .collect();
+        links.push(vec![l]);
+        for k in 0..dim {
+            data.push(f32::from_le_bytes(
+                rec[l0 + 4 * k..l0 + 4 * k + 4].try_into().unwrap(),
+            ));
+        }
+        o += s;
+    }
+    let block = 4 + 4 * m;
+    let mut levels = Vec::with_capacity(n);
+    for (i, li) in links.iter_mut().enumerate() {
+        let size = u32_at(o)? as usize;
+        o += 4;
+        if size % block != 0 {
+            return Err(format!(
+                "element {i}: upper-level size {size} is not a multiple of {block}"
+            ));
+        }
+        let level = size / block;
+        for _ in 0..level {
+            let blk = b
+                .get(o..o + block)
+                .ok_or(format!("truncated in upper levels of element {i}"))?;
+            let cnt = u16::from_le_bytes([blk[0], blk[1]]) as usize;
+            li.push(
+                (0..cnt.min(m))
+                    .map(|k| u32::from_le_bytes(blk[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
+                    .collect(),
+            );
+            o += block;
+        }
+        levels.push(level as u8);
+    }
+    if o != b.len() {
+        return Err(format!(
+            "{} trailing bytes after the last element",
+            b.len() - o
+        ));
+    }
+    Ok(Hnsw {
+        dim,
+        m,
+        m0,
+        ef_construction,
+        data,
+        levels,
+        links,
+        entry: (maxlevel >= 0).then_some(entry),
+        max_level: maxlevel.max(0) as usize,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The golden fixture of the spec: N=2, dim=2, M=2, vectors (3,4)/(0,2) normalised,
+    /// labels 10 and 11, element 1 at level 1 with an empty list.
+    #[test]
+    fn golden_fixture_layout() {
+        let expected: Vec<u8> = [
+            "00 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00",
+            "02 00 00 00 00 00 00 00 24 00 00 00 00 00 00 00",
+            "1c 00 00 00 00 00 00 00 14 00 00 00 00 00 00 00",
+            "01 00 00 00 01 00 00 00 02 00 00 00 00 00 00 00",
+            "04 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00",
+            "fe 82 2b 65 47 15 f7 3f 02 00 00 00 00 00 00 00",
+            "01 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00",
+            "00 00 00 00 9a 99 19 3f cd cc 4c 3f 0a 00 00 00",
+            "00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00",
+            "00 00 00 00 00 00 00 00 00 00 00 00 00 00 80 3f",
+            "0b 00 00 00 00 00 00 00 00 00 00 00 0c 00 00 00",
+            "00 00 00 00 00 00 00 00 00 00 00 00",
+        ]
+        .iter()
+        .flat_map(|l| l.split(' ').map(|h| u8::from_str_radix(h, 16).unwrap()))
+        .collect();
+        // The fixture uses labels 10/11; our writer writes label = internal id, so patch those.
+        let h = Hnsw {
+            dim: 2,
+            m: 2,
+            m0: 4,
+            ef_construction: 2,
+            data: vec![0.6, 0.8, 0.0, 1.0],
+            levels: vec![0, 1],
+            links: vec![vec![vec![1]], vec![vec![0], vec![]]],
+            entry: Some(1),
+            max_level: 1,
+        };
+        let mut out = Vec::new();
+        write_to(&h, &mut out).unwrap();
+        assert_eq!(out.len(), 188);
+        let mut exp = expected.clone();
+        exp[0x7c] = 0; // label 10 -> 0
+        exp[0xa0] = 1; // label 11 -> 1
+        assert_eq!(out, exp);
+        let back = parse(&out, 2).unwrap();
+        assert_eq!(back.links, h.links);
+        assert_eq!(back.data, h.data);
+        assert_eq!(back.entry, Some(1));
+        let mut again = Vec::new();
+        write_to(&back, &mut again).unwrap();
+        assert_eq!(again, out);
+        assert!(parse(&[out.clone(), vec![0]].concat(), 2).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! `trainer`: the Stage-2 training service.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! config (config.rs, mapping.rs)
+//!   -> sources (engine/sources: one DataFusion table per ERP view)
+//!   -> SQL layers (sql/01_map, 02_clean, 03_encode; run by transform.rs, fitted state saved)
+//!   -> weights (weights.rs: item weights and folds; feature weights)
+//!   -> vectors (vectors.rs: weighted, L2-normalised f32)
+//!   -> index (index/: our HNSW, written in hnswlib's file layout)
+//!   -> exports (export/: items.parquet, retrain queue, TensorBoard projector, log)
+//! ```
+//!
+//! `pipeline.rs` runs the stages; `main.rs` only parses the command line and renders errors.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod export;
+pub mod fsutil;
+pub mod index;
+pub mod mapping;
+pub mod pipeline;
+pub mod rng;
+pub mod sample;
+pub mod transform;
+pub mod vectors;
+pub mod weights;

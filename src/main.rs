@@ -1,0 +1,84 @@
+//! `trainer`: parse the command line, call the library, render an error once, exit with its code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use trainer::cli::{Cli, Command};
+use trainer::error::Result;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Run { config, quiet } => {
+            let s =
+                trainer::pipeline::run(&config, &trainer::pipeline::RunOptions { quiet }).await?;
+            println!(
+                "trained {} items x {} dims in {:.2} s: {} HIGH, {} LOW; model in {}, log {}",
+                s.items,
+                s.dim,
+                s.seconds,
+                s.high,
+                s.low,
+                s.models_dir.display(),
+                s.log_path.display()
+            );
+        }
+        Command::Explain { view, config } => {
+            print!(
+                "{}",
+                trainer::engine::explain::explain(&config, view.as_deref()).await?
+            );
+        }
+        Command::Sample { items, seed, out } => {
+            let t = std::time::Instant::now();
+            let s =
+                trainer::sample::write_sample(&trainer::sample::SampleSpec { items, seed }, &out)?;
+            println!(
+                "wrote {} item rows, {} routing rows, {} work-order rows to {} in {:.2} s",
+                s.item_rows,
+                s.routing_rows,
+                s.work_order_rows,
+                out.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        Command::Vectorize { model, config, out } => {
+            let v = trainer::pipeline::vectorize(&config, &model).await?;
+            std::fs::create_dir_all(&out)
+                .map_err(|e| trainer::error::Error::io(&out, "create the directory", e))?;
+            trainer::pipeline::write_npy(&out.join("vectors.npy"), &v.vectors)?;
+            let mut csv = String::from("row,ITEM_CD\n");
+            for (i, c) in v.item_cd.iter().enumerate() {
+                csv.push_str(&format!("{i},{}\n", c.replace(',', " ")));
+            }
+            trainer::fsutil::atomic_write(&out.join("items.csv"), csv.as_bytes())?;
+            println!(
+                "vectorised {} items x {} dims into {}",
+                v.keys.len(),
+                v.vectors.ncols(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! `trainer run` and `trainer vectorize`: the stages in order, each timed.
+//!
+//! config -> sources -> sql layers -> item weights -> encode (fit) -> vectors -> HNSW index ->
+//! similarity check -> artifacts. All artifacts are written into a staging directory beside
+//! `models/` and swapped in only when every one of them is complete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow::array::Array;
+use arrow::datatypes::DataType;
+use ndarray::Array2;
+use rayon::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::engine::sources::parquet::hex;
+use crate::engine::sqlfiles::{self, SqlFile};
+use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
+use crate::error::{Error, Result};
+use crate::export::items::{ItemRow, write_items, write_retrain_queue};
+use crate::export::log::{RunLog, peak_rss_bytes};
+use crate::export::projector::{self, MetaRow};
+use crate::fsutil::{StagedDir, atomic_write, atomic_write_with};
+use crate::index::hnsw::Visited;
+use crate::index::{Hnsw, HnswParams, hnswlib_file};
+use crate::mapping::Mapping;
+use crate::transform::{self, Mode};
+use crate::vectors::{self, Dims};
+use crate::weights;
+
+/// Options of `trainer run` beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Do not print log lines to stderr (they still go to the log file).
+    pub quiet: bool,
+}
+
+/// What a run produced (also what tests look at).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub items: usize,
+    pub dim: usize,
+    pub high: usize,
+    pub low: usize,
+    pub models_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub seconds: f64,
+}
+
+struct Timer {
+    stages: Vec<(String, f64)>,
+    t: Instant,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            stages: Vec::new(),
+            t: Instant::now(),
+        }
+    }
+    fn lap(&mut self, name: &str, log: &mut RunLog) {
+        let s = self.t.elapsed().as_secs_f64();
+        log.info(format!("stage {name}: {s:.3} s"));
+        self.stages.push((name.to_string(), s));
+        self.t = Instant::now();
+    }
+}
+
+/// Per-item display data from clean_items, in item_key order (label order).
+pub struct ItemTable {
+    pub keys: Vec<String>,
+    pub item_cd: Vec<String>,
+    pub part_nm: Vec<Option<String>>,
+    pub seal_type: Vec<Option<String>>,
+}
+
+pub async fn read_items(ctx: &datafusion::prelude::SessionContext) -> Result<ItemTable> {
+    let sql = "SELECT item_key, item_cd, part_nm, coalesce(seal_type_grup, in_seal_type_cd) AS seal_type \
+               FROM clean_items ORDER BY item_key";
+    let batches = engine::collect(ctx, sql, "clean_items").await?;
+    let mut t = ItemTable {
+        keys: vec![],
+        item_cd: vec![],
+        part_nm: vec![],
+        seal_type: vec![],
+    };
+    for b in &batches {
+        let k = column_as(b, "item_key", &DataType::Utf8, "clean_items")?;
+        let c = column_as(b, "item_cd", &DataType::Utf8, "clean_items")?;
+        let p = column_as(b, "part_nm", &DataType::Utf8, "clean_items")?;
+        let s = column_as(b, "seal_type", &DataType::Utf8, "clean_items")?;
+        for r in 0..b.num_rows() {
+            t.keys.push(strings(&k).value(r).to_string());
+            t.item_cd.push(strings(&c).value(r).to_string());
+            t.part_nm
+                .push((!strings(&p).is_null(r)).then(|| strings(&p).value(r).to_string()));
+            t.seal_type
+                .push((!strings(&s).is_null(r)).then(|| strings(&s).value(r).to_string()));
+        }
+    }
+    Ok(t)
+}
+
+async fn count(ctx: &datafusion::prelude::SessionContext, view: &str) -> Result<usize> {
+    let b = engine::collect(ctx, &format!("SELECT count(*) AS n FROM {view}"), view).await?;
+    let a = column_as(&b[0], "n", &DataType::Int64, view)?;
+    Ok(engine::i64s(&a).value(0) as usize)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn git_commit(dir: &Path) -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "HEAD"]) {
+        Some(c) => {
+            let dirty = run(&["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{c}+dirty") } else { c }
+        }
+        None => "unknown".to_string(),
+    }
+}
+
+/// Writes an (n × d) f32 matrix as a NumPy `.npy` file (version 1.0, little-endian, C order).
+pub fn write_npy(path: &Path, m: &Array2<f32>) -> Result<()> {
+    let (n, d) = m.dim();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    atomic_write_with(path, |w| {
+        use std::io::Write;
+        w.write_all(b"\x93NUMPY\x01\x00")?;
+        w.write_all(&(header.len() as u16).to_le_bytes())?;
+        w.write_all(header.as_bytes())?;
+        for x in m.iter() {
+            w.write_all(&x.to_le_bytes())?;
+        }
+        Ok(())
+    })
+}
+
+/// Loads config, mapping and SQL files: everything that can be validated before data is read.
+pub fn load_inputs(config_path: &Path) -> Result<(Config, Mapping, Vec<SqlFile>)> {
+    let cfg = Config::load(config_path)?;
+    let mapping = Mapping::load(&cfg.mapping)?;
+    let files = sqlfiles::load(&cfg.sql_dir)?;
+    Ok((cfg, mapping, files))
+}
+
+/// `trainer run`.
+pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let (cfg, mapping, files) = load_inputs(config_path)?;
+    let staged = StagedDir::create(&cfg.output.models_dir)?;
+    let out = staged.path().to_path_buf();
+    let fitted_dir = out.join("fitted");
+    std::fs::create_dir_all(&fitted_dir)
+        .map_err(|e| Error::io(&fitted_dir, "create the directory", e))?;
+    let mut log = RunLog::open(&cfg.output.logs_dir, opts.quiet)?;
+    log.info(format!(
+        "trainer {} run: config {}, model_version {}, data_version {}",
+        env!("CARGO_PKG_VERSION"),
+        config_path.display(),
+        cfg.model_version,
+        cfg.data_version
+    ));
+    let mut timer = Timer::new();
+
+    // ---- read ----------------------------------------------------------------------------------
+    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
+    let eng = Engine::build(&cfg, &mapping, &volumes).await?;
+    let ctx = &eng.ctx;
+    for s in &eng.sources {
+        log.info(format!(
+            "source {}: {} ({} columns)",
+            s.view,
+            s.location,
+            s.columns.len()
+        ));
+    }
+    timer.lap("read", &mut log);
+
+    // ---- SQL: map and clean --------------------------------------------------------------------
+    transform::create_views(ctx, &files, &["01_map", "02_clean"], true).await?;
+    let mut rows = serde_json::Map::new();
+    for v in [
+        "map_items",
+        "clean_items",
+        "map_routings",
+        "clean_routings",
+        "map_work_orders",
+        "item_targets",
+    ] {
+        let n = count(ctx, v).await?;
+        rows.insert(v.to_string(), json!(n));
+    }
+    let src_items = rows["map_items"].as_u64().unwrap_or(0);
+    let clean_items = rows["clean_items"].as_u64().unwrap_or(0);
+    log.info(format!(
+        "items: {src_items} source rows, {clean_items} items after cleaning ({} duplicate or keyless rows dropped); {} with a current routing",
+        src_items - clean_items,
+        rows["item_targets"]
+    ));
+
+    // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
+    let sample = weights::fit_item_sample(ctx, &cfg).await?;
+    let sample_batch = sample.to_batch();
+    transform::save_table(&fitted_dir.join("item_sample.parquet"), &sample_batch)?;
+    transform::register(ctx, "item_sample", sample_batch)?;
+    let params = engine::params_batch(&cfg);
+    transform::save_table(&fitted_dir.join("params.parquet"), &params)?;
+    let fitted = transform::run_encode(
+        ctx,
+        &files,
+        Mode::Fit {
+            save_dir: &fitted_dir,
+        },
+    )
+    .await?;
+    for (name, n) in &fitted {
+        log.info(format!("fitted {name}: {n} rows"));
+        rows.insert(name.clone(), json!(n));
+    }
+    let items = read_items(ctx).await?;
+    let encoded = engine::collect(
+        ctx,
+        "SELECT item_key, feature, dim, value FROM encoded_features",
+        "encoded_features",
+    )
+    .await?;
+    timer.lap("sql_transforms", &mut log);
+
+    // ---- vectors -------------------------------------------------------------------------------
+    let index_of: HashMap<String, u32> = items
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), i as u32))
+        .collect();
+    let long = vectors::read_long(&encoded, &index_of)?;
+    drop(encoded);
+    // sample weights in label order (item_sample is in item_key order too)
+    let (dims, dropped, defaulted) =
+        vectors::fit_dims(&long, items.keys.len(), &sample.sample_weight, |f| {
+            weights::feature_weight(&cfg, f)
+        });
+    if !dropped.is_empty() {
+        log.info(format!(
+            "{} constant dimensions dropped (no variance over the training items)",
+            dropped.len()
+        ));
+    }
+    for f in &defaulted {
+        log.warn(format!(
+            "feature `{f}` has no entry under weights.features: weight 1.0 used"
+        ));
+    }
+    transform::save_table(&fitted_dir.join("dims.parquet"), &dims.to_batch())?;
+    let vecs = vectors::build(&long, items.keys.len(), &dims);
+    drop(long);
+    let (n, d) = vecs.dim();
+    let zero_rows = vecs
+        .outer_iter()
+        .filter(|r| r.iter().all(|x| *x == 0.0))
+        .count();
+    if zero_rows > 0 {
+        log.warn(format!(
+            "{zero_rows} items have an all-zero vector (every feature constant)"
+        ));
+    }
+    log.info(format!(
+        "vectors: {n} items x {d} dimensions (float32, L2-normalised)"
+    ));
+    write_npy(&out.join("vectors.npy"), &vecs)?;
+    timer.lap("vectors", &mut log);
+
+    // ---- index ---------------------------------------------------------------------------------
+    let hp = HnswParams {
+        m: cfg.hnsw.m,
+        ef_construction: cfg.hnsw.ef_construction,
+        seed: cfg.hnsw.seed,
+    };
+    log.info(format!(
+        "hnsw: space cosine, M {}, ef_construction {}, ef_search {}, seed {}",
+        hp.m, hp.ef_construction, cfg.hnsw.ef_search, hp.seed
+    ));
+    let bar = progress_bar(n as u64, "index");
+    let flat: Vec<f32> = vecs.iter().copied().collect();
+    let h = Hnsw::build(flat, d, hp, |done, _| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64)
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    timer.lap("index_build", &mut log);
+
+    // ---- similarity check ----------------------------------------------------------------------
+    let ef = cfg.hnsw.ef_search;
+    let nearest: Vec<(Option<u32>, f32)> = (0..n as u32)
+        .into_par_iter()
+        .map_init(
+            || Visited::new(n),
+            |vis, i| {
+                let res = h.search(h.vector(i), 2, ef, vis);
+                match res.into_iter().find(|r| r.1 != i) {
+                    Some((dist, j)) => (Some(j), 1.0 - dist),
+                    None => (None, 0.0),
+                }
+            },
+        )
+        .collect();
+    let thr = cfg.similarity_threshold;
+    let high = nearest.iter().filter(|x| x.1 as f64 >= thr).count();
+    let low = n - high;
+    log.info(format!(
+        "similarity: {high} items >= {thr} (HIGH, {:.1} %), {low} items < {thr} (LOW, {:.1} %)",
+        100.0 * high as f64 / n.max(1) as f64,
+        100.0 * low as f64 / n.max(1) as f64
+    ));
+    let mut hist = [0usize; 10];
+    for (_, s) in &nearest {
+        hist[((s.max(0.0) * 10.0) as usize).min(9)] += 1;
+    }
+    for (k, c) in hist.iter().enumerate() {
+        log.info(format!(
+            "similarity histogram [{:.1}, {:.1}{}: {c}",
+            k as f64 / 10.0,
+            (k + 1) as f64 / 10.0,
+            if k == 9 { "]" } else { ")" }
+        ));
+    }
+    let rows_out: Vec<ItemRow> = (0..n)
+        .map(|i| ItemRow {
+            item_key: items.keys[i].clone(),
+            item_cd: items.item_cd[i].clone(),
+            part_nm: items.part_nm[i].clone(),
+            seal_type: items.seal_type[i].clone(),
+            item_weight: sample.item_weight[i],
+            nearest_label: nearest[i].0.map(|x| x as u64),
+            nearest_similarity: nearest[i].1,
+            tier: if nearest[i].1 as f64 >= thr {
+                "HIGH"
+            } else {
+                "LOW"
+            },
+        })
+        .collect();
+    for r in rows_out.iter().filter(|r| r.tier == "LOW").take(50) {
+        log.warn(format!(
+            "LOW similarity: {} ({}) nearest other {:.4} -> queued for review",
+            r.item_cd,
+            r.part_nm.as_deref().unwrap_or("-"),
+            r.nearest_similarity
+        ));
+    }
+    if low > 50 {
+        log.warn(format!(
+            "... and {} more LOW items (all in retrain_queue.csv)",
+            low - 50
+        ));
+    }
+    timer.lap("similarity_check", &mut log);
+
+    // ---- artifacts -----------------------------------------------------------------------------
+    hnswlib_file::write(&h, &out.join("hnsw_index.bin"))?;
+    let sidecar = json!({
+        "format": "hnswlib 0.8.0 saveIndex layout",
+        "space": "cosine",
+        "dim": d,
+        "M": hp.m,
+        "ef_construction": hp.ef_construction,
+        "ef_search": ef,
+        "N": n,
+        "seed": hp.seed,
+        "label": "row index of items.parquet (column `label`), = data row of tb_projector/metadata.tsv",
+        "vectors": "L2-normalised float32; the same rows as vectors.npy",
+        "load": "hnswlib.Index(space='cosine', dim=dim).load_index('hnsw_index.bin', max_elements=0); set_ef(ef_search)",
+    });
+    atomic_write(
+        &out.join("hnsw_index.json"),
+        format!("{}\n", serde_json::to_string_pretty(&sidecar).unwrap()).as_bytes(),
+    )?;
+    write_items(&out.join("items.parquet"), &rows_out)?;
+    let queued = write_retrain_queue(&out.join("retrain_queue.csv"), &rows_out, thr)?;
+    let meta: Vec<MetaRow> = rows_out
+        .iter()
+        .map(|r| MetaRow {
+            item_cd: &r.item_cd,
+            part_nm: r.part_nm.as_deref().unwrap_or(""),
+            seal_type: r.seal_type.as_deref().unwrap_or(""),
+            tier: r.tier,
+        })
+        .collect();
+    projector::write(&out.join("tb_projector"), &vecs, &meta)?;
+    timer.lap("artifacts", &mut log);
+
+    // ---- training metadata ---------------------------------------------------------------------
+    let mut snapshot = Sha256::new();
+    for s in &eng.sources {
+        snapshot.update(s.view.as_bytes());
+        snapshot.update(s.sha256.as_bytes());
+    }
+    let meta_sha = sha256_file(&cfg.item_metadata)?;
+    snapshot.update(meta_sha.as_bytes());
+    let peak = peak_rss_bytes();
+    let total = started.elapsed().as_secs_f64();
+    let training = json!({
+        "model_version": cfg.model_version,
+        "data_version": cfg.data_version,
+        "trainer_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": git_commit(&cfg.sql_dir),
+        "schema_mapping_version": mapping.version,
+        "similarity_threshold": thr,
+        "data_snapshot_id": hex(&snapshot.finalize()),
+        "sources": eng.sources.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
+        "item_metadata": {"path": cfg.item_metadata.display().to_string(), "sha256": meta_sha},
+        "config": cfg,
+        "sql": files.iter().map(|f| json!({"file": f.rel, "view": f.name, "version": f.version, "grain": f.grain, "sha256": f.sha256})).collect::<Vec<_>>(),
+        "row_counts": rows,
+        "items": n,
+        "dims": d,
+        "dims_dropped_constant": dropped.len(),
+        "similarity": {"high": high, "low": low, "histogram_0_to_1_by_0.1": hist, "retrain_queue": queued},
+        "stage_seconds": timer.stages.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "total_seconds": total,
+        "peak_rss_bytes": peak,
+        "created_at": chrono::Local::now().to_rfc3339(),
+    });
+    atomic_write(
+        &out.join("training_metadata.json"),
+        format!("{}\n", serde_json::to_string_pretty(&training).unwrap()).as_bytes(),
+    )?;
+    staged.commit()?;
+    log.info(format!(
+        "done in {total:.2} s: {n} items, {d} dims, peak RSS {} MiB, model written to {}",
+        peak.map(|b| b / (1024 * 1024))
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "?".into()),
+        cfg.output.models_dir.display()
+    ));
+    Ok(RunSummary {
+        items: n,
+        dim: d,
+        high,
+        low,
+        models_dir: cfg.output.models_dir.clone(),
+        log_path: log.path.clone(),
+        seconds: total,
+    })
+}
+
+fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    b.set_prefix(what.to_string());
+    Some(b)
+}
+
+/// Vectors of the items in the config's sources, computed with a trained model's fitted state.
+/// Training items get back exactly their training vectors; other items use full-data statistics.
+pub struct Vectorized {
+    pub keys: Vec<String>,
+    pub item_cd: Vec<String>,
+    pub vectors: Array2<f32>,
+}
+
+/// `trainer vectorize`.
+pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorized> {
+    let (cfg, mapping, files) = load_inputs(config_path)?;
+    let fitted = model_dir.join("fitted");
+    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
+    let eng = Engine::build(&cfg, &mapping, &volumes).await?;
+    let ctx = &eng.ctx;
+    transform::create_views(ctx, &files, &["01_map", "02_clean"], true).await?;
+    transform::register(
+        ctx,
+        "params",
+        transform::load_table(&fitted.join("params.parquet"))?,
+    )?;
+    transform::register(
+        ctx,
+        "item_sample",
+        transform::load_table(&fitted.join("item_sample.parquet"))?,
+    )?;
+    transform::run_encode(ctx, &files, Mode::Apply { state_dir: &fitted }).await?;
+    let dims = Dims::from_batch(&transform::load_table(&fitted.join("dims.parquet"))?)?;
+    let items = read_items(ctx).await?;
+    let encoded = engine::collect(
+        ctx,
+        "SELECT item_key, feature, dim, value FROM encoded_features",
+        "encoded_features",
+    )
+    .await?;
+    let index_of: HashMap<String, u32> = items
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), i as u32))
+        .collect();
+    let long = vectors::read_long(&encoded, &index_of)?;
+    let vecs = vectors::build(&long, items.keys.len(), &dims);
+    Ok(Vectorized {
+        keys: items.keys,
+        item_cd: items.item_cd,
+        vectors: vecs,
+    })
+}

@@ -1,0 +1,1421 @@
+//! `trainer sample`: the synthetic ERP generator.
+//!
+//! Writes the three ERP views as Parquet with exactly the columns and types of
+//! `specs/erp_views.yaml`, plus `item_metadata.json`. Tests and benchmarks run on its output, so it
+//! has to be as hard as the real data:
+//!
+//! * **Hidden routing structure.** An item's current routing is a function of its *routing key*:
+//!   part type, material class, size band (after unit conversion) and seal family. Items that agree
+//!   on those share a JOB_CD sequence. The key is not visible directly: it must be recovered from
+//!   the informative columns (part type, item group/type, material codes, seal type codes,
+//!   dimensions in mixed units).
+//! * **Noise.** Some items deviate from their key's routing (an operation inserted, dropped or
+//!   swapped), attributes are sometimes mis-keyed, and near-unique columns (drawing numbers,
+//!   free-text specs) carry no routing signal at all.
+//! * **Every pathology of the spec:** missing spelled `''`, NULL or `'nan'`; 0 and 9999 as
+//!   unknown dimensions; units spelled MM/mm/INCH/inch/mmmm/INC/MM/IN/D/NA; stray leading,
+//!   trailing and full-width (U+3000) spaces; Korean text; 84–100 % empty columns; duplicate item
+//!   codes differing by case or spaces; a leading-space item code.
+//!
+//! Determinism: the output is a pure function of `(items, seed)`.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int32Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::fsutil::atomic_write_with;
+use crate::rng::Rng;
+
+pub const ITEM_VIEW: &str = "dbo_BI_ITEM_INFO_VIEW";
+pub const ROUTING_VIEW: &str = "dbo_BI_ROUTING_VIEW";
+pub const WORK_ORDER_VIEW: &str = "dbo_BI_WORK_ORDER_RESULTS";
+
+/// Column types of the three views, in view order (the spec's order).
+pub fn item_schema() -> Schema {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Schema::new(vec![
+        s("ITEM_CD"),
+        s("PART_TYPE"),
+        s("PartNm"),
+        s("ITEM_SUFFIX"),
+        s("ITEM_SPEC"),
+        s("ITEM_NM"),
+        s("ADDITIONAL_SPEC"),
+        s("ITEM_MATERIAL"),
+        s("MATERIAL_DESC"),
+        s("ITEM_ACCT"),
+        s("ITEM_TYPE"),
+        s("ITEM_UNIT"),
+        s("ITEM_GRP1"),
+        s("ITEM_GRP1NM"),
+        s("STANDARD_YN"),
+        s("GROUP1"),
+        s("GROUP2"),
+        s("GROUP3"),
+        s("DRAW_NO"),
+        s("DRAW_REV"),
+        s("DRAW_SHEET_NO"),
+        s("DRAW_USE"),
+        s("ITEM_NM_ENG"),
+        f("OUTDIAMETER"),
+        f("INDIAMETER"),
+        f("OUTTHICKNESS"),
+        s("OUTDIAMETER_UNIT"),
+        f("ROTATE_CLOCKWISE"),
+        f("ROTATE_CTRCLOCKWISE"),
+        s("SealTypeGrup"),
+        s("IN_SEALTYPE_CD"),
+        f("IN_SEALSIZE"),
+        s("IN_SEALSIZE_UOM"),
+        s("MID_SEALTYPE_CD"),
+        f("MID_SEALSIZE"),
+        s("MID_SEALSIZE_UOM"),
+        s("OUT_SEALTYPE_CD"),
+        f("OUT_SEALSIZE"),
+        s("OUT_SEALSIZE_UOM"),
+        s("RAW_MATL_KIND"),
+        s("RAW_MATL_KINDNM"),
+    ])
+}
+
+pub fn routing_schema() -> Schema {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    let d = |n: &str| Field::new(n, DataType::Date32, true);
+    Schema::new(vec![
+        s("ROUT_NO"),
+        s("ITEM_CD"),
+        s("ITEM_NM"),
+        Field::new("PROC_SEQ", DataType::Int32, true),
+        Field::new(
+            "INSRT_DT",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        f("OUTDIAMETER"),
+        f("INDIAMETER"),
+        f("OUTTHICKNESS"),
+        s("OUTDIAMETER_UNIT"),
+        s("INSIDE_FLAG"),
+        s("JOB_CD"),
+        s("JOB_NM"),
+        s("RES_CD"),
+        s("RES_DIS"),
+        s("TIME_UNIT"),
+        f("MFG_LT"),
+        f("QUEUE_TIME"),
+        f("SETUP_TIME"),
+        f("RUN_TIME"),
+        f("ACT_SETUP_TIME"),
+        f("ACT_RUN_TIME"),
+        f("WAIT_TIME"),
+        f("MOVE_TIME"),
+        f("RUN_TIME_QTY"),
+        s("RUN_TIME_UNIT"),
+        s("BATCH_OPER"),
+        s("BP_CD"),
+        s("CUST_NM"),
+        s("CUR_CD"),
+        f("SUBCONTRACT_PRC"),
+        s("TAX_TYPE"),
+        s("MILESTONE_FLG"),
+        s("INSP_FLG"),
+        s("ROUT_ORDER"),
+        d("VALID_FROM_DT"),
+        d("VALID_TO_DT"),
+        s("REMARK"),
+        s("ROUT_DOC"),
+        s("NC_PROGRAM"),
+        s("NC_PROGRAM_WRITER"),
+        s("NC_WRITER_NM"),
+        d("NC_WRITE_DATE"),
+        s("NC_REVIEWER"),
+        s("NC_REVIEWER_NM"),
+        d("NC_REVIEW_DT"),
+        s("RAW_MATL_SIZE"),
+        s("JAW_SIZE"),
+        s("VALIDITY"),
+        s("PROGRAM_REMARK"),
+        s("OP_DRAW_NO"),
+        s("ROUT_SIZE"),
+        s("MTMG_NUMB"),
+    ])
+}
+
+pub fn work_order_schema() -> Schema {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Schema::new(vec![
+        s("ITEM_CD"),
+        Field::new("PROC_SEQ", DataType::Int32, true),
+        s("ROUT_NO"),
+        s("RES_CD"),
+        s("RES_DIS"),
+        s("JOB_CD"),
+        s("CD_NM"),
+        Field::new(
+            "REPORT_DT",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        f("MACH_WORKED_HOURS"),
+        f("SETUP_HOURS"),
+        f("ORDER_QTY"),
+        f("BAD_QTY"),
+    ])
+}
+
+// ------------------------------------------------------------------------------------------------
+// Vocabulary of the synthetic plant.
+
+/// A process class: what kind of part it is and how it is made.
+struct ProcessClass {
+    part_prefix: &'static str,
+    part_names: &'static [&'static str],
+    grp1: (&'static str, &'static str),
+    item_types: &'static [&'static str],
+    acct: &'static str,
+    unit: &'static str,
+    /// Base operation codes in order.
+    ops: &'static [&'static str],
+    /// Share of items of this class that are bought in and have no routing.
+    purchased: f64,
+    share: f64,
+}
+
+const CLASSES: &[ProcessClass] = &[
+    ProcessClass {
+        part_prefix: "SFT",
+        part_names: &["ROTATING FACE", "STATIONARY FACE", "SEAL RING"],
+        grp1: ("SFC", "SEAL FACE"),
+        item_types: &["M1", "M2"],
+        acct: "반제품:M1",
+        unit: "EA",
+        ops: &["C10-1", "C20-1", "F20-3", "F40-1", "F61-1", "Q30-1"],
+        purchased: 0.05,
+        share: 0.18,
+    },
+    ProcessClass {
+        part_prefix: "GLD",
+        part_names: &["GLAND-GENERAL", "GLAND-API", "GLAND PLATE"],
+        grp1: ("SHD", "HARDWARE"),
+        item_types: &["M1", "P4"],
+        acct: "반제품:M1",
+        unit: "EA",
+        ops: &["C10-1", "C20-1", "C25-2", "D10-1", "Q30-1", "E10-1"],
+        purchased: 0.05,
+        share: 0.16,
+    },
+    ProcessClass {
+        part_prefix: "SLV",
+        part_names: &["SLEEVE", "SHAFT SLEEVE", "COLLAR"],
+        grp1: ("SHD", "HARDWARE"),
+        item_types: &["M1", "P4"],
+        acct: "반제품:M1",
+        unit: "EA",
+        ops: &["C10-1", "C20-1", "F20-1", "Q30-1"],
+        purchased: 0.05,
+        share: 0.14,
+    },
+    ProcessClass {
+        part_prefix: "BOM",
+        part_names: &[
+            "M/SEAL BOM",
+            "M/SEAL BOM-API",
+            "M/SEAL BOM-QUENCH",
+            "M/SEAL BOM-FLUSH",
+        ],
+        grp1: ("D", "DRAWING ITEM"),
+        item_types: &["SA", "SB"],
+        acct: "제품",
+        unit: "SET",
+        ops: &["A01-1", "A01-2", "A10-2", "A20-3", "Q30-2", "K10-1"],
+        purchased: 0.02,
+        share: 0.16,
+    },
+    ProcessClass {
+        part_prefix: "KIT",
+        part_names: &["REP KIT/SPARE PARTS", "REP KIT/SPARE PARTS-API"],
+        grp1: ("SEC", "SEAL ETC"),
+        item_types: &["SA", "C4"],
+        acct: "제품",
+        unit: "SET",
+        ops: &["A01-1", "A10-1", "K10-1"],
+        purchased: 0.05,
+        share: 0.08,
+    },
+    ProcessClass {
+        part_prefix: "ORG",
+        part_names: &["O-RING-API", "O-RING-TYPE B", "O-RING-FLUSH", "GASKET"],
+        grp1: ("SEC", "SEAL ETC"),
+        item_types: &["P1", "P4"],
+        acct: "부품류",
+        unit: "EA",
+        ops: &["B10-1", "Q30-1"],
+        purchased: 0.70,
+        share: 0.14,
+    },
+    ProcessClass {
+        part_prefix: "RES",
+        part_names: &["RESERVOIR", "SUPPLY TANK", "COOLER"],
+        grp1: ("SSY", "SEAL SYSTEM"),
+        item_types: &["SB", "M2"],
+        acct: "반제품:M2",
+        unit: "EA",
+        ops: &["W10-1", "W20-2", "A10-2", "A20-1", "P10-1", "K10-1"],
+        purchased: 0.05,
+        share: 0.08,
+    },
+    ProcessClass {
+        part_prefix: "RAW",
+        part_names: &["ROUND BAR", "PLATE", "CASTING"],
+        grp1: ("RAW", "원소재"),
+        item_types: &["R1", "R2"],
+        acct: "원소재",
+        unit: "KG",
+        ops: &["C05-1", "Q10-1"],
+        purchased: 0.60,
+        share: 0.06,
+    },
+];
+
+/// Material classes: the routing reacts to the class, the ERP shows only codes and descriptions.
+struct MaterialClass {
+    descs: &'static [&'static str],
+    code_prefix: &'static str,
+    /// Operations this material adds after machining (heat treatment, coating, …).
+    extra_ops: &'static [&'static str],
+    raw_kind: &'static str,
+    share: f64,
+}
+
+const MATERIALS: &[MaterialClass] = &[
+    MaterialClass {
+        descs: &["316", "STS316", "316L", "STS316 GR.B"],
+        code_prefix: "M",
+        extra_ops: &[],
+        raw_kind: "B.",
+        share: 0.34,
+    },
+    MaterialClass {
+        descs: &["304", "STS304"],
+        code_prefix: "N",
+        extra_ops: &[],
+        raw_kind: "B.",
+        share: 0.14,
+    },
+    MaterialClass {
+        descs: &["SILICON CARBIDE", "SIC-40", "TUNGSTEN CARBIDE"],
+        code_prefix: "Y",
+        extra_ops: &["F10-2", "외주8-1"],
+        raw_kind: "CP",
+        share: 0.16,
+    },
+    MaterialClass {
+        descs: &["CARBON NO.5", "CARBON KR3", "RESIN CARBON"],
+        code_prefix: "K",
+        extra_ops: &["F10-1"],
+        raw_kind: "CR",
+        share: 0.12,
+    },
+    MaterialClass {
+        descs: &["HASTELLOY C276", "HASTELLOY C276 SPRING", "ALLOY 20"],
+        code_prefix: "H",
+        extra_ops: &["외주2-3", "Q40-1"],
+        raw_kind: "P3",
+        share: 0.10,
+    },
+    MaterialClass {
+        descs: &["MULTIPLE MATERIALS", "MULTIPLE MATERIALS H/T"],
+        code_prefix: "Z",
+        extra_ops: &["외주02-1"],
+        raw_kind: "BH",
+        share: 0.14,
+    },
+];
+
+fn op_name(code: &str) -> &'static str {
+    match code.get(..1).unwrap_or("") {
+        "A" if code.starts_with("A01") => "KITTING 부품준비",
+        "A" if code.starts_with("A20") => "PRESSURE TEST 가압시험",
+        "A" => "ASSEMBLY 조립",
+        "B" => "MOLDING 성형",
+        "C" if code.starts_with("C05") => "SAWING 절단",
+        "C" if code.starts_with("C10") => "CUTTING 절단",
+        "C" => "TURNING CNC 선반",
+        "D" => "DRILLING 드릴",
+        "E" => "LASER MARKING",
+        "F" if code.starts_with("F10") => "HEAT TREATMENT 열처리",
+        "F" if code.starts_with("F20") => "GRINDING 연삭",
+        "F" if code.starts_with("F40") => "LAPPING 래핑",
+        "F" => "POLISHING 폴리싱",
+        "K" => "PACKING 포장",
+        "P" => "PAINTING 도장",
+        "Q" => "INSPECTION 검사",
+        "W" => "WELDING 용접",
+        _ => "OUTSOURCED 외주가공",
+    }
+}
+
+fn resource_for(code: &str, large: bool) -> (&'static str, &'static str) {
+    match code.get(..1).unwrap_or("") {
+        "A" | "K" => ("ASY-WC1A", "ASY 작업장 WC1A"),
+        "B" => ("MLD-01", "MLD 작업장 01"),
+        "C" if large => ("MTM-02", "MTM 대형선반 02"),
+        "C" => ("CNC-01", "CNC 작업장 01"),
+        "D" => ("DRL-01", "DRL 작업장 01"),
+        "E" => ("MRK-01", "MRK 작업장 01"),
+        "F" => ("GRD-01", "GRD 작업장 01"),
+        "P" => ("PNT-01", "PNT 작업장 01"),
+        "Q" => ("INS-WC2", "INS 작업장 WC2"),
+        "W" => ("WLD-01", "WLD 작업장 01"),
+        _ => ("OUT-01", "외주 협력사"),
+    }
+}
+
+fn is_outsourced(code: &str) -> bool {
+    code.contains("외주")
+}
+
+/// The part-type codes of the plant: `n_per_class` per class, with names and a routing variant.
+struct PartType {
+    code: String,
+    name: String,
+    class: usize,
+    /// 0..3: which variant of the class's operations this part type uses.
+    variant: u8,
+}
+
+fn make_part_types(rng: &mut Rng, n_per_class: usize) -> Vec<PartType> {
+    let mut out = Vec::new();
+    let mut serial = 11;
+    for (ci, c) in CLASSES.iter().enumerate() {
+        for k in 0..n_per_class {
+            let name_base = c.part_names[k % c.part_names.len()];
+            let name = if k < c.part_names.len() {
+                name_base.to_string()
+            } else {
+                format!(
+                    "{name_base}-{}",
+                    ["STD", "SPECIAL", "HT", "LARGE", "API"][k % 5]
+                )
+            };
+            let code = match rng.below(3) {
+                0 => format!("{}{}", c.part_prefix, k),
+                1 => format!("{serial}"),
+                _ => format!("{}#{}", serial % 60, k % 3 + 1),
+            };
+            serial += 7;
+            out.push(PartType {
+                code,
+                name,
+                class: ci,
+                variant: (rng.below(4)) as u8,
+            });
+        }
+    }
+    out
+}
+
+/// One generated item and the hidden truth behind it.
+struct Item {
+    code: String,
+    part: usize,
+    material_class: usize,
+    material_code: String,
+    material_desc: &'static str,
+    /// Size in mm (None = unknown in the ERP).
+    od_mm: Option<f64>,
+    seal_family: usize,
+    seal_code: String,
+    routing_key_ops: Vec<&'static str>,
+    purchased: bool,
+    large: bool,
+}
+
+/// Size bands (mm of outer diameter) that change the routing.
+fn size_band(od_mm: f64) -> u8 {
+    if od_mm < 60.0 {
+        0
+    } else if od_mm < 150.0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// The routing of a routing key: class ops, specialised by part variant, material, size band and
+/// seal family. This is the structure a good embedding must recover.
+fn routing_for(
+    pt: &PartType,
+    mat: &MaterialClass,
+    band: u8,
+    seal_family: usize,
+) -> Vec<&'static str> {
+    let class = &CLASSES[pt.class];
+    let mut ops: Vec<&'static str> = class.ops.to_vec();
+    // Part-type variant: swap one operation for a sibling code, or add a finishing step.
+    const SIBLINGS: &[(&str, &str)] = &[
+        ("C20-1", "C20-2"),
+        ("F20-3", "F20-1"),
+        ("A10-2", "A10-3"),
+        ("Q30-1", "Q30-3"),
+        ("W20-2", "W20-1"),
+        ("B10-1", "B10-2"),
+        ("C05-1", "C05-2"),
+    ];
+    match pt.variant {
+        1 => {
+            for op in ops.iter_mut() {
+                if let Some((_, s)) = SIBLINGS.iter().find(|(a, _)| a == op) {
+                    *op = s;
+                    break;
+                }
+            }
+        }
+        2 => ops.insert(ops.len().saturating_sub(1), "E10-1"),
+        3 => {
+            if ops.len() > 3 {
+                ops.remove(1);
+            }
+        }
+        _ => {}
+    }
+    // Material: heat treatment / coating / outsourced plating after the machining steps.
+    if CLASSES[pt.class].part_prefix != "ORG" && CLASSES[pt.class].part_prefix != "KIT" {
+        let pos = ops.len().saturating_sub(1);
+        for (k, op) in mat.extra_ops.iter().enumerate() {
+            ops.insert(pos + k, op);
+        }
+    }
+    // Size: large parts get a rough-turning step on the big lathe, very large ones a balance check.
+    if band >= 1 && ops.iter().any(|o| o.starts_with('C')) {
+        ops.insert(1, "C15-1");
+    }
+    if band == 2 {
+        ops.insert(ops.len().saturating_sub(1), "Q35-1");
+    }
+    // Seal family: assemblies are pressure-tested differently per family.
+    if ops.contains(&"A20-3") || ops.contains(&"A20-1") {
+        let test = ["A20-3", "A20-1", "A20-5"][seal_family % 3];
+        for op in ops.iter_mut() {
+            if op.starts_with("A20") {
+                *op = test;
+            }
+        }
+    }
+    ops
+}
+
+/// Noise on top of the key's routing: one operation inserted, dropped or swapped.
+fn deviate(rng: &mut Rng, ops: &mut Vec<&'static str>) {
+    const POOL: &[&str] = &[
+        "Q30-1",
+        "E10-1",
+        "F61-1",
+        "D10-1",
+        "C25-2",
+        "외주8-1",
+        "A10-1",
+        "P10-1",
+    ];
+    match rng.below(3) {
+        0 => {
+            let at = rng.below(ops.len() + 1);
+            ops.insert(at, *rng.pick(POOL));
+        }
+        1 if ops.len() > 2 => {
+            let at = rng.below(ops.len());
+            ops.remove(at);
+        }
+        _ => {
+            let at = rng.below(ops.len());
+            ops[at] = *rng.pick(POOL);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Small helpers that reproduce the ERP's habits.
+
+/// How an empty text value is spelled in this column: '' most often, else NULL or 'nan'.
+fn missing_text(rng: &mut Rng, b: &mut StringBuilder, p_null: f64, p_nan: f64) {
+    let x = rng.f64();
+    if x < p_null {
+        b.append_null();
+    } else if x < p_null + p_nan {
+        b.append_value("nan");
+    } else {
+        b.append_value("");
+    }
+}
+
+/// Stray spaces: a leading or trailing ASCII space, or a trailing full-width space.
+fn with_stray_space(rng: &mut Rng, s: &str, p: f64) -> String {
+    if !rng.chance(p) {
+        return s.to_string();
+    }
+    match rng.below(3) {
+        0 => format!(" {s}"),
+        1 => format!("{s} "),
+        _ => format!("{s}\u{3000}"),
+    }
+}
+
+fn inch_spelling(rng: &mut Rng) -> &'static str {
+    *rng.pick(&["INCH", "INCH", "INCH", "inch", "INC", "in"])
+}
+
+fn mm_spelling(rng: &mut Rng) -> &'static str {
+    *rng.pick(&["MM", "MM", "MM", "MM", "mm", "mmmm"])
+}
+
+/// Deterministic generator configuration.
+pub struct SampleSpec {
+    pub items: usize,
+    pub seed: u64,
+}
+
+/// Row counts of what was written.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SampleSummary {
+    pub item_rows: usize,
+    pub routing_rows: usize,
+    pub work_order_rows: usize,
+}
+
+/// Generates the data set and writes it to `out`.
+pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
+    if spec.items == 0 {
+        return Err(Error::usage("--items must be at least 1"));
+    }
+    fs::create_dir_all(out).map_err(|e| Error::io(out, "create the output directory", e))?;
+    let mut rng = Rng::derive(spec.seed, "sample");
+    let n = spec.items;
+
+    let per_class = (6 + n / 6000).min(53);
+    let parts = make_part_types(&mut rng, per_class);
+    let n_material_codes = (24 + n / 300).min(1167);
+    let material_codes: Vec<(usize, String)> = (0..n_material_codes)
+        .map(|k| {
+            let mc = rng.weighted(&MATERIALS.iter().map(|m| m.share).collect::<Vec<_>>());
+            let code = format!(
+                "{}{:03}{}{}",
+                MATERIALS[mc].code_prefix,
+                k,
+                (b'A' + rng.below(26) as u8) as char,
+                (b'A' + rng.below(26) as u8) as char
+            );
+            (mc, code)
+        })
+        .collect();
+    let n_seal_codes = (30 + n / 400).min(873);
+    let seal_codes: Vec<String> = (0..n_seal_codes)
+        .map(|k| {
+            if k % 3 == 0 {
+                format!("{}", 1_002_000 + k * 37)
+            } else if k % 3 == 1 {
+                format!("{}", 100 + k * 13)
+            } else {
+                format!("X{}", 10 + k)
+            }
+        })
+        .collect();
+
+    // ---- items and their hidden truth -----------------------------------------------------------
+    let class_shares: Vec<f64> = CLASSES.iter().map(|c| c.share).collect();
+    let mut items: Vec<Item> = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = rng.weighted(&class_shares);
+        let class_parts: Vec<usize> = (0..parts.len())
+            .filter(|&p| parts[p].class == class)
+            .collect();
+        // Zipf-like popularity of part types within a class.
+        let w: Vec<f64> = (0..class_parts.len())
+            .map(|k| 1.0 / (k as f64 + 1.5))
+            .collect();
+        let part = class_parts[rng.weighted(&w)];
+        let (mc, material_code) = {
+            let k = rng.below(material_codes.len());
+            material_codes[k].clone()
+        };
+        let m = &MATERIALS[mc];
+        let material_desc = *rng.pick(m.descs);
+        let od_mm = match CLASSES[class].part_prefix {
+            "ORG" | "KIT" | "RAW" if rng.chance(0.6) => None,
+            _ if rng.chance(0.45) => None,
+            _ => Some((rng.normal() * 0.7 + 4.3).exp().clamp(8.0, 900.0)),
+        };
+        let seal_idx = rng.below(seal_codes.len());
+        let seal_family = seal_idx % 7;
+        let band = od_mm.map(size_band).unwrap_or(0);
+        let mut ops = routing_for(&parts[part], m, band, seal_family);
+        let purchased = rng.chance(CLASSES[class].purchased);
+        // 12 % of items deviate from the routing of their key.
+        if rng.chance(0.12) {
+            deviate(&mut rng, &mut ops);
+        }
+        let code = match i % 5 {
+            0 => format!("H{:06}DB", i),
+            1 => format!("3H{:05}ZZ", i),
+            2 => format!("00{:08}", 50_000_000 + i),
+            3 => format!("K{:06}-GS", i),
+            _ => format!("B{:05}JNC", i),
+        };
+        items.push(Item {
+            code,
+            part,
+            material_class: mc,
+            material_code,
+            material_desc,
+            od_mm,
+            seal_family,
+            seal_code: seal_codes[seal_idx].clone(),
+            routing_key_ops: ops,
+            purchased,
+            large: band >= 1,
+        });
+    }
+
+    // ---- item view ------------------------------------------------------------------------------
+    let item_schema = Arc::new(item_schema());
+    let n_dups = if n >= 100 { (n / 700).max(1) } else { 0 };
+    let mut sb: Vec<StringBuilder> = Vec::new();
+    let mut fb: Vec<Float64Builder> = Vec::new();
+    // Column index -> (is_float, position in its builder vec).
+    let layout: Vec<(bool, usize)> = {
+        let (mut s, mut f) = (0, 0);
+        item_schema
+            .fields()
+            .iter()
+            .map(|fld| {
+                if fld.data_type() == &DataType::Float64 {
+                    f += 1;
+                    fb.push(Float64Builder::with_capacity(n + n_dups));
+                    (true, f - 1)
+                } else {
+                    s += 1;
+                    sb.push(StringBuilder::with_capacity(n + n_dups, (n + n_dups) * 8));
+                    (false, s - 1)
+                }
+            })
+            .collect()
+    };
+    let col = |name: &str| item_schema.index_of(name).map(|i| layout[i].1).unwrap();
+    let (c_item, c_pt, c_pnm, c_suffix, c_spec, c_nm, c_addspec, c_mat, c_matdesc, c_acct) = (
+        col("ITEM_CD"),
+        col("PART_TYPE"),
+        col("PartNm"),
+        col("ITEM_SUFFIX"),
+        col("ITEM_SPEC"),
+        col("ITEM_NM"),
+        col("ADDITIONAL_SPEC"),
+        col("ITEM_MATERIAL"),
+        col("MATERIAL_DESC"),
+        col("ITEM_ACCT"),
+    );
+    let (c_type, c_unit, c_grp1, c_grp1nm, c_std, c_g1, c_g2, c_g3, c_draw, c_rev, c_sheet) = (
+        col("ITEM_TYPE"),
+        col("ITEM_UNIT"),
+        col("ITEM_GRP1"),
+        col("ITEM_GRP1NM"),
+        col("STANDARD_YN"),
+        col("GROUP1"),
+        col("GROUP2"),
+        col("GROUP3"),
+        col("DRAW_NO"),
+        col("DRAW_REV"),
+        col("DRAW_SHEET_NO"),
+    );
+    let (
+        c_use,
+        c_nmeng,
+        c_odu,
+        c_stg,
+        c_insc,
+        c_insu,
+        c_midc,
+        c_midu,
+        c_outc,
+        c_outu,
+        c_rk,
+        c_rknm,
+    ) = (
+        col("DRAW_USE"),
+        col("ITEM_NM_ENG"),
+        col("OUTDIAMETER_UNIT"),
+        col("SealTypeGrup"),
+        col("IN_SEALTYPE_CD"),
+        col("IN_SEALSIZE_UOM"),
+        col("MID_SEALTYPE_CD"),
+        col("MID_SEALSIZE_UOM"),
+        col("OUT_SEALTYPE_CD"),
+        col("OUT_SEALSIZE_UOM"),
+        col("RAW_MATL_KIND"),
+        col("RAW_MATL_KINDNM"),
+    );
+    let (f_od, f_id, f_th, f_rcw, f_rccw, f_ins, f_mid, f_out) = (
+        col("OUTDIAMETER"),
+        col("INDIAMETER"),
+        col("OUTTHICKNESS"),
+        col("ROTATE_CLOCKWISE"),
+        col("ROTATE_CTRCLOCKWISE"),
+        col("IN_SEALSIZE"),
+        col("MID_SEALSIZE"),
+        col("OUT_SEALSIZE"),
+    );
+
+    let junk_parts: Vec<usize> = (0..parts.len()).collect();
+    let mut volumes: Vec<(String, u64, u64)> = Vec::with_capacity(n + n_dups);
+    let dup_every = if n_dups > 0 { n / n_dups } else { usize::MAX };
+    for (i, it) in items.iter().enumerate() {
+        let copies = if n_dups > 0 && i % dup_every == dup_every / 2 {
+            2
+        } else {
+            1
+        };
+        for copy in 0..copies {
+            let pt = &parts[it.part];
+            let class = &CLASSES[pt.class];
+            // Mis-keyed attributes: 4 % of rows carry another part type (data-entry noise).
+            let shown_part = if rng.chance(0.04) {
+                &parts[*rng.pick(&junk_parts)]
+            } else {
+                pt
+            };
+            let code = if copy == 1 {
+                // Same item again, differing only by case or surrounding spaces.
+                if rng.chance(0.5) {
+                    it.code.to_lowercase()
+                } else {
+                    format!("{} ", it.code)
+                }
+            } else if i == n / 3 {
+                format!(" {}", it.code)
+            } else {
+                it.code.clone()
+            };
+            sb[c_item].append_value(&code);
+            sb[c_pt].append_value(with_stray_space(&mut rng, &shown_part.code, 0.02));
+            sb[c_pnm].append_value(&shown_part.name);
+            if rng.chance(0.16) {
+                sb[c_suffix].append_value(*rng.pick(&["KIT", "R", "N", "HCV", "K", "S"]));
+            } else {
+                missing_text(&mut rng, &mut sb[c_suffix], 0.02, 0.0);
+            }
+            // Free-text spec: near-unique, no routing signal beyond what size already says.
+            match rng.below(10) {
+                0..=2 => missing_text(&mut rng, &mut sb[c_spec], 0.0, 0.02),
+                3 | 4 => sb[c_spec].append_value("0"),
+                5 => sb[c_spec].append_value(format!(
+                    "VD1-{}gal-316L-({:02}-Coil)-FnlAsy",
+                    rng.below(5) + 1,
+                    rng.below(60)
+                )),
+                _ => sb[c_spec].append_value(format!(
+                    "{} U {} X",
+                    rng.below(400) + 1,
+                    if rng.chance(0.3) {
+                        "K".to_string()
+                    } else {
+                        (rng.below(90) + 1).to_string()
+                    }
+                )),
+            }
+            if rng.chance(0.0001) {
+                sb[c_nm].append_null();
+            } else {
+                sb[c_nm].append_value(format!("{} {}", it.material_desc, shown_part.name));
+            }
+            match rng.below(10) {
+                0 | 1 => missing_text(&mut rng, &mut sb[c_addspec], 0.0, 0.0),
+                2 | 3 => sb[c_addspec].append_value("(표준설계)"),
+                4 => sb[c_addspec].append_value("0"),
+                5 => sb[c_addspec].append_value(format!("QBQ-{}", rng.below(3000))),
+                _ => sb[c_addspec].append_value(format!(
+                    "Gasket-GT-({}-{})",
+                    rng.pick(&["PTFE", "SIC", "MULTI", "EPDM"]),
+                    rng.below(80)
+                )),
+            }
+            sb[c_mat].append_value(&it.material_code);
+            if rng.chance(0.0036) {
+                sb[c_matdesc].append_null();
+            } else {
+                sb[c_matdesc].append_value(it.material_desc);
+            }
+            sb[c_acct].append_value(if rng.chance(0.05) {
+                "저장품"
+            } else {
+                class.acct
+            });
+            if rng.chance(0.04) {
+                missing_text(&mut rng, &mut sb[c_type], 0.1, 0.0);
+            } else {
+                sb[c_type].append_value(*rng.pick(class.item_types));
+            }
+            let unit = match class.unit {
+                "KG" if rng.chance(0.4) => *rng.pick(&["MM", "mm"]),
+                u => u,
+            };
+            sb[c_unit].append_value(unit);
+            if rng.chance(0.023) {
+                missing_text(&mut rng, &mut sb[c_grp1], 0.0, 0.0);
+            } else {
+                sb[c_grp1].append_value(class.grp1.0);
+            }
+            match rng.below(100) {
+                0..=5 => sb[c_grp1nm].append_null(),
+                6 => sb[c_grp1nm].append_value("ddd"),
+                _ => sb[c_grp1nm].append_value(class.grp1.1),
+            }
+            if rng.chance(0.0007) {
+                missing_text(&mut rng, &mut sb[c_std], 0.5, 0.0);
+            } else {
+                sb[c_std].append_value(*rng.pick(&["N", "N", "N", "Y", "Y", "I", "S", "C"]));
+            }
+            // GROUP1/2: custom classification, correlated with part type, with trailing junk.
+            match rng.below(100) {
+                0..=3 => sb[c_g1].append_null(),
+                4..=10 => sb[c_g1].append_value(""),
+                _ => {
+                    let g = format!(
+                        "{}{}-{}",
+                        ["AA", "P", "Q", "A"][pt.class % 4],
+                        10 + (it.part * 7 + rng.below(3)) % 50,
+                        ["QBQ", "API", "Gld", "Stat", "SL-125", "Tank"][pt.class % 6]
+                    );
+                    let g = match rng.below(8) {
+                        0 => format!("{g} -"),
+                        1 => format!("{g} "),
+                        2 => format!("{g}/QBQ"),
+                        _ => g,
+                    };
+                    sb[c_g1].append_value(g)
+                }
+            }
+            match rng.below(100) {
+                0..=3 => sb[c_g2].append_null(),
+                4..=8 => sb[c_g2].append_value(""),
+                _ => sb[c_g2].append_value(format!(
+                    "{}{}-{}",
+                    ["A", "P", "Q", "S"][it.material_class % 4],
+                    10 + it.material_class * 7 + rng.below(4),
+                    ["X", "B3", "C1", ""][rng.below(4)]
+                )),
+            }
+            if rng.chance(0.0094) {
+                sb[c_g3].append_value(*rng.pick(&["syc", "csy", "csy0708"]));
+            } else {
+                sb[c_g3].append_null();
+            }
+            // Drawing numbers: near-unique, no routing signal.
+            match rng.below(100) {
+                0..=2 => sb[c_draw].append_null(),
+                3..=23 => sb[c_draw].append_value(""),
+                _ => sb[c_draw].append_value(format!(
+                    "{}-{}",
+                    rng.pick(&["1K", "2K", "A", "DWG"]),
+                    10_000 + rng.below(90_000)
+                )),
+            }
+            match rng.below(100) {
+                0..=1 => sb[c_rev].append_null(),
+                2..=25 => sb[c_rev].append_value(""),
+                26..=55 => sb[c_rev].append_value("-"),
+                _ => sb[c_rev].append_value(*rng.pick(&["0", "1", "2", "A", "B", "B6", "C"])),
+            }
+            match rng.below(100) {
+                0..=1 => sb[c_sheet].append_null(),
+                2..=5 => sb[c_sheet].append_value(""),
+                _ => sb[c_sheet].append_value((1 + rng.below(3) * rng.below(3)).to_string()),
+            }
+            sb[c_use].append_null();
+            sb[c_nmeng].append_null();
+            // Dimensions: unknown as 0 (or, rarely, 9999); the unit column is often empty and
+            // spelled in many ways. Items measured in inch carry inch values.
+            match it.od_mm {
+                Some(od) => {
+                    let inch = rng.chance(0.06);
+                    let k = if inch { 1.0 / 25.4 } else { 1.0 };
+                    let id = od * (0.55 + 0.2 * rng.f64());
+                    let th = (od * (0.12 + 0.1 * rng.f64())).max(2.0);
+                    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+                    if rng.chance(0.01) {
+                        fb[f_od].append_value(9999.0);
+                    } else {
+                        fb[f_od].append_value(r3(od * k));
+                    }
+                    fb[f_id].append_value(if rng.chance(0.1) { 0.0 } else { r3(id * k) });
+                    fb[f_th].append_value(if rng.chance(0.1) { 0.0 } else { r3(th * k) });
+                    let unit = if inch {
+                        inch_spelling(&mut rng).to_string()
+                    } else if rng.chance(0.3) {
+                        // mm is the plant default: an empty unit means mm.
+                        String::new()
+                    } else {
+                        mm_spelling(&mut rng).to_string()
+                    };
+                    sb[c_odu].append_value(with_stray_space(&mut rng, &unit, 0.03));
+                }
+                None => {
+                    fb[f_od].append_value(0.0);
+                    fb[f_id].append_value(0.0);
+                    fb[f_th].append_value(0.0);
+                    match rng.below(100) {
+                        0..=89 => sb[c_odu].append_value(""),
+                        90..=94 => sb[c_odu].append_value("NA"),
+                        95..=97 => sb[c_odu].append_value("MM/IN"),
+                        _ => sb[c_odu].append_value("D"),
+                    }
+                }
+            }
+            fb[f_rcw].append_value(if rng.chance(0.52) { 1.0 } else { 2.0 });
+            if rng.chance(0.7655) {
+                fb[f_rccw].append_null();
+            } else {
+                fb[f_rccw].append_value(if rng.chance(0.5) { 1.0 } else { 2.0 });
+            }
+            // Seal type group: the strongest signal, but 84 % missing.
+            if rng.chance(0.8419) {
+                sb[c_stg].append_null();
+            } else {
+                sb[c_stg].append_value(format!("{}", 1000 + it.seal_family * 101 + (it.part % 3)));
+            }
+            // Inner seal: type code and size (mostly inch).
+            if rng.chance(0.3) {
+                missing_text(&mut rng, &mut sb[c_insc], 0.015, 0.05);
+                fb[f_ins].append_value(0.0);
+                missing_text(&mut rng, &mut sb[c_insu], 0.015, 0.0);
+            } else {
+                sb[c_insc].append_value(with_stray_space(&mut rng, &it.seal_code, 0.02));
+                let size_in = match it.od_mm {
+                    Some(od) => (od / 25.4 * 0.6 * 8.0).round() / 8.0,
+                    None => 0.5 + rng.below(40) as f64 / 8.0,
+                };
+                let size_in = size_in.max(0.5);
+                match rng.below(100) {
+                    0..=69 => {
+                        fb[f_ins].append_value(size_in);
+                        sb[c_insu].append_value(inch_spelling(&mut rng));
+                    }
+                    70..=95 => {
+                        fb[f_ins].append_value((size_in * 25.4 * 10.0).round() / 10.0);
+                        sb[c_insu].append_value(mm_spelling(&mut rng));
+                    }
+                    96..=97 => {
+                        fb[f_ins].append_value(size_in);
+                        sb[c_insu].append_value("KZ");
+                    }
+                    _ => {
+                        fb[f_ins].append_value(if rng.chance(0.5) { 0.0 } else { 9999.0 });
+                        sb[c_insu].append_value("GROUP");
+                    }
+                }
+            }
+            // Middle seal: almost always empty.
+            if rng.chance(0.005) {
+                sb[c_midc].append_value(format!("{}", 1_002_090 + rng.below(6)));
+                fb[f_mid].append_value(1.0 + rng.below(8) as f64 / 8.0);
+                sb[c_midu].append_value(*rng.pick(&["MM", "INCH", "in", "inch"]));
+            } else {
+                missing_text(&mut rng, &mut sb[c_midc], 0.11, 0.0);
+                if rng.chance(0.16) {
+                    fb[f_mid].append_null()
+                } else {
+                    fb[f_mid].append_value(0.0)
+                }
+                missing_text(&mut rng, &mut sb[c_midu], 0.11, 0.01);
+            }
+            // Outer seal: mostly empty.
+            if rng.chance(0.15) && pt.class == 3 {
+                sb[c_outc]
+                    .append_value(seal_codes[(it.seal_family * 31) % seal_codes.len()].as_str());
+                fb[f_out].append_value(1.0 + rng.below(24) as f64 / 8.0);
+                sb[c_outu].append_value(*rng.pick(&["INCH", "MM", "mm", "inch", "52"]));
+            } else {
+                missing_text(&mut rng, &mut sb[c_outc], 0.064, 0.0);
+                if rng.chance(0.12) {
+                    fb[f_out].append_null()
+                } else {
+                    fb[f_out].append_value(0.0)
+                }
+                missing_text(&mut rng, &mut sb[c_outu], 0.064, 0.0);
+            }
+            // Raw material kind: mostly empty; names are Korean with full-width spaces.
+            if rng.chance(0.12) {
+                sb[c_rk].append_value(MATERIALS[it.material_class].raw_kind);
+            } else {
+                missing_text(&mut rng, &mut sb[c_rk], 0.10, 0.0);
+            }
+            if rng.chance(0.03) {
+                sb[c_rknm].append_value(*rng.pick(&[
+                    "ROUND BAR",
+                    "박판PLATE",
+                    "주조\u{3000}원소재",
+                    "HOLLOW BAR",
+                    "주물\u{3000}원소재",
+                    "원소재\u{3000}1",
+                ]));
+            } else {
+                sb[c_rknm].append_null();
+            }
+            if copy == 0 {
+                // Volumes: log-normal, many zero; used for item weights.
+                let base = if rng.chance(0.3) {
+                    0.0
+                } else {
+                    (rng.normal() * 1.3 + 2.5).exp()
+                };
+                let prod = base.round() as u64;
+                let sales = (base * (0.2 + rng.f64())).round() as u64;
+                volumes.push((it.code.trim().to_string(), prod, sales));
+            }
+        }
+    }
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(layout.len());
+    for (is_f, k) in &layout {
+        if *is_f {
+            arrays.push(Arc::new(fb[*k].finish()));
+        } else {
+            arrays.push(Arc::new(sb[*k].finish()));
+        }
+    }
+    let item_batch = RecordBatch::try_new(item_schema.clone(), arrays)
+        .map_err(|e| Error::internal(format!("building the item batch: {e}")))?;
+    let item_rows = item_batch.num_rows();
+    write_parquet(&out.join(format!("{ITEM_VIEW}.parquet")), &item_batch)?;
+
+    // ---- routing and work-order views -----------------------------------------------------------
+    let (routing_batch, wo_batch) = build_routings(&mut rng, &items, &parts)?;
+    let routing_rows = routing_batch.num_rows();
+    let work_order_rows = wo_batch.num_rows();
+    write_parquet(&out.join(format!("{ROUTING_VIEW}.parquet")), &routing_batch)?;
+    write_parquet(&out.join(format!("{WORK_ORDER_VIEW}.parquet")), &wo_batch)?;
+
+    // ---- item metadata --------------------------------------------------------------------------
+    let mut vols = serde_json::Map::new();
+    for (code, p, s) in &volumes {
+        vols.insert(
+            code.clone(),
+            serde_json::json!({"production_volume": p, "sales_volume": s}),
+        );
+    }
+    let meta = serde_json::json!({
+        "generator": "trainer sample",
+        "items": n,
+        "seed": spec.seed,
+        "volume_unit": "units per year (synthetic)",
+        "item_volumes": vols,
+    });
+    let path = out.join("item_metadata.json");
+    atomic_write_with(&path, |w| {
+        serde_json::to_writer(&mut *w, &meta).map_err(std::io::Error::other)?;
+        std::io::Write::write_all(w, b"\n")
+    })?;
+    Ok(SampleSummary {
+        item_rows,
+        routing_rows,
+        work_order_rows,
+    })
+}
+
+/// One routing header: which operations, when it was inserted.
+fn build_routings(
+    rng: &mut Rng,
+    items: &[Item],
+    parts: &[PartType],
+) -> Result<(RecordBatch, RecordBatch)> {
+    let schema = Arc::new(routing_schema());
+    let est = items.len() * 6;
+    let mut s: Vec<StringBuilder> = Vec::new();
+    let mut f: Vec<Float64Builder> = Vec::new();
+    let mut d: Vec<Date32Builder> = Vec::new();
+    let mut seq = Int32Builder::with_capacity(est);
+    let mut ts = TimestampMillisecondBuilder::with_capacity(est);
+    enum K {
+        S(usize),
+        F(usize),
+        D(usize),
+        Seq,
+        Ts,
+    }
+    let kinds: Vec<K> = schema
+        .fields()
+        .iter()
+        .map(|fld| match fld.data_type() {
+            DataType::Utf8 => {
+                s.push(StringBuilder::with_capacity(est, est * 6));
+                K::S(s.len() - 1)
+            }
+            DataType::Float64 => {
+                f.push(Float64Builder::with_capacity(est));
+                K::F(f.len() - 1)
+            }
+            DataType::Date32 => {
+                d.push(Date32Builder::with_capacity(est));
+                K::D(d.len() - 1)
+            }
+            DataType::Int32 => K::Seq,
+            _ => K::Ts,
+        })
+        .collect();
+    let idx = |name: &str| schema.index_of(name).unwrap();
+    let si = |name: &str| match kinds[idx(name)] {
+        K::S(k) => k,
+        _ => unreachable!(),
+    };
+    let fi = |name: &str| match kinds[idx(name)] {
+        K::F(k) => k,
+        _ => unreachable!(),
+    };
+    let di = |name: &str| match kinds[idx(name)] {
+        K::D(k) => k,
+        _ => unreachable!(),
+    };
+    // Text columns that are almost always empty in the routing view.
+    let sparse_text: Vec<usize> = [
+        "ROUT_DOC",
+        "NC_PROGRAM",
+        "NC_PROGRAM_WRITER",
+        "NC_WRITER_NM",
+        "NC_REVIEWER",
+        "NC_REVIEWER_NM",
+        "JAW_SIZE",
+        "PROGRAM_REMARK",
+        "OP_DRAW_NO",
+        "ROUT_SIZE",
+        "MTMG_NUMB",
+    ]
+    .iter()
+    .map(|n| si(n))
+    .collect();
+
+    let wschema = Arc::new(work_order_schema());
+    let mut w_s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    let mut w_seq = Int32Builder::new();
+    let mut w_ts = TimestampMillisecondBuilder::new();
+    let mut w_f: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::new()).collect();
+
+    // 2015-01-01 .. 2025-10-01 in ms.
+    let t0: i64 = 1_420_070_400_000;
+    let span: i64 = 340_000_000_000;
+    for it in items {
+        if it.purchased {
+            continue;
+        }
+        let n_rout = 1 + rng.weighted(&[0.55, 0.3, 0.15]);
+        // The latest routing is the current one; older ones are earlier, noisier versions.
+        let latest_t = t0 + (rng.f64() * span as f64) as i64 / 1000 * 1000;
+        let tie = n_rout > 1 && rng.chance(0.05);
+        for r in 0..n_rout {
+            let current = r == n_rout - 1;
+            let mut ops = it.routing_key_ops.clone();
+            if !current {
+                deviate(rng, &mut ops);
+            }
+            let t = if current || tie {
+                latest_t
+            } else {
+                latest_t - (1 + rng.below(900)) as i64 * 86_400_000
+            };
+            // ROUT_NO: letters+digits; ties on INSRT_DT are broken by ROUT_NO descending, so the
+            // current one gets the larger suffix.
+            let rout_no = if is_outsourced(ops[0]) {
+                "외주".to_string()
+            } else {
+                match rng.below(2) {
+                    0 => format!("C1M{:07}", 3_000_000 + r * 11 + rng.below(10)),
+                    _ => format!("{}#{}L{:02}C", ["B", "D"][r % 2], r + 1, rng.below(90)),
+                }
+            };
+            let rout_no = if tie {
+                format!("R{:02}-{}", r, rout_no)
+            } else {
+                rout_no
+            };
+            let day = (t / 86_400_000) as i32;
+            let od = it.od_mm.unwrap_or(0.0);
+            for (k, op) in ops.iter().enumerate() {
+                let out = is_outsourced(op);
+                let (res, res_dis) = resource_for(op, it.large);
+                let size_factor = 1.0 + od / 150.0;
+                let run = if out {
+                    0.0
+                } else {
+                    ((5.0 + (k as f64 * 7.0) % 30.0) * size_factor).round()
+                };
+                let setup = if out || rng.chance(0.5) {
+                    0.0
+                } else {
+                    (rng.f64() * 20.0).round()
+                };
+                s[si("ROUT_NO")].append_value(&rout_no);
+                s[si("ITEM_CD")].append_value(it.code.trim());
+                s[si("ITEM_NM")]
+                    .append_value(format!("{} {}", it.material_desc, parts[it.part].name));
+                seq.append_value(((k + 1) * 10) as i32);
+                ts.append_value(t);
+                f[fi("OUTDIAMETER")].append_value(od);
+                f[fi("INDIAMETER")].append_value((od * 0.6 * 1000.0).round() / 1000.0);
+                f[fi("OUTTHICKNESS")].append_value((od * 0.15 * 1000.0).round() / 1000.0);
+                s[si("OUTDIAMETER_UNIT")].append_value(if od > 0.0 { "MM" } else { "" });
+                s[si("INSIDE_FLAG")].append_value(if out {
+                    "외주"
+                } else if rng.chance(0.2) {
+                    "Y"
+                } else {
+                    "사내"
+                });
+                s[si("JOB_CD")].append_value(op);
+                s[si("JOB_NM")].append_value(op_name(op));
+                s[si("RES_CD")].append_value(res);
+                s[si("RES_DIS")].append_value(res_dis);
+                s[si("TIME_UNIT")].append_value(if rng.chance(0.5) { "M" } else { "분(Min.)" });
+                f[fi("MFG_LT")].append_value(0.0);
+                f[fi("QUEUE_TIME")].append_value(0.0);
+                f[fi("SETUP_TIME")].append_value(setup);
+                f[fi("RUN_TIME")].append_value(run);
+                f[fi("ACT_SETUP_TIME")]
+                    .append_value((setup * (0.8 + 0.4 * rng.f64()) * 10.0).round() / 10.0);
+                f[fi("ACT_RUN_TIME")]
+                    .append_value((run * (0.8 + 0.5 * rng.f64()) * 10.0).round() / 10.0);
+                f[fi("WAIT_TIME")].append_value(if out {
+                    200.0
+                } else {
+                    [0.0, 0.0, 300.0][rng.below(3)]
+                });
+                f[fi("MOVE_TIME")].append_value(if out { 200.0 } else { 0.0 });
+                f[fi("RUN_TIME_QTY")].append_value(1.0);
+                s[si("RUN_TIME_UNIT")].append_value("NA");
+                s[si("BATCH_OPER")].append_value(if out { "B" } else { "" });
+                if out {
+                    s[si("BP_CD")].append_value(format!("V{}", 3300 + rng.below(20)));
+                    s[si("CUST_NM")].append_value(*rng.pick(&[
+                        "동양질화",
+                        "대한도금",
+                        "한국열처리",
+                    ]));
+                    s[si("CUR_CD")].append_value("KRW");
+                    f[fi("SUBCONTRACT_PRC")].append_value((1000 + rng.below(50) * 100) as f64);
+                    s[si("TAX_TYPE")].append_value("A");
+                } else {
+                    s[si("BP_CD")].append_null();
+                    s[si("CUST_NM")].append_null();
+                    s[si("CUR_CD")].append_null();
+                    f[fi("SUBCONTRACT_PRC")].append_value(0.0);
+                    s[si("TAX_TYPE")].append_null();
+                }
+                s[si("MILESTONE_FLG")].append_value("Y");
+                s[si("INSP_FLG")].append_value(if op.starts_with('Q') { "Y" } else { "N" });
+                s[si("ROUT_ORDER")].append_value(if k == 0 {
+                    "F"
+                } else if k + 1 == ops.len() {
+                    "L"
+                } else {
+                    "I"
+                });
+                d[di("VALID_FROM_DT")].append_value(day);
+                d[di("VALID_TO_DT")].append_value(376_199); // 2999-12-31
+                s[si("REMARK")].append_value(if rng.chance(0.05) { "긴급 " } else { "" });
+                for &c in &sparse_text {
+                    s[c].append_null();
+                }
+                d[di("NC_WRITE_DATE")].append_null();
+                d[di("NC_REVIEW_DT")].append_null();
+                if k == 0 && od > 0.0 {
+                    s[si("RAW_MATL_SIZE")].append_value(format!("{}mm", (od * 1.05).round()));
+                } else {
+                    s[si("RAW_MATL_SIZE")].append_null();
+                }
+                s[si("VALIDITY")].append_value("Y");
+
+                // Work-order actuals (hours) for the current routing of about half of the items.
+                if current && !out && (it.code.len() + k) % 2 == 0 && rng.chance(0.9) {
+                    w_s[0].append_value(it.code.trim());
+                    w_seq.append_value(((k + 1) * 10) as i32);
+                    w_s[1].append_value(&rout_no);
+                    w_s[2].append_value(res);
+                    w_s[3].append_value(res_dis);
+                    w_s[4].append_value(op);
+                    w_s[5].append_value(op_name(op));
+                    w_ts.append_value(t + (1 + rng.below(400)) as i64 * 3_600_000);
+                    let qty = (1 + rng.below(20)) as f64;
+                    let hours = run * qty / 60.0 * (0.7 + 0.7 * rng.f64());
+                    w_f[0].append_value((hours * 1000.0).round() / 1000.0);
+                    w_f[1].append_value((setup / 60.0 * 1000.0).round() / 1000.0);
+                    w_f[2].append_value(qty);
+                    w_f[3].append_value(if rng.chance(0.05) { 1.0 } else { 0.0 });
+                }
+            }
+        }
+    }
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(kinds.len());
+    for k in &kinds {
+        arrays.push(match k {
+            K::S(i) => Arc::new(s[*i].finish()),
+            K::F(i) => Arc::new(f[*i].finish()),
+            K::D(i) => Arc::new(d[*i].finish()),
+            K::Seq => Arc::new(seq.finish()),
+            K::Ts => Arc::new(ts.finish()),
+        });
+    }
+    let routing = RecordBatch::try_new(schema, arrays)
+        .map_err(|e| Error::internal(format!("building the routing batch: {e}")))?;
+    let wo_arrays: Vec<ArrayRef> = vec![
+        Arc::new(w_s[0].finish()),
+        Arc::new(w_seq.finish()),
+        Arc::new(w_s[1].finish()),
+        Arc::new(w_s[2].finish()),
+        Arc::new(w_s[3].finish()),
+        Arc::new(w_s[4].finish()),
+        Arc::new(w_s[5].finish()),
+        Arc::new(w_ts.finish()),
+        Arc::new(w_f[0].finish()),
+        Arc::new(w_f[1].finish()),
+        Arc::new(w_f[2].finish()),
+        Arc::new(w_f[3].finish()),
+    ];
+    let wo = RecordBatch::try_new(wschema, wo_arrays)
+        .map_err(|e| Error::internal(format!("building the work-order batch: {e}")))?;
+    Ok((routing, wo))
+}
+
+/// Writes one batch as a Parquet file (zstd), atomically.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .set_created_by("trainer".to_string())
+        .build();
+    atomic_write_with(path, |w| {
+        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props.clone()))
+            .map_err(std::io::Error::other)?;
+        // Row groups are cut by the writer; write in slices to bound memory per call.
+        let step = 64 * 1024;
+        let mut off = 0;
+        while off < batch.num_rows() {
+            let len = step.min(batch.num_rows() - off);
+            writer
+                .write(&batch.slice(off, len))
+                .map_err(std::io::Error::other)?;
+            off += len;
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,142 @@
+//! Runs the SQL layers in order and owns fitted state.
+//!
+//! Training (`Mode::Fit`): every non-`fit_` file becomes a view; every `fit_` file is executed,
+//! its result saved as `models/fitted/<view>.parquet` and registered in place of the view, so
+//! what later views read is exactly what was saved. Vectorising later (`Mode::Apply`): the same
+//! files run, but `fit_` views are loaded from the saved Parquet instead of recomputed, which
+//! makes re-vectorising a training item bit-identical.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::engine::sqlfiles::SqlFile;
+use crate::error::{Error, Result};
+
+pub enum Mode<'a> {
+    /// Compute fitted state and save it to this folder.
+    Fit { save_dir: &'a Path },
+    /// Load fitted state from this folder.
+    Apply { state_dir: &'a Path },
+}
+
+/// Creates the views of the given layers (which must contain no `fit_` files). With
+/// `materialize`, each view of 02_clean and 03_encode is computed once and kept in memory as a
+/// table of the same name: later views read it many times (every UNION branch of an encode
+/// input scans clean_items), and plans stay small.
+pub async fn create_views(
+    ctx: &SessionContext,
+    files: &[SqlFile],
+    layers: &[&str],
+    materialize: bool,
+) -> Result<()> {
+    for f in files.iter().filter(|f| layers.contains(&f.layer.as_str())) {
+        if f.is_fit() {
+            return Err(Error::sql(
+                format!("sql/{}", f.rel),
+                "`fit_` views belong in 03_encode",
+            ));
+        }
+        create_view(ctx, f, materialize && f.layer != "01_map").await?;
+    }
+    Ok(())
+}
+
+pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<()> {
+    let what = format!("sql/{}", f.rel);
+    if materialize {
+        let df = ctx
+            .sql(&f.body)
+            .await
+            .map_err(|e| Error::sql(&what, e.to_string()))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| Error::sql(&what, e.to_string()))?;
+        let batch = crate::engine::concat(&schema, &batches)?;
+        return register(ctx, &f.name, batch);
+    }
+    let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
+    ctx.sql(&sql)
+        .await
+        .map_err(|e| Error::sql(&what, e.to_string()))?;
+    Ok(())
+}
+
+/// Runs the encode layer in `mode`; returns (view, rows) for each fitted table.
+pub async fn run_encode(
+    ctx: &SessionContext,
+    files: &[SqlFile],
+    mode: Mode<'_>,
+) -> Result<Vec<(String, usize)>> {
+    let mut fitted = Vec::new();
+    for f in files.iter().filter(|f| f.layer == "03_encode") {
+        if !f.is_fit() {
+            create_view(ctx, f, true).await?;
+            continue;
+        }
+        let batch = match &mode {
+            Mode::Fit { save_dir } => {
+                let what = format!("sql/{}", f.rel);
+                let df = ctx
+                    .sql(&f.body)
+                    .await
+                    .map_err(|e| Error::sql(&what, e.to_string()))?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df
+                    .collect()
+                    .await
+                    .map_err(|e| Error::sql(&what, e.to_string()))?;
+                let batch = crate::engine::concat(&schema, &batches)?;
+                save_table(&save_dir.join(format!("{}.parquet", f.name)), &batch)?;
+                batch
+            }
+            Mode::Apply { state_dir } => {
+                load_table(&state_dir.join(format!("{}.parquet", f.name)))?
+            }
+        };
+        fitted.push((f.name.clone(), batch.num_rows()));
+        register(ctx, &f.name, batch)?;
+    }
+    Ok(fitted)
+}
+
+/// Registers (or replaces) a table by name.
+pub fn register(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {
+    let _ = ctx.deregister_table(name);
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+        .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
+    Ok(())
+}
+
+pub fn save_table(path: &Path, batch: &RecordBatch) -> Result<()> {
+    crate::sample::write_parquet(path, batch)
+}
+
+pub fn load_table(path: &Path) -> Result<RecordBatch> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| {
+        Error::input(
+            &shown,
+            format!(
+                "cannot open fitted state: {e}. Is this a model folder written by `trainer run`?"
+            ),
+        )
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::input(&shown, format!("not a readable Parquet file: {e}")))?;
+    let schema = reader.schema().clone();
+    let batches: Vec<RecordBatch> = reader
+        .build()
+        .map_err(|e| Error::input(&shown, e.to_string()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::input(&shown, e.to_string()))?;
+    crate::engine::concat(&schema, &batches)
+}

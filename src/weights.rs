@@ -1,0 +1,163 @@
+//! Weights: per-feature domain weights and per-item weights (the formulas are in the README).
+//!
+//! * Feature weight `w_f` (config `weights.features`): multiplies every dimension of feature `f`
+//!   after standardisation, so it scales that feature's share of the cosine similarity.
+//! * Item weight `h_i`: the harmonic mean of a volume weight `v_i` and a domain weight `d_i`:
+//!   `v_i = a + (1-a)·ln(1+P_i+S_i)/ln(1+max_j(P_j+S_j))` (P, S: production and sales volume),
+//!   `d_i = a + (1-a)·Σ_c w_c·[c present]/Σ_c w_c` over `weights.item.domain_columns`,
+//!   `h_i = 2·v_i·d_i/(v_i+d_i)`, with `a = weights.item.volume_floor`. The sample weight used
+//!   when fitting statistics is `h_i / mean(h)`.
+//! * Fold `k_i = mix64(fnv1a(item_key) xor mix64(seed)) mod K`: independent of row order.
+
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+
+use crate::config::Config;
+use crate::engine::{column_as, f64s, strings};
+use crate::error::{Error, Result};
+use crate::rng::{fnv1a64, mix64};
+
+/// The training items with their weights and folds, in item_key order.
+#[derive(Debug, Clone)]
+pub struct ItemSample {
+    pub keys: Vec<String>,
+    pub volume_weight: Vec<f64>,
+    pub domain_weight: Vec<f64>,
+    pub item_weight: Vec<f64>,
+    pub sample_weight: Vec<f64>,
+    pub fold: Vec<i64>,
+}
+
+pub fn feature_weight(cfg: &Config, feature: &str) -> Option<f64> {
+    cfg.weights.features.get(feature).copied()
+}
+
+pub fn fold_of(key: &str, seed: u64, folds: i64) -> i64 {
+    (mix64(fnv1a64(key.as_bytes()) ^ mix64(seed)) % folds as u64) as i64
+}
+
+/// Computes the item sample from `clean_items` and `item_metadata`.
+pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemSample> {
+    let iw = &cfg.weights.item;
+    let schema = ctx
+        .table("clean_items")
+        .await
+        .map_err(|e| Error::sql("clean_items", e.to_string()))?
+        .schema()
+        .as_arrow()
+        .clone();
+    for c in &iw.domain_columns {
+        if schema.field_with_name(c).is_err() {
+            return Err(Error::config(
+                std::path::Path::new("config"),
+                format!(
+                    "key `weights.item.domain_columns`: `{c}` is not a column of the clean_items view"
+                ),
+            ));
+        }
+    }
+    let presence: Vec<String> = iw
+        .domain_columns
+        .iter()
+        .map(|c| format!("CASE WHEN c.{c} IS NULL THEN 0.0 ELSE 1.0 END AS p_{c}"))
+        .collect();
+    let sql = format!(
+        "SELECT c.item_key, CAST(coalesce(m.production_volume, 0) + coalesce(m.sales_volume, 0) AS DOUBLE) AS volume, {} \
+         FROM clean_items c LEFT JOIN item_metadata m ON m.item_key = c.item_key ORDER BY c.item_key",
+        presence.join(", ")
+    );
+    let batches = crate::engine::collect(ctx, &sql, "item weights").await?;
+    let mut keys = Vec::new();
+    let mut volume = Vec::new();
+    let mut dom_num = Vec::new();
+    let wsum: f64 = iw
+        .domain_columns
+        .iter()
+        .map(|c| feature_weight(cfg, c).unwrap_or(1.0))
+        .sum();
+    for b in &batches {
+        let k = column_as(b, "item_key", &DataType::Utf8, "item weights")?;
+        let v = column_as(b, "volume", &DataType::Float64, "item weights")?;
+        let ps: Vec<_> = iw
+            .domain_columns
+            .iter()
+            .map(|c| column_as(b, &format!("p_{c}"), &DataType::Float64, "item weights"))
+            .collect::<Result<_>>()?;
+        for r in 0..b.num_rows() {
+            keys.push(strings(&k).value(r).to_string());
+            volume.push(f64s(&v).value(r));
+            let mut d = 0.0;
+            for (c, p) in iw.domain_columns.iter().zip(&ps) {
+                d += feature_weight(cfg, c).unwrap_or(1.0) * f64s(p).value(r);
+            }
+            dom_num.push(if wsum > 0.0 { d / wsum } else { 0.0 });
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::input(
+            "clean_items",
+            "no items left after cleaning: is the item view empty?",
+        ));
+    }
+    let a = iw.volume_floor;
+    let max_v = volume.iter().cloned().fold(0.0f64, f64::max);
+    let volume_weight: Vec<f64> = volume
+        .iter()
+        .map(|&x| {
+            if max_v > 0.0 {
+                a + (1.0 - a) * (1.0 + x).ln() / (1.0 + max_v).ln()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let domain_weight: Vec<f64> = dom_num.iter().map(|&d| a + (1.0 - a) * d).collect();
+    let item_weight: Vec<f64> = volume_weight
+        .iter()
+        .zip(&domain_weight)
+        .map(|(v, d)| 2.0 * v * d / (v + d))
+        .collect();
+    let mean = item_weight.iter().sum::<f64>() / item_weight.len() as f64;
+    let sample_weight = item_weight.iter().map(|h| h / mean).collect();
+    let fold = keys
+        .iter()
+        .map(|k| fold_of(k, cfg.encoding.seed, cfg.encoding.target_folds))
+        .collect();
+    Ok(ItemSample {
+        keys,
+        volume_weight,
+        domain_weight,
+        item_weight,
+        sample_weight,
+        fold,
+    })
+}
+
+impl ItemSample {
+    pub fn to_batch(&self) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("item_key", DataType::Utf8, false),
+            Field::new("volume_weight", DataType::Float64, false),
+            Field::new("domain_weight", DataType::Float64, false),
+            Field::new("item_weight", DataType::Float64, false),
+            Field::new("sample_weight", DataType::Float64, false),
+            Field::new("fold", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(self.keys.clone())),
+                Arc::new(Float64Array::from(self.volume_weight.clone())),
+                Arc::new(Float64Array::from(self.domain_weight.clone())),
+                Arc::new(Float64Array::from(self.item_weight.clone())),
+                Arc::new(Float64Array::from(self.sample_weight.clone())),
+                Arc::new(Int64Array::from(self.fold.clone())),
+            ],
+        )
+        .expect("item_sample schema")
+    }
+}
