@@ -118,6 +118,19 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
+        // serde says "missing field `x`" at the parent's path: name the full key instead.
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            let full = if path == "." { field.to_string() } else { format!("{path}.{field}") };
+            return Error::config(
+                file,
+                format!(
+                    "key `{full}` is missing: every key is required (config/trainer.yml in the repository shows each with its default)"
+                ),
+            );
+        }
         let key = if path == "." {
             "top level".to_string()
         } else {

@@ -493,8 +493,10 @@ pub struct Vectorized {
     pub vectors: Array2<f32>,
 }
 
-/// `trainer vectorize`.
-pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorized> {
+/// A session over the config's sources with a trained model's fitted state: every view of
+/// `sql/` exists (fit_ views loaded from the model), as `vectorize` uses it. Tests and
+/// analysts' tooling query views from here.
+pub async fn apply_session(config_path: &Path, model_dir: &Path) -> Result<(Engine, Vec<SqlFile>)> {
     let (cfg, mapping, files) = load_inputs(config_path)?;
     let fitted = model_dir.join("fitted");
     let volumes = ItemVolumes::load(&cfg.item_metadata)?;
@@ -512,7 +514,16 @@ pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorize
         transform::load_table(&fitted.join("item_sample.parquet"))?,
     )?;
     transform::run_encode(ctx, &files, Mode::Apply { state_dir: &fitted }).await?;
-    let dims = Dims::from_batch(&transform::load_table(&fitted.join("dims.parquet"))?)?;
+    Ok((eng, files))
+}
+
+/// `trainer vectorize`.
+pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorized> {
+    let (eng, _files) = apply_session(config_path, model_dir).await?;
+    let ctx = &eng.ctx;
+    let dims = Dims::from_batch(&transform::load_table(
+        &model_dir.join("fitted").join("dims.parquet"),
+    )?)?;
     let items = read_items(ctx).await?;
     let encoded = engine::collect(
         ctx,

@@ -691,7 +691,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
 
     // ---- item view ------------------------------------------------------------------------------
     let item_schema = Arc::new(item_schema());
-    let n_dups = if n >= 100 { (n / 700).max(1) } else { 0 };
+    let n_dups = if n >= 20 { (n / 700).max(1) } else { 0 };
     let mut sb: Vec<StringBuilder> = Vec::new();
     let mut fb: Vec<Float64Builder> = Vec::new();
     // Column index -> (is_float, position in its builder vec).

@@ -49,16 +49,7 @@ pub async fn create_views(
 pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<()> {
     let what = format!("sql/{}", f.rel);
     if materialize {
-        let df = ctx
-            .sql(&f.body)
-            .await
-            .map_err(|e| Error::sql(&what, e.to_string()))?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| Error::sql(&what, e.to_string()))?;
-        let batch = crate::engine::concat(&schema, &batches)?;
+        let batch = compute(ctx, &f.body, &what).await?;
         return register(ctx, &f.name, batch);
     }
     let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
@@ -83,16 +74,7 @@ pub async fn run_encode(
         let batch = match &mode {
             Mode::Fit { save_dir } => {
                 let what = format!("sql/{}", f.rel);
-                let df = ctx
-                    .sql(&f.body)
-                    .await
-                    .map_err(|e| Error::sql(&what, e.to_string()))?;
-                let schema = Arc::new(df.schema().as_arrow().clone());
-                let batches = df
-                    .collect()
-                    .await
-                    .map_err(|e| Error::sql(&what, e.to_string()))?;
-                let batch = crate::engine::concat(&schema, &batches)?;
+                let batch = compute(ctx, &f.body, &what).await?;
                 save_table(&save_dir.join(format!("{}.parquet", f.name)), &batch)?;
                 batch
             }
@@ -104,6 +86,38 @@ pub async fn run_encode(
         register(ctx, &f.name, batch)?;
     }
     Ok(fitted)
+}
+
+/// Runs `sql` and returns its result as one batch in canonical row order.
+pub async fn compute(ctx: &SessionContext, sql: &str, what: &str) -> Result<RecordBatch> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = crate::engine::collect_df(df, what).await?;
+    canonical(&crate::engine::concat(&schema, &batches)?)
+}
+
+/// The rows of `batch` sorted by all columns (first column first). Hash aggregates emit groups
+/// in an order that changes from process to process; every materialised table is put in this
+/// canonical order so that later float sums over it add up in the same order in every run.
+pub fn canonical(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+    if batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let cols: Vec<SortColumn> = batch
+        .columns()
+        .iter()
+        .map(|c| SortColumn {
+            values: Arc::clone(c),
+            options: None,
+        })
+        .collect();
+    let idx =
+        lexsort_to_indices(&cols, None).map_err(|e| Error::internal(format!("sorting: {e}")))?;
+    take_record_batch(batch, &idx).map_err(|e| Error::internal(format!("sorting: {e}")))
 }
 
 /// Registers (or replaces) a table by name.

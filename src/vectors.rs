@@ -104,8 +104,17 @@ pub fn fit_dims(
     let tw: f64 = sample_weight.iter().sum();
     let mut s1 = vec![0.0f64; nd];
     let mut s2 = vec![0.0f64; nd];
-    for ((&it, d), &v) in long.item.iter().zip(&long.dim).zip(&long.value) {
-        let j = index[d.as_str()];
+    // Sum in (dim, item) order, whatever order the SQL emitted the rows in.
+    let mut order: Vec<(usize, u32, usize)> = long
+        .dim
+        .iter()
+        .zip(&long.item)
+        .enumerate()
+        .map(|(r, (d, &it))| (index[d.as_str()], it, r))
+        .collect();
+    order.sort_unstable();
+    for &(j, it, r) in &order {
+        let v = long.value[r];
         let w = sample_weight.get(it as usize).copied().unwrap_or(0.0);
         s1[j] += w * v;
         s2[j] += w * v * v;

@@ -5,9 +5,11 @@
 //! `erp_<view>` views of the field mapping, and `item_metadata`. The SQL layers under `sql/`
 //! then run on top (see [`crate::transform`]).
 //!
-//! Execution uses one partition: float aggregates (weighted means, sums) are then computed in a
-//! fixed order, which is what makes fitted state and vectors bit-identical across runs.
+//! Execution uses one partition and merges union branches in a fixed order (see
+//! [`deterministic`]): float aggregates (weighted means, sums) are then computed in a fixed order,
+//! which is what makes fitted state and vectors bit-identical across runs.
 
+pub mod deterministic;
 pub mod explain;
 pub mod sources;
 pub mod sqlfiles;
@@ -34,7 +36,12 @@ pub fn new_context() -> SessionContext {
     // Plain Utf8 strings: the Rust tail and the snapshots see one string type.
     cfg.options_mut().execution.parquet.schema_force_view_types = false;
     cfg.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(cfg);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(cfg)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(deterministic::DeterministicCoalesce))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(norm_text_udf());
     ctx
 }
@@ -230,15 +237,25 @@ pub async fn register_mapping_views(ctx: &SessionContext, mapping: &Mapping) -> 
     Ok(())
 }
 
-/// Runs a query and collects all batches.
+/// Runs a query and collects all batches, partitions in order.
 pub async fn collect(ctx: &SessionContext, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
     let df = ctx
         .sql(sql)
         .await
         .map_err(|e| Error::sql(what, e.to_string()))?;
-    df.collect()
+    collect_df(df, what).await
+}
+
+/// Collects a DataFrame partition by partition, in partition order (deterministic row order).
+pub async fn collect_df(
+    df: datafusion::dataframe::DataFrame,
+    what: &str,
+) -> Result<Vec<RecordBatch>> {
+    let parts = df
+        .collect_partitioned()
         .await
-        .map_err(|e| Error::sql(what, e.to_string()))
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// Concatenates batches into one (an empty batch of `schema` if there are none).

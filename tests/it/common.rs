@@ -1,0 +1,167 @@
+//! Shared helpers: a throwaway project (config pointing at a data folder, temp models/logs),
+//! running the `trainer` binary, and finding the Python with hnswlib/tensorboard.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample_dir() -> PathBuf {
+    repo().join("data/sample")
+}
+
+pub fn fixture_dir() -> PathBuf {
+    repo().join("tests/fixtures/erp_small")
+}
+
+/// A temp project: `config.yml` using `data` as the source and the repo's mapping and SQL.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Project {
+    pub fn new(data: &Path) -> Project {
+        Self::with(data, |s| s)
+    }
+
+    /// Like `new`, with the config text passed through `edit` first.
+    pub fn with(data: &Path, edit: impl FnOnce(String) -> String) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(repo().join("config/trainer.yml")).unwrap();
+        let r = repo();
+        let text = text
+            .replace("dir: data/sample", &format!("dir: {}", data.display()))
+            .replace(
+                "mapping: config/schema_mappings.yaml",
+                &format!(
+                    "mapping: {}",
+                    r.join("config/schema_mappings.yaml").display()
+                ),
+            )
+            .replace(
+                "item_metadata: data/sample/item_metadata.json",
+                &format!(
+                    "item_metadata: {}",
+                    data.join("item_metadata.json").display()
+                ),
+            )
+            .replace(
+                "sql_dir: sql",
+                &format!("sql_dir: {}", r.join("sql").display()),
+            )
+            .replace(
+                "models_dir: models",
+                &format!("models_dir: {}", dir.path().join("models").display()),
+            )
+            .replace(
+                "logs_dir: logs",
+                &format!("logs_dir: {}", dir.path().join("logs").display()),
+            );
+        let text = edit(text);
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, text).unwrap();
+        Project { dir, config }
+    }
+
+    pub fn models(&self) -> PathBuf {
+        self.dir.path().join("models")
+    }
+
+    pub fn run(&self) -> Output {
+        trainer(&["run", "--quiet", "--config", self.config.to_str().unwrap()])
+    }
+
+    pub fn run_ok(&self) {
+        let out = self.run();
+        assert!(
+            out.status.success(),
+            "trainer run failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// stderr with temp paths replaced, for snapshots.
+pub fn redact(text: &str, project: &Project) -> String {
+    let tmp = project.dir.path().to_string_lossy().to_string();
+    let repo = repo().to_string_lossy().to_string();
+    // Object-store URLs in plans drop the leading slash of absolute paths.
+    text.replace(&tmp, "[TMP]")
+        .replace(tmp.trim_start_matches('/'), "[TMP]")
+        .replace(&repo, "[REPO]")
+        .replace(repo.trim_start_matches('/'), "[REPO]")
+}
+
+/// The Python interpreter with hnswlib, numpy, pyarrow and tensorboard, or None with the reason
+/// printed. With TRAINER_REQUIRE_PYTHON=1 (set by .ci/run) a missing interpreter is a failure.
+pub fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("TRAINER_PYTHON").ok().map(PathBuf::from),
+        Some(PathBuf::from("/var/cache/trainer-py/bin/python")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let ok = Command::new(&c)
+            .args(["-c", "import hnswlib, numpy, pyarrow, tensorboard"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    let why = "no Python with hnswlib, numpy, pyarrow and tensorboard (set TRAINER_PYTHON; .ci/run installs one)";
+    if std::env::var("TRAINER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+pub fn read_bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Reads vectors.npy written by trainer: (n, d, data).
+pub fn read_npy(p: &Path) -> (usize, usize, Vec<f32>) {
+    let b = read_bytes(p);
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data: Vec<f32> = b[10 + hl..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(data.len(), dims[0] * dims[1]);
+    (dims[0], dims[1], data)
+}
+
+/// insta settings: snapshots live in the repository's top-level `snapshots/` folder.
+pub fn snapshots() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path(repo().join("snapshots"));
+    s.set_prepend_module_to_snapshot(true);
+    s
+}

@@ -1,0 +1,211 @@
+//! Bad input: a clear message naming the file, key, view or column, a documented non-zero exit
+//! code, and no half-written artifacts (the previous model stays intact). Messages are snapshots.
+
+use std::path::Path;
+
+use crate::common::{Project, redact, sample_dir, snapshots};
+
+fn stderr_of(p: &Project) -> (i32, String) {
+    let out = p.run();
+    (
+        out.status.code().unwrap_or(-1),
+        redact(&String::from_utf8_lossy(&out.stderr), p),
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn missing_input_file() {
+    let data = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dir(), data.path());
+    std::fs::remove_file(data.path().join("dbo_BI_ROUTING_VIEW.parquet")).unwrap();
+    let p = Project::new(data.path());
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 3);
+    let err = err.replace(&data.path().to_string_lossy().to_string(), "[DATA]");
+    snapshots().bind(|| insta::assert_snapshot!(err));
+    assert!(!p.models().exists(), "no model may be written");
+}
+
+#[test]
+fn missing_config_key() {
+    let p = Project::with(&sample_dir(), |t| t.replace("  ef_search: 256\n", ""));
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 2);
+    snapshots().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn unknown_config_key() {
+    let p = Project::with(&sample_dir(), |t| {
+        t.replace("  ef_search: 256\n", "  ef_search: 256\n  ef_serach: 100\n")
+    });
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 2);
+    snapshots().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn out_of_range_config_value() {
+    let p = Project::with(&sample_dir(), |t| t.replace("  m: 32\n", "  m: 1\n"));
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 2);
+    snapshots().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn missing_mapped_column() {
+    // The mapping expects `SealTypeGrup`; the source calls it something else.
+    let mapping =
+        std::fs::read_to_string(crate::common::repo().join("config/schema_mappings.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("mapping.yaml");
+    std::fs::write(
+        &m,
+        mapping.replace(
+            "SealTypeGrup: seal_type_grup",
+            "SealTypeGroup: seal_type_grup",
+        ),
+    )
+    .unwrap();
+    let p = Project::with(&sample_dir(), |t| {
+        t.lines()
+            .map(|l| {
+                if l.starts_with("mapping:") {
+                    format!("mapping: {}", m.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 3);
+    let err = err.replace(&dir.path().to_string_lossy().to_string(), "[MAPDIR]");
+    snapshots().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn corrupt_parquet() {
+    let data = tempfile::tempdir().unwrap();
+    copy_dir(&sample_dir(), data.path());
+    let f = data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let p = Project::new(data.path());
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 3);
+    let err = err.replace(&data.path().to_string_lossy().to_string(), "[DATA]");
+    snapshots().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn unwritable_output_keeps_previous_model() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let index = p.models().join("hnsw_index.bin");
+    let before = std::fs::read(&index).unwrap();
+    // Make the folder that holds models/ read-only: staging beside it cannot be created.
+    let parent = p.dir.path();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let probe = parent.join(".probe");
+    let writable_anyway = std::fs::write(&probe, b"x").is_ok(); // root ignores permissions
+    let _ = std::fs::remove_file(&probe);
+    if writable_anyway {
+        // Running as root: use a path under a regular file, which nobody can create.
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let blocker = parent.join("blocker");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let text = std::fs::read_to_string(&p.config).unwrap();
+        let bad = blocker.join("models");
+        std::fs::write(
+            &p.config,
+            text.lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("models_dir:") {
+                        format!("  models_dir: {}", bad.display())
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
+    }
+    let (code, err) = stderr_of(&p);
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("previous model (if any) is intact"), "{err}");
+    snapshots().bind(|| insta::assert_snapshot!(err));
+    assert_eq!(
+        std::fs::read(&index).unwrap(),
+        before,
+        "the previous model must be untouched"
+    );
+}
+
+#[test]
+fn failed_run_leaves_previous_model_intact() {
+    // A model exists; the next run fails in the middle (a SQL transform breaks after the data
+    // was read): models/ is byte-identical afterwards and no staging folder is left behind.
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let before = std::fs::read(p.models().join("hnsw_index.bin")).unwrap();
+    let sql = tempfile::tempdir().unwrap();
+    for layer in ["01_map", "02_clean", "03_encode"] {
+        let to = sql.path().join(layer);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(crate::common::repo().join("sql").join(layer)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    let f = sql.path().join("03_encode/40_encoded_features.sql");
+    let t = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(
+        &f,
+        t.replace(
+            "SELECT item_key, feature, dim, value FROM enc_target",
+            "SELECT item_key, feature, dim, no_such_column FROM enc_target",
+        ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        text.lines()
+            .map(|l| {
+                if l.starts_with("sql_dir:") {
+                    format!("sql_dir: {}", sql.path().display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("40_encoded_features.sql"), "{err}");
+    assert_eq!(
+        std::fs::read(p.models().join("hnsw_index.bin")).unwrap(),
+        before
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(p.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging folder left behind");
+}

@@ -1,0 +1,8 @@
+//! Integration tests, one binary with themed modules (see each module's doc).
+
+mod cli;
+mod common;
+mod errors;
+mod pipeline;
+mod real_clients;
+mod transforms;

@@ -1,0 +1,66 @@
+//! Real clients read the artifacts: the `hnswlib` Python package loads the index and finds the
+//! same neighbours; real TensorBoard (on 127.0.0.1) serves the projector tensor and metadata.
+//! Skipped with a printed reason when no such Python exists, unless TRAINER_REQUIRE_PYTHON=1.
+
+use std::process::Command;
+
+use crate::common::{Project, python, repo, sample_dir};
+
+fn run_json(py: &std::path::Path, script: &str, arg: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(py)
+        .arg(repo().join("tests/python").join(script))
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn hnswlib_loads_the_index_and_agrees() {
+    let Some(py) = python() else { return };
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let r = run_json(&py, "check_hnswlib.py", &p.models());
+    eprintln!("hnswlib check: {r}");
+    assert_eq!(r["n"], 1000);
+    assert_eq!(r["self_hit_at_1"], 1.0);
+    assert!(r["recall_at_10"].as_f64().unwrap() >= 0.99, "{r}");
+    assert!(
+        r["nearest_other_agreement"].as_f64().unwrap() >= 0.99,
+        "{r}"
+    );
+    assert!(
+        r["nearest_other_similarity_max_abs_diff"].as_f64().unwrap() < 1e-5,
+        "{r}"
+    );
+    assert_eq!(
+        r["resave_identical"], true,
+        "hnswlib's save_index must reproduce our file"
+    );
+}
+
+#[test]
+fn tensorboard_serves_the_projector() {
+    let Some(py) = python() else { return };
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let r = run_json(&py, "check_projector.py", &p.models().join("tb_projector"));
+    eprintln!("tensorboard check: {r}");
+    assert_eq!(r["runs"], serde_json::json!(["."]));
+    let shape = r["tensor_shape"].as_array().unwrap();
+    assert_eq!(shape[0], 1000);
+    assert!(r["tensor_max_abs_diff"].as_f64().unwrap() < 1e-6);
+    assert_eq!(
+        r["metadata_header"],
+        serde_json::json!(["ITEM_CD", "PartNm", "SealType", "similarity_tier"])
+    );
+    assert_eq!(r["metadata_rows"], 1000);
+    assert!(!r["first_item"].as_str().unwrap().is_empty());
+    assert!(!r["first_part_nm"].as_str().unwrap().is_empty());
+}
