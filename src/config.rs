@@ -250,7 +250,7 @@ impl Config {
         if self.model_version.trim().is_empty() {
             return bad("model_version", "a non-empty version label", "\"\"".into());
         }
-        for (view, _) in &self.sources.files {
+        for view in self.sources.files.keys() {
             if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {
                 let names: Vec<&str> = crate::mapping::VIEWS.iter().map(|v| v.erp_name).collect();
                 return bad(

@@ -486,10 +486,8 @@ fn routing_for(
             }
         }
         2 => ops.insert(ops.len().saturating_sub(1), "E10-1"),
-        3 => {
-            if ops.len() > 3 {
-                ops.remove(1);
-            }
+        3 if ops.len() > 3 => {
+            ops.remove(1);
         }
         _ => {}
     }
@@ -575,11 +573,13 @@ fn with_stray_space(rng: &mut Rng, s: &str, p: f64) -> String {
 }
 
 fn inch_spelling(rng: &mut Rng) -> &'static str {
-    *rng.pick(&["INCH", "INCH", "INCH", "inch", "INC", "in"])
+    const S: [&str; 6] = ["INCH", "INCH", "INCH", "inch", "INC", "in"];
+    S[rng.below(S.len())]
 }
 
 fn mm_spelling(rng: &mut Rng) -> &'static str {
-    *rng.pick(&["MM", "MM", "MM", "MM", "mm", "mmmm"])
+    const S: [&str; 6] = ["MM", "MM", "MM", "MM", "mm", "mmmm"];
+    S[rng.below(S.len())]
 }
 
 /// Deterministic generator configuration.
@@ -779,7 +779,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
 
     let junk_parts: Vec<usize> = (0..parts.len()).collect();
     let mut volumes: Vec<(String, u64, u64)> = Vec::with_capacity(n + n_dups);
-    let dup_every = if n_dups > 0 { n / n_dups } else { usize::MAX };
+    let dup_every = n.checked_div(n_dups).unwrap_or(usize::MAX);
     for (i, it) in items.iter().enumerate() {
         let copies = if n_dups > 0 && i % dup_every == dup_every / 2 {
             2

@@ -137,7 +137,7 @@ impl Hnsw {
         p: HnswParams,
         mut progress: impl FnMut(usize, usize),
     ) -> Hnsw {
-        let n = if dim == 0 { 0 } else { data.len() / dim };
+        let n = data.len().checked_div(dim).unwrap_or(0);
         let levels = Self::draw_levels(n, p.m, p.seed);
         let mut h = Hnsw {
             dim,
@@ -344,16 +344,16 @@ impl Hnsw {
         all.into_iter().take(k).map(|c| (c.0, c.1)).collect()
     }
 
-    /// Appends points (incremental insertion): same batching and determinism as `build`.
+    /// Appends points (incremental insertion, one at a time, deterministic). New points draw
+    /// their levels from the same seeded sequence as `build`, so they reach upper levels too.
     pub fn insert_all(&mut self, data: &[f32], seed: u64) {
         let start = self.len();
         let add = data.len() / self.dim;
         let all_levels = Self::draw_levels(start + add, self.m, seed);
         self.data.extend_from_slice(data);
-        for i in start..start + add {
-            self.levels.push(all_levels[i]);
-            self.links
-                .push(vec![Vec::new(); all_levels[i] as usize + 1]);
+        for &level in &all_levels[start..] {
+            self.levels.push(level);
+            self.links.push(vec![Vec::new(); level as usize + 1]);
         }
         let mut visited = Visited::new(self.len());
         for i in start..start + add {
@@ -430,6 +430,40 @@ mod tests {
         }
         let recall = hit as f64 / 2000.0;
         assert!(recall >= 0.99, "recall@10 = {recall}");
+    }
+
+    #[test]
+    fn incremental_insertion_keeps_recall() {
+        let (n, dim) = (2000, 12);
+        let data = random_unit(n, dim, 11);
+        let p = HnswParams {
+            m: 12,
+            ef_construction: 100,
+            seed: 5,
+        };
+        let mut h = Hnsw::build(data[..1000 * dim].to_vec(), dim, p, |_, _| {});
+        h.insert_all(&data[1000 * dim..], 5);
+        assert_eq!(h.len(), n);
+        assert!(
+            h.levels[1000..].iter().any(|&l| l > 0),
+            "new points reach upper levels"
+        );
+        let mut vis = Visited::new(n);
+        let mut hit = 0;
+        for q in (0..n as u32).step_by(10) {
+            let got: Vec<u32> = h
+                .search(h.vector(q), 10, 128, &mut vis)
+                .iter()
+                .map(|x| x.1)
+                .collect();
+            let exact: Vec<u32> = h.brute_force(h.vector(q), 10).iter().map(|x| x.1).collect();
+            hit += exact.iter().filter(|e| got.contains(e)).count();
+        }
+        let recall = hit as f64 / (10.0 * (n / 10) as f64);
+        assert!(
+            recall >= 0.99,
+            "recall@10 after incremental insertion = {recall}"
+        );
     }
 
     #[test]

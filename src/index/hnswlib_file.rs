@@ -111,7 +111,7 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
     let entry = u32_at(52)?;
     let m = u64_at(56)? as usize;
     let m0 = u64_at(64)? as usize;
-    if m == 0 || m0 != 2 * m || l0 != 4 + 4 * m0 || s < l0 + 8 || (s - l0 - 8) % 4 != 0 {
+    if m == 0 || m0 != 2 * m || l0 != 4 + 4 * m0 || s < l0 + 8 || !(s - l0 - 8).is_multiple_of(4) {
         return Err(format!(
             "inconsistent header (M={m}, maxM0={m0}, offsetData={l0}, S={s})"
         ));
@@ -146,7 +146,7 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
     for (i, li) in links.iter_mut().enumerate() {
         let size = u32_at(o)? as usize;
         o += 4;
-        if size % block != 0 {
+        if !size.is_multiple_of(block) {
             return Err(format!(
                 "element {i}: upper-level size {size} is not a multiple of {block}"
             ));
