@@ -1,0 +1,54 @@
+# The contract CI and people share. `make run` trains on the bundled sample; `make test` runs the
+# tests. Both install what they need first (Debian packages via apt-get, a Python venv for the
+# real-client tests). Rust itself (cargo >= 1.94) is expected on the PATH.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PY_VENV ?= .venv
+CONFIG ?= config/trainer.yml
+APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev python3-venv python3-dev
+PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
+
+.PHONY: deps pyenv build run test lint fmt-check sample docker
+
+## deps: Debian packages the build and tests need (odbc-api links against unixODBC).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+## pyenv: the Python venv with the real clients the tests drive (hnswlib, TensorBoard).
+pyenv: deps
+	@if ! $(PY_VENV)/bin/python -c "import hnswlib, numpy, pyarrow, tensorboard" 2>/dev/null; then \
+	  python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q $(PY_PACKAGES); \
+	fi
+
+build: deps
+	$(CARGO) build --locked
+
+## run: train on the bundled sample (data/sample) with config/trainer.yml -> models/, logs/.
+run: deps
+	$(CARGO) run --locked --quiet -- run --config $(CONFIG)
+
+## test: unit, integration, snapshot and real-client tests.
+test: pyenv
+	TRAINER_PYTHON=$(abspath $(PY_VENV))/bin/python $(CARGO) test --locked
+
+## lint: formatting, clippy, and exactly one arrow in the dependency tree.
+lint: deps fmt-check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@if $(CARGO) tree --locked -d --depth 0 2>/dev/null | grep -E '^arrow(-[a-z]+)? v'; then \
+	  echo "error: more than one version of an arrow crate (see README, 'Pinned arrow')"; exit 1; fi
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+## sample: regenerate the bundled sample (deterministic: the files do not change).
+sample:
+	$(CARGO) run --locked --quiet -- sample --items 1000 --seed 42 --out data/sample
+
+docker:
+	docker build -t trainer .
