@@ -105,6 +105,28 @@ pub async fn read_items(ctx: &datafusion::prelude::SessionContext) -> Result<Ite
     Ok(t)
 }
 
+/// The items (label order) and their encoded features, read from `clean_items` and
+/// `encoded_features`.
+async fn read_encoded(
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<(ItemTable, vectors::Long)> {
+    let items = read_items(ctx).await?;
+    let encoded = engine::collect(
+        ctx,
+        "SELECT item_key, feature, dim, value FROM encoded_features",
+        "encoded_features",
+    )
+    .await?;
+    let index_of: HashMap<String, u32> = items
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), i as u32))
+        .collect();
+    let long = vectors::read_long(&encoded, &index_of)?;
+    Ok((items, long))
+}
+
 async fn count(ctx: &datafusion::prelude::SessionContext, view: &str) -> Result<usize> {
     let b = engine::collect(ctx, &format!("SELECT count(*) AS n FROM {view}"), view).await?;
     let a = column_as(&b[0], "n", &DataType::Int64, view)?;
@@ -238,24 +260,10 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         log.info(format!("fitted {name}: {n} rows"));
         rows.insert(name.clone(), json!(n));
     }
-    let items = read_items(ctx).await?;
-    let encoded = engine::collect(
-        ctx,
-        "SELECT item_key, feature, dim, value FROM encoded_features",
-        "encoded_features",
-    )
-    .await?;
+    let (items, long) = read_encoded(ctx).await?;
     timer.lap("sql_transforms", &mut log);
 
     // ---- vectors -------------------------------------------------------------------------------
-    let index_of: HashMap<String, u32> = items
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.clone(), i as u32))
-        .collect();
-    let long = vectors::read_long(&encoded, &index_of)?;
-    drop(encoded);
     // sample weights in label order (item_sample is in item_key order too)
     let (dims, dropped, defaulted) =
         vectors::fit_dims(&long, items.keys.len(), &sample.sample_weight, |f| {
@@ -524,20 +532,7 @@ pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorize
     let dims = Dims::from_batch(&transform::load_table(
         &model_dir.join("fitted").join("dims.parquet"),
     )?)?;
-    let items = read_items(ctx).await?;
-    let encoded = engine::collect(
-        ctx,
-        "SELECT item_key, feature, dim, value FROM encoded_features",
-        "encoded_features",
-    )
-    .await?;
-    let index_of: HashMap<String, u32> = items
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.clone(), i as u32))
-        .collect();
-    let long = vectors::read_long(&encoded, &index_of)?;
+    let (items, long) = read_encoded(ctx).await?;
     let vecs = vectors::build(&long, items.keys.len(), &dims);
     Ok(Vectorized {
         keys: items.keys,

@@ -1216,7 +1216,7 @@ fn build_routings(
         if it.purchased {
             continue;
         }
-        let n_rout = 1 + rng.weighted(&[0.55, 0.3, 0.15]);
+        let n_rout = 1 + rng.weighted(&[0.75, 0.2, 0.05]);
         // The latest routing is the current one; older ones are earlier, noisier versions.
         let latest_t = t0 + (rng.f64() * span as f64) as i64 / 1000 * 1000;
         let tie = n_rout > 1 && rng.chance(0.05);

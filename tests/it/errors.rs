@@ -13,6 +13,20 @@ fn stderr_of(p: &Project) -> (i32, String) {
     )
 }
 
+/// Replaces the config line that starts (after indentation) with `key:`.
+fn set_line(text: &str, key: &str, line: String) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key}:")) {
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -76,16 +90,7 @@ fn missing_mapped_column() {
     )
     .unwrap();
     let p = Project::with(&sample_dir(), |t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("mapping:") {
-                    format!("mapping: {}", m.display())
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        set_line(&t, "mapping", format!("mapping: {}", m.display()))
     });
     let (code, err) = stderr_of(&p);
     assert_eq!(code, 3);
@@ -129,16 +134,11 @@ fn unwritable_output_keeps_previous_model() {
         let bad = blocker.join("models");
         std::fs::write(
             &p.config,
-            text.lines()
-                .map(|l| {
-                    if l.trim_start().starts_with("models_dir:") {
-                        format!("  models_dir: {}", bad.display())
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            set_line(
+                &text,
+                "models_dir",
+                format!("  models_dir: {}", bad.display()),
+            ),
         )
         .unwrap();
     }
@@ -183,16 +183,11 @@ fn failed_run_leaves_previous_model_intact() {
     let text = std::fs::read_to_string(&p.config).unwrap();
     std::fs::write(
         &p.config,
-        text.lines()
-            .map(|l| {
-                if l.starts_with("sql_dir:") {
-                    format!("sql_dir: {}", sql.path().display())
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
+        set_line(
+            &text,
+            "sql_dir",
+            format!("sql_dir: {}", sql.path().display()),
+        ),
     )
     .unwrap();
     let (code, err) = stderr_of(&p);
