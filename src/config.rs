@@ -39,18 +39,50 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
+    /// One Parquet file per view in `sources.dir`.
     Parquet,
+    /// An ODBC connection (`sources.connection`), one table or view per ERP view.
+    Odbc,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     pub kind: SourceKind,
-    /// Folder holding one Parquet file per view.
-    pub dir: PathBuf,
-    /// Optional per-view file names (default `<view>.parquet`).
+    /// Parquet: folder holding one Parquet file per view.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Parquet: optional per-view file names (default `<view>.parquet`).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// ODBC: the connection string (or `DSN=...`). Never put a password here: use
+    /// `password_env`. Any `PWD=`/`Password=` value is redacted wherever the string is shown.
+    #[serde(default, serialize_with = "serialize_redacted")]
+    pub connection: Option<String>,
+    /// ODBC: name of the environment variable holding the password (appended as `PWD=`).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// ODBC: per-view table names (default: the view name, e.g. `dbo_BI_ITEM_INFO_VIEW` in
+    /// Access; on SQL Server use `dbo.BI_ITEM_INFO_VIEW`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+    /// ODBC: how often a transient connection error is retried (with exponential backoff).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn serialize_redacted<S: serde::Serializer>(
+    v: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(c) => s.serialize_some(&crate::engine::sources::odbc::redact(c)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Parameters the SQL encode layer reads from the `params` table.
@@ -249,6 +281,69 @@ impl Config {
         }
         if self.model_version.trim().is_empty() {
             return bad("model_version", "a non-empty version label", "\"\"".into());
+        }
+        let src = &self.sources;
+        match src.kind {
+            SourceKind::Parquet => {
+                if src.dir.is_none() {
+                    return bad(
+                        "sources.dir",
+                        "the folder with one <view>.parquet per ERP view (kind: parquet)",
+                        "nothing".into(),
+                    );
+                }
+                for k in ["connection", "password_env"] {
+                    let set = if k == "connection" {
+                        src.connection.is_some()
+                    } else {
+                        src.password_env.is_some()
+                    };
+                    if set {
+                        return bad(
+                            &format!("sources.{k}"),
+                            "no ODBC settings with kind: parquet",
+                            "a value".into(),
+                        );
+                    }
+                }
+            }
+            SourceKind::Odbc => {
+                if src
+                    .connection
+                    .as_deref()
+                    .is_none_or(|c| c.trim().is_empty())
+                {
+                    return bad(
+                        "sources.connection",
+                        "an ODBC connection string, e.g. DRIVER={MDBTools};DBQ=/abs/path/erp.accdb (kind: odbc)",
+                        "nothing".into(),
+                    );
+                }
+                if src.dir.is_some() || !src.files.is_empty() {
+                    return bad(
+                        "sources.dir",
+                        "no Parquet settings with kind: odbc (use sources.tables)",
+                        "a value".into(),
+                    );
+                }
+                if src.retries > 10 {
+                    return bad(
+                        "sources.retries",
+                        "an integer in 0..=10",
+                        src.retries.to_string(),
+                    );
+                }
+            }
+        }
+        for view in src.tables.keys() {
+            if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {
+                let names: Vec<&str> = crate::mapping::VIEWS.iter().map(|v| v.erp_name).collect();
+                return bad(
+                    &format!("sources.tables.{view}"),
+                    &format!("one of {}", names.join(", ")),
+                    view.clone(),
+                );
+            }
         }
         for view in self.sources.files.keys() {
             if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {

@@ -2,8 +2,10 @@
 //!
 //! A source is registered under the view's ERP name (`dbo_BI_ITEM_INFO_VIEW`, ...); the mapping
 //! views `erp_<logical>` select from it. Parquet is implemented here; an ODBC source registers the
-//! same names (filled through odbc-api / arrow-odbc), so the SQL layers never know the difference.
+//! same names (filled through odbc-api / arrow-odbc, see [`odbc`]), so the SQL layers never know
+//! the difference.
 
+pub mod odbc;
 pub mod parquet;
 
 use datafusion::prelude::SessionContext;
@@ -31,5 +33,6 @@ pub async fn register_all(
 ) -> Result<Vec<SourceInfo>> {
     match cfg.sources.kind {
         SourceKind::Parquet => parquet::register_all(ctx, &cfg.sources, mapping).await,
+        SourceKind::Odbc => odbc::register_all(ctx, &cfg.sources, mapping).await,
     }
 }

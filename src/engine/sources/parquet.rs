@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 use crate::mapping::{Mapping, VIEWS};
 
 pub fn file_for(sources: &Sources, view: &str) -> PathBuf {
+    let dir = sources.dir.clone().unwrap_or_default();
     match sources.files.get(view) {
-        Some(f) => sources.dir.join(f),
-        None => sources.dir.join(format!("{view}.parquet")),
+        Some(f) => dir.join(f),
+        None => dir.join(format!("{view}.parquet")),
     }
 }
 
@@ -34,7 +35,7 @@ pub async fn register_all(
                 format!(
                     "cannot read the source file for view {}: {e}. Check `sources.dir` in the config, or create sample data with `trainer sample --out {}`",
                     v.erp_name,
-                    sources.dir.display()
+                    sources.dir.clone().unwrap_or_default().display()
                 ),
             )
         })?;
