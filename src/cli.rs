@@ -21,6 +21,16 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// Connect, list each view's columns with their source types and row count, and say which
+    /// mapped columns are missing (exit code 3 if any) -- before a long run.
+    Check {
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train: read the sources, run the SQL transforms, build vectors and the index, write models/.
     Run {
@@ -47,6 +57,19 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Inspect the configured sources (connect, list columns, types and row counts).
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
+    /// Snapshot the configured sources to Parquet (the Stage-1 extract) with a snapshot id.
+    Extract {
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// Output directory: one <view>.parquet per view, item_metadata.json, extract.json.
         #[arg(long)]
         out: PathBuf,
     },

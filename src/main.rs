@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trainer::cli::{Cli, Command};
+use trainer::cli::{Cli, Command, SourcesCommand};
 use trainer::error::Result;
 
 fn main() -> ExitCode {
@@ -60,6 +60,39 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 s.work_order_rows,
                 out.display(),
                 t.elapsed().as_secs_f64()
+            );
+        }
+        Command::Sources {
+            command: SourcesCommand::Check { config },
+        } => {
+            let cfg = trainer::config::Config::load(&config)?;
+            let mapping = trainer::mapping::Mapping::load(&cfg.mapping)?;
+            let reports = tokio::task::spawn_blocking(move || {
+                trainer::engine::sources::check::describe_sources(&cfg, &mapping)
+                    .map(|r| (r, mapping))
+            })
+            .await
+            .map_err(|e| trainer::error::Error::internal(e.to_string()))??;
+            let (text, ok) = trainer::engine::sources::check::render(&reports.0, &reports.1);
+            print!("{text}");
+            if !ok {
+                return Err(trainer::error::Error::input(
+                    "sources check",
+                    format!(
+                        "mapped columns are missing (see above); fix {} or the source",
+                        reports.1.file.display()
+                    ),
+                ));
+            }
+        }
+        Command::Extract { config, out } => {
+            let cfg = trainer::config::Config::load(&config)?;
+            let mapping = trainer::mapping::Mapping::load(&cfg.mapping)?;
+            let doc = trainer::engine::sources::check::extract(&cfg, &mapping, &out).await?;
+            println!(
+                "extracted to {}: snapshot id {}",
+                out.display(),
+                doc["snapshot_id"].as_str().unwrap_or("")
             );
         }
         Command::Vectorize { model, config, out } => {

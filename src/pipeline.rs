@@ -133,7 +133,22 @@ async fn count(ctx: &datafusion::prelude::SessionContext, view: &str) -> Result<
     Ok(engine::i64s(&a).value(0) as usize)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The data snapshot id: SHA-256 over each view's name and content hash (Parquet: the file's
+/// bytes; ODBC: the values read) and the item metadata file's hash.
+pub fn snapshot_id(
+    sources: &[crate::engine::sources::SourceInfo],
+    item_metadata_sha: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update(s.view.as_bytes());
+        h.update(s.sha256.as_bytes());
+    }
+    h.update(item_metadata_sha.as_bytes());
+    hex(&h.finalize())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
     Ok(hex(&Sha256::digest(&bytes)))
@@ -422,13 +437,8 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     timer.lap("artifacts", &mut log);
 
     // ---- training metadata ---------------------------------------------------------------------
-    let mut snapshot = Sha256::new();
-    for s in &eng.sources {
-        snapshot.update(s.view.as_bytes());
-        snapshot.update(s.sha256.as_bytes());
-    }
     let meta_sha = sha256_file(&cfg.item_metadata)?;
-    snapshot.update(meta_sha.as_bytes());
+    let snapshot = snapshot_id(&eng.sources, &meta_sha);
     let peak = peak_rss_bytes();
     let total = started.elapsed().as_secs_f64();
     let training = json!({
@@ -438,7 +448,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         "git_commit": git_commit(&cfg.sql_dir),
         "schema_mapping_version": mapping.version,
         "similarity_threshold": thr,
-        "data_snapshot_id": hex(&snapshot.finalize()),
+        "data_snapshot_id": snapshot,
         "sources": eng.sources.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
         "item_metadata": {"path": cfg.item_metadata.display().to_string(), "sha256": meta_sha},
         "config": cfg,

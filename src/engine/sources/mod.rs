@@ -5,6 +5,7 @@
 //! same names (filled through odbc-api / arrow-odbc, see [`odbc`]), so the SQL layers never know
 //! the difference.
 
+pub mod check;
 pub mod odbc;
 pub mod parquet;
 

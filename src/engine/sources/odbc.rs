@@ -326,34 +326,84 @@ fn read_view(
         })
         .collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let select: Vec<String> = cols
+    let batch = fetch(conn, table, &schema, bulk, &what)?;
+    Ok((batch, available))
+}
+
+/// `SELECT "c1", "c2", ... FROM table` (the only form mdbtools understands), read into `schema`
+/// (bulk through arrow-odbc, or row by row).
+fn fetch(
+    conn: &odbc_api::Connection<'_>,
+    table: &str,
+    schema: &SchemaRef,
+    bulk: bool,
+    what: &str,
+) -> Result<RecordBatch> {
+    let select: Vec<String> = schema
+        .fields()
         .iter()
-        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+        .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
         .collect();
     let sql = format!("SELECT {} FROM {table}", select.join(", "));
     let cursor = conn
         .execute(&sql, (), None)
-        .map_err(|e| Error::input(&what, format!("query failed: {}", redact(&e.to_string()))))?
-        .ok_or_else(|| Error::input(&what, "the query returned no result set"))?;
-    let batch = if bulk {
-        let reader = arrow_odbc::OdbcReaderBuilder::new()
-            .with_schema(Arc::clone(&schema))
-            .with_max_num_rows_per_batch(8192)
-            .with_max_text_size(4096)
-            .build(cursor)
-            .map_err(|e| Error::input(&what, format!("cannot set up a bulk read: {e}")))?;
-        let mut batches = Vec::new();
-        for b in reader {
-            batches.push(b.map_err(|e| {
-                Error::input(&what, format!("reading failed (connection lost?): {e}"))
-            })?);
+        .map_err(|e| Error::input(what, format!("query failed: {}", redact(&e.to_string()))))?
+        .ok_or_else(|| Error::input(what, "the query returned no result set"))?;
+    if !bulk {
+        return read_rows(cursor, schema, what);
+    }
+    let reader = arrow_odbc::OdbcReaderBuilder::new()
+        .with_schema(Arc::clone(schema))
+        .with_max_num_rows_per_batch(8192)
+        .with_max_text_size(4096)
+        .build(cursor)
+        .map_err(|e| Error::input(what, format!("cannot set up a bulk read: {e}")))?;
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| {
+            Error::input(
+                what,
+                format!(
+                    "reading failed (connection lost?): {}",
+                    redact(&e.to_string())
+                ),
+            )
+        })?);
+    }
+    arrow::compute::concat_batches(schema, &batches).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Reads columns of any table into the given schema over a fresh connection (no retries):
+/// for tools and tests. `connection` must already contain any password.
+pub fn read_table(connection: &str, table: &str, schema: SchemaRef) -> Result<RecordBatch> {
+    let env = odbc_env()?;
+    let shown = redact(connection);
+    let conn = env
+        .connect_with_connection_string(connection, ConnectionOptions::default())
+        .map_err(|e| {
+            Error::input(
+                format!("ODBC connection {shown}"),
+                format!("cannot connect: {}", redact(&e.to_string())),
+            )
+        })?;
+    let what = format!("{table} on {shown}");
+    let available: Vec<String> = describe(&conn, table, table, &shown)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for f in schema.fields() {
+        if !available.iter().any(|a| a == f.name()) {
+            return Err(Error::input(
+                &what,
+                format!(
+                    "no column `{}` (columns: {})",
+                    f.name(),
+                    available.join(", ")
+                ),
+            ));
         }
-        arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| Error::internal(e.to_string()))?
-    } else {
-        read_rows(cursor, &schema, &what)?
-    };
-    Ok((batch, available))
+    }
+    fetch(&conn, table, &schema, supports_bulk(&conn), &what)
 }
 
 /// Row-by-row fetch for drivers without block cursors (mdbtools).
@@ -408,6 +458,60 @@ pub fn hash_batch(batch: &RecordBatch) -> Result<String> {
         }
     }
     Ok(super::parquet::hex(&h.finalize()))
+}
+
+/// For `sources check`: (view, table, redacted connection + fetch mode, columns with ODBC
+/// types, row count) of every configured view. Counts with `SELECT COUNT(*)`.
+#[allow(clippy::type_complexity)]
+pub fn describe_all(
+    sources: &Sources,
+) -> Result<Vec<(String, String, String, Vec<(String, String)>, u64)>> {
+    let (conn, shown) = connect(sources)?;
+    let mode = if supports_bulk(&conn) {
+        "bulk fetch"
+    } else {
+        "row-by-row fetch: the driver has no block cursors"
+    };
+    let mut out = Vec::new();
+    for v in VIEWS {
+        let table = sources
+            .tables
+            .get(v.erp_name)
+            .cloned()
+            .unwrap_or_else(|| v.erp_name.to_string());
+        let cols = describe(&conn, v.erp_name, &table, &shown)?;
+        let what = format!("{} ({table} on {shown})", v.erp_name);
+        let mut cursor = conn
+            .execute(&format!("SELECT COUNT(*) FROM {table}"), (), None)
+            .map_err(|e| {
+                Error::input(
+                    &what,
+                    format!("cannot count rows: {}", redact(&e.to_string())),
+                )
+            })?
+            .ok_or_else(|| Error::input(&what, "COUNT(*) returned no result set"))?;
+        let mut buf = Vec::new();
+        let mut rows = 0u64;
+        if let Some(mut row) = cursor
+            .next_row()
+            .map_err(|e| Error::input(&what, e.to_string()))?
+        {
+            row.get_text(1, &mut buf)
+                .map_err(|e| Error::input(&what, e.to_string()))?;
+            rows = String::from_utf8_lossy(&buf)
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.0) as u64;
+        }
+        out.push((
+            v.erp_name.to_string(),
+            table,
+            format!("{shown} ({mode})"),
+            cols,
+            rows,
+        ));
+    }
+    Ok(out)
 }
 
 /// Reads every view (blocking; call from `spawn_blocking`).
