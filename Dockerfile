@@ -8,8 +8,13 @@ COPY src ./src
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
+# unixODBC plus the drivers trainer is tested with: mdbtools (MS Access files), psqlODBC
+# (PostgreSQL), FreeTDS (SQL Server). Microsoft's "ODBC Driver 18 for SQL Server" is not in
+# Debian; add Microsoft's apt repository to use it instead of FreeTDS.
 RUN apt-get update && apt-get install -y --no-install-recommends unixodbc ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+      odbc-mdbtools odbc-postgresql tdsodbc \
+    && rm -rf /var/lib/apt/lists/* \
+    && printf '[FreeTDS]\nDescription=FreeTDS\nDriver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so\n' >> /etc/odbcinst.ini
 COPY --from=build /src/target/release/trainer /usr/local/bin/trainer
 WORKDIR /work
 COPY config ./config

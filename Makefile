@@ -1,12 +1,13 @@
 # The contract CI and people share. `make run` trains on the bundled sample; `make test` runs the
-# tests. Both install what they need first (Debian packages via apt-get, a Python venv for the
+# tests. Both install what they need first (Debian packages via apt-get: unixODBC, the mdbtools
+# and PostgreSQL ODBC drivers, a PostgreSQL server for the tests; a Python venv for the
 # real-client tests). Rust itself (cargo >= 1.94) is expected on the PATH.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 PY_VENV ?= .venv
 CONFIG ?= config/trainer.yml
-APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev python3-venv python3-dev
+APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev odbc-mdbtools odbc-postgresql postgresql python3-venv python3-dev
 PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
 
 .PHONY: deps pyenv build run test lint fmt-check sample docker
@@ -33,9 +34,10 @@ build: deps
 run: deps
 	$(CARGO) run --locked --quiet -- run --config $(CONFIG)
 
-## test: unit, integration, snapshot and real-client tests.
+## test: unit, integration, snapshot and real-client tests (hnswlib, TensorBoard, the mdbtools and
+## psqlODBC drivers against a throwaway PostgreSQL on 127.0.0.1, started and removed around the run).
 test: pyenv
-	TRAINER_PYTHON=$(abspath $(PY_VENV))/bin/python $(CARGO) test --locked
+	TRAINER_PYTHON=$(abspath $(PY_VENV))/bin/python bash scripts/with-postgres $(CARGO) test --locked
 
 ## lint: formatting, clippy, and exactly one arrow in the dependency tree.
 lint: deps fmt-check

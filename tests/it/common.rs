@@ -165,3 +165,74 @@ pub fn snapshots() -> insta::Settings {
     s.set_prepend_module_to_snapshot(true);
     s
 }
+
+/// `../shared` beside the clone (CI has it), or None with the reason printed. With
+/// TRAINER_REQUIRE_SHARED=1 (set by .ci/run) its absence is a failure.
+pub fn shared() -> Option<PathBuf> {
+    let p = repo().join("../shared");
+    if p.join("data").is_dir() {
+        return Some(p.canonicalize().unwrap());
+    }
+    let why = "../shared is not beside the clone";
+    if std::env::var("TRAINER_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The throwaway PostgreSQL of scripts/with-postgres: (connection string without password,
+/// password). None with the reason printed; with TRAINER_REQUIRE_POSTGRES=1 a failure.
+pub fn postgres() -> Option<(String, String)> {
+    match (
+        std::env::var("TRAINER_PG_CONN"),
+        std::env::var("TRAINER_PG_PASSWORD"),
+    ) {
+        (Ok(c), Ok(p)) => Some((c, p)),
+        _ => {
+            let why = "no PostgreSQL (run the tests through `make test`, which starts one)";
+            if std::env::var("TRAINER_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("{why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// Is the named ODBC driver registered with unixODBC?
+pub fn has_odbc_driver(name: &str) -> bool {
+    let out = Command::new("odbcinst").args(["-q", "-d"]).output();
+    let ok = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("[{name}]")));
+    if !ok {
+        let why = format!("ODBC driver {name} is not installed (make deps installs it)");
+        if std::env::var("TRAINER_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+    }
+    ok
+}
+
+/// A config for an ODBC source: `sources:` block replaced.
+pub fn odbc_project(connection: &str, extra: &str, item_metadata: &Path) -> Project {
+    let block = format!(
+        "sources:\n  kind: odbc\n  connection: \"{}\"\n{extra}",
+        connection.replace('"', "\\\"")
+    );
+    Project::with(&sample_dir(), |t| {
+        let start = t.find("sources:\n").unwrap();
+        let end = t[start..].find("\nmapping:").unwrap() + start;
+        let t = format!("{}{}\n{}", &t[..start], block, &t[end..]);
+        t.lines()
+            .map(|l| {
+                if l.starts_with("item_metadata:") {
+                    format!("item_metadata: {}", item_metadata.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

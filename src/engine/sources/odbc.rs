@@ -86,10 +86,32 @@ fn connection_string(sources: &Sources) -> Result<(String, String)> {
 
 /// SQLSTATEs worth a retry: connection failures and timeouts.
 fn is_transient(e: &odbc_api::Error) -> bool {
-    let text = e.to_string();
-    ["08001", "08S01", "08004", "HYT00", "HYT01", "40001"]
-        .iter()
-        .any(|s| text.contains(s))
+    is_transient_text(&e.to_string())
+}
+
+/// Connection failures, dropped connections, timeouts and deadlocks are worth a retry; a refused
+/// login is not (psqlODBC reports it as 08001 too, so the text decides).
+fn is_transient_text(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    if lower.contains("authentication")
+        || lower.contains("password")
+        || lower.contains("login failed")
+    {
+        return false;
+    }
+    [
+        "State: 08001",
+        "State: 08S01",
+        "State: 08004",
+        "State: 57P01",
+        "HYT00",
+        "HYT01",
+        "40001",
+        "terminating connection",
+        "server closed the connection",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
 }
 
 fn odbc_env() -> Result<&'static Environment> {
@@ -112,7 +134,7 @@ fn connect(sources: &Sources) -> Result<(odbc_api::Connection<'static>, String)>
     let attempts = sources.retries + 1;
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
-        match env.connect_with_connection_string(&full, ConnectionOptions::default()) {
+        match connect_nul_safe(env, &full) {
             Ok(c) => return Ok((c, shown)),
             Err(e) if attempt < attempts && is_transient(&e) => {
                 std::thread::sleep(delay);
@@ -120,16 +142,48 @@ fn connect(sources: &Sources) -> Result<(odbc_api::Connection<'static>, String)>
             }
             Err(e) => {
                 let msg = redact(&e.to_string()).replace(&full, &shown);
+                let hint = if msg.to_lowercase().contains("authentication")
+                    || msg.to_lowercase().contains("login failed")
+                {
+                    "The login was refused: check the user in sources.connection and the password in the variable named by sources.password_env."
+                } else {
+                    "Check the driver name (odbcinst -q -d), server, port, database and credentials."
+                };
                 return Err(Error::input(
                     format!("ODBC connection {shown}"),
-                    format!(
-                        "cannot connect after {attempt} attempt(s): {msg}. Check the driver name (odbcinst -q -d), server, database and credentials."
-                    ),
+                    format!("cannot connect after {attempt} attempt(s): {msg}. {hint}"),
                 ));
             }
         }
     }
     unreachable!("the loop returns")
+}
+
+/// The `MSysObjects.Type` of `table` in an Access file (1 local table, 4 linked ODBC table,
+/// 6 linked Access table), or None when the source is not Access or has no such object. mdbtools
+/// answers a query on a linked table only with "Couldn't parse SQL"; the catalog tells why.
+fn access_object_type(conn: &odbc_api::Connection<'_>, table: &str) -> Option<i64> {
+    let name = table.trim_matches(|c| c == '[' || c == ']' || c == '"');
+    let mut cursor = conn
+        .execute("SELECT \"Name\", \"Type\" FROM MSysObjects", (), None)
+        .ok()??;
+    let (mut n, mut t) = (Vec::new(), Vec::new());
+    while let Ok(Some(mut row)) = cursor.next_row() {
+        if row.get_text(1, &mut n).ok()? && row.get_text(2, &mut t).ok()? && n == name.as_bytes() {
+            return String::from_utf8_lossy(&t).trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// mdbtools reads the connection string up to a NUL byte, ignoring its length: pass a slice of
+/// a buffer that has a NUL right after it.
+fn connect_nul_safe(
+    env: &'static Environment,
+    conn: &str,
+) -> std::result::Result<odbc_api::Connection<'static>, odbc_api::Error> {
+    let buf = format!("{conn}\0");
+    env.connect_with_connection_string(&buf[..conn.len()], ConnectionOptions::default())
 }
 
 /// Column names and ODBC types of `table` as the driver describes them (nothing is fetched).
@@ -142,13 +196,13 @@ pub fn describe(
     let sql = format!("SELECT * FROM {table}");
     let cursor = conn.execute(&sql, (), None).map_err(|e| {
         let text = e.to_string();
-        if text.contains("is not a table") {
-            Error::input(
+        match access_object_type(conn, table) {
+            // MSysObjects types 4 and 6: linked ODBC / linked Access tables (no data in the file).
+            Some(4) | Some(6) => Error::input(
                 format!("{view} ({shown})"),
                 format!("{table} in this Access file is a link to a SQL Server view and holds no data; connect to the SQL Server directly (see README, 'ODBC sources')"),
-            )
-        } else {
-            Error::input(format!("{view} ({shown})"), format!("cannot read table {table}: {}", redact(&text)))
+            ),
+            _ => Error::input(format!("{view} ({shown})"), format!("cannot read table {table}: {}", redact(&text))),
         }
     })?;
     let mut cursor = cursor
@@ -378,14 +432,12 @@ fn fetch(
 pub fn read_table(connection: &str, table: &str, schema: SchemaRef) -> Result<RecordBatch> {
     let env = odbc_env()?;
     let shown = redact(connection);
-    let conn = env
-        .connect_with_connection_string(connection, ConnectionOptions::default())
-        .map_err(|e| {
-            Error::input(
-                format!("ODBC connection {shown}"),
-                format!("cannot connect: {}", redact(&e.to_string())),
-            )
-        })?;
+    let conn = connect_nul_safe(env, connection).map_err(|e| {
+        Error::input(
+            format!("ODBC connection {shown}"),
+            format!("cannot connect: {}", redact(&e.to_string())),
+        )
+    })?;
     let what = format!("{table} on {shown}");
     let available: Vec<String> = describe(&conn, table, table, &shown)?
         .into_iter()
@@ -516,6 +568,33 @@ pub fn describe_all(
 
 /// Reads every view (blocking; call from `spawn_blocking`).
 pub fn read_all(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo, RecordBatch)>> {
+    // A connection dropped mid-read is retried from the start (reads are idempotent), with the
+    // same bounded backoff as connecting.
+    let attempts = sources.retries + 1;
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=attempts {
+        match read_all_once(sources, mapping) {
+            Err(Error::Input { what, message })
+                if is_transient_text(&message) && !what.starts_with("ODBC connection") =>
+            {
+                if attempt == attempts {
+                    return Err(Error::input(
+                        what,
+                        format!(
+                            "the connection was lost while reading, {attempts} attempt(s): {message}"
+                        ),
+                    ));
+                }
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn read_all_once(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo, RecordBatch)>> {
     let (conn, shown) = connect(sources)?;
     let bulk = supports_bulk(&conn);
     let mut out = Vec::new();
