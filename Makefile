@@ -10,7 +10,7 @@ CONFIG ?= config/trainer.yml
 APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev odbc-mdbtools odbc-postgresql postgresql python3-venv python3-dev
 PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
 
-.PHONY: deps pyenv build run test lint fmt-check sample docker
+.PHONY: deps pyenv build run test lint fmt-check sample docker bench-odbc
 
 ## deps: Debian packages the build and tests need (odbc-api links against unixODBC).
 deps:
@@ -54,3 +54,7 @@ sample:
 
 docker:
 	docker build -t trainer .
+
+## bench-odbc: rows/s through PostgreSQL (bulk, 325k items) and mdbtools (row by row).
+bench-odbc: pyenv
+	PY_VENV=$(PY_VENV) bash scripts/bench-odbc

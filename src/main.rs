@@ -89,9 +89,15 @@ async fn dispatch(cmd: Command) -> Result<()> {
             let cfg = trainer::config::Config::load(&config)?;
             let mapping = trainer::mapping::Mapping::load(&cfg.mapping)?;
             let doc = trainer::engine::sources::check::extract(&cfg, &mapping, &out).await?;
+            let rows: u64 = doc["rows"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+                .unwrap_or(0);
+            let secs = doc["read_seconds"].as_f64().unwrap_or(0.0);
             println!(
-                "extracted to {}: snapshot id {}",
+                "extracted {rows} rows to {} (read in {secs:.2} s, {:.0} rows/s): snapshot id {}",
                 out.display(),
+                rows as f64 / secs.max(1e-9),
                 doc["snapshot_id"].as_str().unwrap_or("")
             );
         }

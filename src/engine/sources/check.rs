@@ -154,8 +154,11 @@ pub fn render(reports: &[ViewReport], mapping: &Mapping) -> (String, bool) {
 pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serde_json::Value> {
     let staged = crate::fsutil::StagedDir::create(out)?;
     let ctx = crate::engine::new_context();
+    let t = std::time::Instant::now();
     let infos = super::register_all(&ctx, cfg, mapping).await?;
+    let read_seconds = t.elapsed().as_secs_f64();
     let mut files = Vec::new();
+    let mut rows = serde_json::Map::new();
     for v in VIEWS {
         let cols: Vec<String> = mapping
             .columns(v.erp_name)
@@ -164,6 +167,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
             .collect();
         let sql = format!("SELECT {} FROM \"{}\"", cols.join(", "), v.erp_name);
         let batch = view_batch(&ctx, &sql, v.erp_name).await?;
+        rows.insert(v.erp_name.to_string(), serde_json::json!(batch.num_rows()));
         let path = staged.path().join(format!("{}.parquet", v.erp_name));
         crate::sample::write_parquet(&path, &batch)?;
         files.push(crate::engine::sources::SourceInfo {
@@ -188,6 +192,8 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
         "sources": infos.iter().map(|s| serde_json::json!({"view": s.view, "location": s.location, "content_sha256": s.sha256})).collect::<Vec<_>>(),
         "files": files.iter().map(|f| serde_json::json!({"file": format!("{}.parquet", f.view), "sha256": f.sha256})).collect::<Vec<_>>(),
         "item_metadata_sha256": meta_sha,
+        "rows": rows,
+        "read_seconds": read_seconds,
         "schema_mapping_version": mapping.version,
     });
     crate::fsutil::atomic_write(
