@@ -236,3 +236,13 @@ pub fn odbc_project(connection: &str, extra: &str, item_metadata: &Path) -> Proj
             .join("\n")
     })
 }
+
+/// Asserts that each of `files` is byte-identical under two model folders.
+pub fn assert_same_files(a: &Path, b: &Path, files: &[&str], what: &str) {
+    for f in files {
+        assert!(
+            read_bytes(&a.join(f)) == read_bytes(&b.join(f)),
+            "{f} differs: {what}"
+        );
+    }
+}

@@ -11,8 +11,8 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use trainer::engine::sources::odbc::read_table;
 
 use crate::common::{
-    Project, has_odbc_driver, odbc_project, postgres, read_bytes, redact, sample_dir, shared,
-    snapshots, trainer,
+    Project, assert_same_files, has_odbc_driver, odbc_project, postgres, read_bytes, redact,
+    sample_dir, shared, snapshots, trainer,
 };
 
 fn mdb(file: &std::path::Path) -> String {
@@ -197,18 +197,14 @@ fn access_trains_identically_to_parquet() {
     acc.run_ok();
     let pq = Project::with(&erp, |t| t);
     pq.run_ok();
-    for f in [
+    let files = [
         "vectors.npy",
         "hnsw_index.bin",
         "items.parquet",
         "fitted/fit_target_stats.parquet",
         "fitted/dims.parquet",
-    ] {
-        assert!(
-            read_bytes(&acc.models().join(f)) == read_bytes(&pq.models().join(f)),
-            "{f} differs between Access and Parquet"
-        );
-    }
+    ];
+    assert_same_files(&acc.models(), &pq.models(), &files, "Access vs Parquet");
     // sources check lists the views with ODBC types and row counts.
     let out = trainer(&["sources", "check", "--config", acc.config.to_str().unwrap()]);
     assert!(
@@ -354,17 +350,14 @@ fn postgres_trains_identically_to_parquet() {
     p.run_ok();
     let pq = Project::new(&sample_dir());
     pq.run_ok();
-    for f in [
+    let files = [
         "vectors.npy",
         "hnsw_index.bin",
         "items.parquet",
         "fitted/fit_target_stats.parquet",
-    ] {
-        assert!(
-            read_bytes(&p.models().join(f)) == read_bytes(&pq.models().join(f)),
-            "{f} differs between PostgreSQL and Parquet"
-        );
-    }
+        "fitted/dims.parquet",
+    ];
+    assert_same_files(&p.models(), &pq.models(), &files, "PostgreSQL vs Parquet");
     let tm = String::from_utf8(read_bytes(&p.models().join("training_metadata.json"))).unwrap();
     assert!(
         tm.contains("bulk fetch"),

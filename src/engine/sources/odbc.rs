@@ -526,11 +526,7 @@ pub fn describe_all(
     };
     let mut out = Vec::new();
     for v in VIEWS {
-        let table = sources
-            .tables
-            .get(v.erp_name)
-            .cloned()
-            .unwrap_or_else(|| v.erp_name.to_string());
+        let table = table_for(sources, v.erp_name);
         let cols = describe(&conn, v.erp_name, &table, &shown)?;
         let what = format!("{} ({table} on {shown})", v.erp_name);
         let mut cursor = conn
@@ -566,6 +562,15 @@ pub fn describe_all(
     Ok(out)
 }
 
+/// The table behind an ERP view: `sources.tables.<view>`, else the view's own name.
+fn table_for(sources: &Sources, view: &str) -> String {
+    sources
+        .tables
+        .get(view)
+        .cloned()
+        .unwrap_or_else(|| view.to_string())
+}
+
 /// Reads every view (blocking; call from `spawn_blocking`).
 pub fn read_all(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo, RecordBatch)>> {
     // A connection dropped mid-read is retried from the start (reads are idempotent), with the
@@ -599,11 +604,7 @@ fn read_all_once(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo
     let bulk = supports_bulk(&conn);
     let mut out = Vec::new();
     for v in VIEWS {
-        let table = sources
-            .tables
-            .get(v.erp_name)
-            .cloned()
-            .unwrap_or_else(|| v.erp_name.to_string());
+        let table = table_for(sources, v.erp_name);
         let (batch, columns) = read_view(&conn, v.erp_name, &table, &shown, mapping, bulk)?;
         let h = hash_batch(&batch)?;
         out.push((
