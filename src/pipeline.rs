@@ -280,10 +280,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
 
     // ---- vectors -------------------------------------------------------------------------------
     // sample weights in label order (item_sample is in item_key order too)
-    let (dims, dropped, defaulted) =
-        vectors::fit_dims(&long, items.keys.len(), &sample.sample_weight, |f| {
-            weights::feature_weight(&cfg, f)
-        });
+    let (dims, dropped, defaulted) = vectors::fit_dims(&long, &sample.sample_weight, |f| {
+        weights::feature_weight(&cfg, f)
+    });
     if !dropped.is_empty() {
         log.info(format!(
             "{} constant dimensions dropped (no variance over the training items)",
