@@ -337,11 +337,17 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
 
     // ---- similarity check ----------------------------------------------------------------------
     let ef = cfg.hnsw.ef_search;
+    let bar = progress_bar(n as u64, "similarity");
     let nearest: Vec<(Option<u32>, f32)> = (0..n as u32)
         .into_par_iter()
         .map_init(
             || Visited::new(n),
             |vis, i| {
+                if let Some(b) = &bar
+                    && i % 1024 == 0
+                {
+                    b.inc(1024.min(n as u64 - i as u64));
+                }
                 let res = h.search(h.vector(i), 2, ef, vis);
                 match res.into_iter().find(|r| r.1 != i) {
                     Some((dist, j)) => (Some(j), 1.0 - dist),
@@ -350,6 +356,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             },
         )
         .collect();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let thr = cfg.similarity_threshold;
     let high = nearest.iter().filter(|x| x.1 as f64 >= thr).count();
     let low = n - high;

@@ -158,6 +158,9 @@ impl Hnsw {
         for i in 0..sequential {
             let plan = h.plan(i as u32, &mut visited);
             h.commit(i as u32, plan);
+            if (i + 1) % 64 == 0 || i + 1 == sequential {
+                progress(i + 1, n);
+            }
         }
         let mut done = sequential;
         while done < n {
