@@ -16,7 +16,7 @@ pub mod sqlfiles;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -292,11 +292,6 @@ pub fn i64s(a: &ArrayRef) -> &Int64Array {
     a.as_any()
         .downcast_ref::<Int64Array>()
         .expect("Int64 array")
-}
-
-/// True if any value in the array is null.
-pub fn has_nulls(a: &dyn Array) -> bool {
-    a.null_count() > 0
 }
 
 #[cfg(test)]

@@ -347,6 +347,29 @@ impl Hnsw {
         all.into_iter().take(k).map(|c| (c.0, c.1)).collect()
     }
 
+    /// Recall@k of `search` at `ef` against exact search, averaged over `queries` (unit vectors):
+    /// the share of the k exact nearest neighbours that the index returns.
+    pub fn recall_at<'a>(
+        &self,
+        queries: impl IntoIterator<Item = &'a [f32]>,
+        k: usize,
+        ef: usize,
+    ) -> f64 {
+        let mut vis = Visited::new(self.len());
+        let (mut hits, mut total) = (0usize, 0usize);
+        for q in queries {
+            let got: Vec<u32> = self
+                .search(q, k, ef, &mut vis)
+                .iter()
+                .map(|x| x.1)
+                .collect();
+            let exact: Vec<u32> = self.brute_force(q, k).iter().map(|x| x.1).collect();
+            hits += exact.iter().filter(|e| got.contains(e)).count();
+            total += exact.len();
+        }
+        hits as f64 / total.max(1) as f64
+    }
+
     /// Appends points (incremental insertion, one at a time, deterministic). New points draw
     /// their levels from the same seeded sequence as `build`, so they reach upper levels too.
     pub fn insert_all(&mut self, data: &[f32], seed: u64) {
@@ -423,15 +446,8 @@ mod tests {
             },
             |_, _| {},
         );
-        let mut vis = Visited::new(n);
         let queries = random_unit(200, dim, 99);
-        let mut hit = 0;
-        for q in queries.chunks(dim) {
-            let got: Vec<u32> = h.search(q, 10, 256, &mut vis).iter().map(|x| x.1).collect();
-            let exact: Vec<u32> = h.brute_force(q, 10).iter().map(|x| x.1).collect();
-            hit += exact.iter().filter(|e| got.contains(e)).count();
-        }
-        let recall = hit as f64 / 2000.0;
+        let recall = h.recall_at(queries.chunks(dim), 10, 256);
         assert!(recall >= 0.99, "recall@10 = {recall}");
     }
 
@@ -451,18 +467,7 @@ mod tests {
             h.levels[1000..].iter().any(|&l| l > 0),
             "new points reach upper levels"
         );
-        let mut vis = Visited::new(n);
-        let mut hit = 0;
-        for q in (0..n as u32).step_by(10) {
-            let got: Vec<u32> = h
-                .search(h.vector(q), 10, 128, &mut vis)
-                .iter()
-                .map(|x| x.1)
-                .collect();
-            let exact: Vec<u32> = h.brute_force(h.vector(q), 10).iter().map(|x| x.1).collect();
-            hit += exact.iter().filter(|e| got.contains(e)).count();
-        }
-        let recall = hit as f64 / (10.0 * (n / 10) as f64);
+        let recall = h.recall_at((0..n as u32).step_by(10).map(|q| h.vector(q)), 10, 128);
         assert!(
             recall >= 0.99,
             "recall@10 after incremental insertion = {recall}"

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, Float32Array, Float64Array, StringArray, UInt64Array};
-use trainer::index::hnsw::Visited;
 use trainer::index::hnswlib_file;
 use trainer::transform::load_table;
 
@@ -82,18 +81,7 @@ fn sample_trains_with_sane_vectors_and_index() {
     // Recall@10 of the saved index against exact search at ef_search=256.
     let h = hnswlib_file::read(&m.join("hnsw_index.bin"), 200).unwrap();
     assert_eq!(h.data, v, "the index holds exactly the vectors");
-    let mut vis = Visited::new(n);
-    let mut hits = 0;
-    for q in 0..n as u32 {
-        let got: Vec<u32> = h
-            .search(h.vector(q), 10, 256, &mut vis)
-            .iter()
-            .map(|x| x.1)
-            .collect();
-        let exact: Vec<u32> = h.brute_force(h.vector(q), 10).iter().map(|x| x.1).collect();
-        hits += exact.iter().filter(|e| got.contains(e)).count();
-    }
-    let recall = hits as f64 / (10 * n) as f64;
+    let recall = h.recall_at((0..n as u32).map(|q| h.vector(q)), 10, 256);
     assert!(recall >= 0.99, "recall@10 = {recall}");
     // Tiers agree with the nearest-other similarity and the retrain queue lists the LOW ones.
     let items = load_table(&m.join("items.parquet")).unwrap();
