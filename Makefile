@@ -10,7 +10,7 @@ CONFIG ?= config/trainer.yml
 APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev odbc-mdbtools odbc-postgresql postgresql python3-venv python3-dev
 PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
 
-.PHONY: deps pyenv build run test lint fmt-check sample docker bench-odbc
+.PHONY: deps pyenv build run eval test lint fmt-check sample docker bench bench-odbc
 
 ## deps: Debian packages the build and tests need (odbc-api links against unixODBC).
 deps:
@@ -54,6 +54,15 @@ sample:
 
 docker:
 	docker build -t trainer .
+
+## eval: recommendation quality on the bundled sample (held-out routings, two baselines).
+eval: deps
+	$(CARGO) run --locked --quiet -- eval --config $(CONFIG)
+
+## bench: speed and memory of `trainer run` at 325k and 1M items (generated, cached under
+## /var/cache/trainer-bench), per stage; query latency and incremental insertion. Prints figures.
+bench: deps
+	bash scripts/bench
 
 ## bench-odbc: rows/s through PostgreSQL (bulk, 325k items) and mdbtools (row by row).
 bench-odbc: pyenv

@@ -41,6 +41,29 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure recommendation quality: hold out items with routings, train without their
+    /// routings, and check whether their nearest neighbours share their routing (against two
+    /// baselines). Writes models/eval_report.json.
+    Eval {
+        /// Pipeline configuration.
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// Share of the items with a routing that is held out, in (0, 0.5].
+        #[arg(long, default_value_t = 0.02)]
+        holdout: f64,
+        /// Seed of the holdout draw (and of the index-check sample).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Items whose index search is compared with exact search (recall@10).
+        #[arg(long, default_value_t = 1000)]
+        recall_queries: usize,
+        /// Print the report as one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print the training log lines of the evaluated runs.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Print the logical, optimised and physical plans of the SQL views (all, or one).
     Explain {
         /// View name, e.g. clean_items (default: every view, in run order).

@@ -12,12 +12,14 @@
 //!   -> exports (export/: items.parquet, retrain queue, TensorBoard projector, log)
 //! ```
 //!
-//! `pipeline.rs` runs the stages; `main.rs` only parses the command line and renders errors.
+//! `pipeline.rs` runs the stages; `eval.rs` scores them (held-out routings against two
+//! baselines); `main.rs` only parses the command line and renders errors.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod fsutil;
 pub mod index;

@@ -43,6 +43,27 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 s.log_path.display()
             );
         }
+        Command::Eval {
+            config,
+            holdout,
+            seed,
+            recall_queries,
+            json,
+            verbose,
+        } => {
+            let opts = trainer::eval::EvalOptions {
+                holdout,
+                seed,
+                recall_queries,
+                verbose,
+            };
+            let report = trainer::eval::eval(&config, &opts).await?;
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.render());
+            }
+        }
         Command::Explain { view, config } => {
             print!(
                 "{}",
@@ -105,7 +126,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
             let v = trainer::pipeline::vectorize(&config, &model).await?;
             std::fs::create_dir_all(&out)
                 .map_err(|e| trainer::error::Error::io(&out, "create the directory", e))?;
-            trainer::pipeline::write_npy(&out.join("vectors.npy"), &v.vectors)?;
+            trainer::pipeline::write_npy(&out.join("vectors.npy"), v.vectors.view())?;
             let mut csv = String::from("row,ITEM_CD\n");
             for (i, c) in v.item_cd.iter().enumerate() {
                 csv.push_str(&format!("{i},{}\n", c.replace(',', " ")));

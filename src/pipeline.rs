@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use arrow::array::Array;
 use arrow::datatypes::DataType;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use crate::engine::sqlfiles::{self, SqlFile};
 use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
 use crate::error::{Error, Result};
 use crate::export::items::{ItemRow, write_items, write_retrain_queue};
-use crate::export::log::{RunLog, peak_rss_bytes};
+use crate::export::log::{RunLog, peak_rss_bytes, start_stage_peak_rss, take_stage_peak_rss};
 use crate::export::projector::{self, MetaRow};
 use crate::fsutil::{StagedDir, atomic_write, atomic_write_with};
 use crate::index::hnsw::Visited;
@@ -30,6 +30,11 @@ use crate::mapping::Mapping;
 use crate::transform::{self, Mode};
 use crate::vectors::{self, Dims};
 use crate::weights;
+
+/// Beam width of the similarity check's nearest-other search, which starts from each item's own
+/// level-0 links (see [`Hnsw::nearest_other`]); agreement with exact search is measured by
+/// `trainer eval` and the benchmark.
+pub const NEAREST_OTHER_EF: usize = 32;
 
 /// Options of `trainer run` beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -50,24 +55,71 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-struct Timer {
-    stages: Vec<(String, f64)>,
+/// Stage timings and per-stage peak RSS. The peak is reset at each stage boundary where the OS
+/// allows it, so each stage reports its own peak; `peak` is the maximum over all stages.
+pub struct Timer {
+    stages: Vec<Stage>,
     t: Instant,
+    per_stage_rss: bool,
+    peak: Option<u64>,
+}
+
+struct Stage {
+    name: String,
+    seconds: f64,
+    peak_rss: Option<u64>,
 }
 
 impl Timer {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Timer {
             stages: Vec::new(),
             t: Instant::now(),
+            per_stage_rss: start_stage_peak_rss(),
+            peak: peak_rss_bytes(),
         }
     }
-    fn lap(&mut self, name: &str, log: &mut RunLog) {
+    pub fn lap(&mut self, name: &str, log: &mut RunLog) {
         let s = self.t.elapsed().as_secs_f64();
-        log.info(format!("stage {name}: {s:.3} s"));
-        self.stages.push((name.to_string(), s));
+        let rss = take_stage_peak_rss();
+        self.peak = self.peak.max(rss);
+        log.info(format!(
+            "stage {name}: {s:.3} s, peak RSS {}{}",
+            mib(rss),
+            if self.per_stage_rss {
+                ""
+            } else {
+                " (since start)"
+            }
+        ));
+        self.stages.push(Stage {
+            name: name.to_string(),
+            seconds: s,
+            peak_rss: rss,
+        });
+        if self.per_stage_rss {
+            start_stage_peak_rss();
+        }
         self.t = Instant::now();
     }
+    fn json(&self) -> (serde_json::Value, serde_json::Value) {
+        let secs = self
+            .stages
+            .iter()
+            .map(|st| (st.name.clone(), json!(st.seconds)))
+            .collect::<serde_json::Map<_, _>>();
+        let rss = self
+            .stages
+            .iter()
+            .map(|st| (st.name.clone(), json!(st.peak_rss)))
+            .collect::<serde_json::Map<_, _>>();
+        (secs.into(), rss.into())
+    }
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map(|b| format!("{} MiB", b / (1024 * 1024)))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Per-item display data from clean_items, in item_key order (label order).
@@ -105,26 +157,36 @@ pub async fn read_items(ctx: &datafusion::prelude::SessionContext) -> Result<Ite
     Ok(t)
 }
 
-/// The items (label order) and their encoded features, read from `clean_items` and
-/// `encoded_features`.
-async fn read_encoded(
+/// The items (label order) and their encoded features: `clean_items`, and `encoded_features`
+/// streamed batch by batch into a dense matrix of raw values (never materialised as a table).
+pub async fn read_encoded(
     ctx: &datafusion::prelude::SessionContext,
-) -> Result<(ItemTable, vectors::Long)> {
+) -> Result<(ItemTable, vectors::RawMatrix)> {
+    use futures::StreamExt;
     let items = read_items(ctx).await?;
-    let encoded = engine::collect(
-        ctx,
-        "SELECT item_key, feature, dim, value FROM encoded_features",
-        "encoded_features",
-    )
-    .await?;
     let index_of: HashMap<String, u32> = items
         .keys
         .iter()
         .enumerate()
         .map(|(i, k)| (k.clone(), i as u32))
         .collect();
-    let long = vectors::read_long(&encoded, &index_of)?;
-    Ok((items, long))
+    let what = "encoded_features";
+    let df = ctx
+        .sql("SELECT item_key, feature, dim, value FROM encoded_features")
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let mut enc = vectors::Encoded::new(items.keys.len());
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(|e| Error::sql(what, e.to_string()))?;
+        enc.push(&b, &index_of)?;
+    }
+    drop(index_of);
+    let raw = enc.into_matrix(&items.keys)?;
+    Ok((items, raw))
 }
 
 async fn count(ctx: &datafusion::prelude::SessionContext, view: &str) -> Result<usize> {
@@ -175,7 +237,7 @@ fn git_commit(dir: &Path) -> String {
 }
 
 /// Writes an (n × d) f32 matrix as a NumPy `.npy` file (version 1.0, little-endian, C order).
-pub fn write_npy(path: &Path, m: &Array2<f32>) -> Result<()> {
+pub fn write_npy(path: &Path, m: ArrayView2<'_, f32>) -> Result<()> {
     let (n, d) = m.dim();
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
     let total = 10 + header.len() + 1;
@@ -186,8 +248,20 @@ pub fn write_npy(path: &Path, m: &Array2<f32>) -> Result<()> {
         w.write_all(b"\x93NUMPY\x01\x00")?;
         w.write_all(&(header.len() as u16).to_le_bytes())?;
         w.write_all(header.as_bytes())?;
-        for x in m.iter() {
-            w.write_all(&x.to_le_bytes())?;
+        match m.as_slice() {
+            // Standard layout: the f32s are already little-endian in memory on every platform
+            // we build for; write them in large blocks.
+            Some(s) if cfg!(target_endian = "little") => {
+                for chunk in s.chunks(1 << 16) {
+                    let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    w.write_all(&bytes)?;
+                }
+            }
+            _ => {
+                for x in m.iter() {
+                    w.write_all(&x.to_le_bytes())?;
+                }
+            }
         }
         Ok(())
     })
@@ -201,28 +275,38 @@ pub fn load_inputs(config_path: &Path) -> Result<(Config, Mapping, Vec<SqlFile>)
     Ok((cfg, mapping, files))
 }
 
-/// `trainer run`.
-pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
-    let started = Instant::now();
-    let (cfg, mapping, files) = load_inputs(config_path)?;
-    let staged = StagedDir::create(&cfg.output.models_dir)?;
-    let out = staged.path().to_path_buf();
-    let fitted_dir = out.join("fitted");
-    std::fs::create_dir_all(&fitted_dir)
-        .map_err(|e| Error::io(&fitted_dir, "create the directory", e))?;
-    let mut log = RunLog::open(&cfg.output.logs_dir, opts.quiet)?;
-    log.info(format!(
-        "trainer {} run: config {}, model_version {}, data_version {}",
-        env!("CARGO_PKG_VERSION"),
-        config_path.display(),
-        cfg.model_version,
-        cfg.data_version
-    ));
-    let mut timer = Timer::new();
+/// How [`train_vectors`] runs.
+pub struct TrainOptions<'a> {
+    /// Where fitted state goes (`models/fitted` in the staging folder); none: not saved.
+    pub fitted_dir: Option<&'a Path>,
+    /// Cleaned item keys whose routing and work-order rows are left out (`trainer eval`).
+    pub holdout: Option<&'a [String]>,
+}
 
+/// What training produces before the index: the session (every view of `sql/` registered), the
+/// items in label order, their weights and folds, and the vectors.
+pub struct TrainedVectors {
+    pub engine: Engine,
+    pub items: ItemTable,
+    pub sample: weights::ItemSample,
+    pub vectors: Array2<f32>,
+    pub dims_dropped: usize,
+    pub rows: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The training path up to the vectors (stages `read`, `sql_transforms`, `vectors`), shared
+/// by `trainer run` and `trainer eval`.
+pub async fn train_vectors(
+    cfg: &Config,
+    mapping: &Mapping,
+    files: &[SqlFile],
+    opts: &TrainOptions<'_>,
+    log: &mut RunLog,
+    timer: &mut Timer,
+) -> Result<TrainedVectors> {
     // ---- read ----------------------------------------------------------------------------------
     let volumes = ItemVolumes::load(&cfg.item_metadata)?;
-    let eng = Engine::build(&cfg, &mapping, &volumes).await?;
+    let eng = Engine::build_with_holdout(cfg, mapping, &volumes, opts.holdout).await?;
     let ctx = &eng.ctx;
     for s in &eng.sources {
         log.info(format!(
@@ -232,10 +316,11 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             s.columns.len()
         ));
     }
-    timer.lap("read", &mut log);
+    timer.lap("read", log);
 
     // ---- SQL: map and clean --------------------------------------------------------------------
-    transform::create_views(ctx, &files, &["01_map", "02_clean"], true).await?;
+    let stats = transform::create_views(ctx, files, &["01_map", "02_clean"], true).await?;
+    log_views(log, &stats);
     let mut rows = serde_json::Map::new();
     for v in [
         "map_items",
@@ -257,32 +342,43 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     ));
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
-    let sample = weights::fit_item_sample(ctx, &cfg).await?;
+    let sample = weights::fit_item_sample(ctx, cfg).await?;
     let sample_batch = sample.to_batch();
-    transform::save_table(&fitted_dir.join("item_sample.parquet"), &sample_batch)?;
+    if let Some(dir) = opts.fitted_dir {
+        transform::save_table(&dir.join("item_sample.parquet"), &sample_batch)?;
+        transform::save_table(&dir.join("params.parquet"), &engine::params_batch(cfg))?;
+    }
     transform::register(ctx, "item_sample", sample_batch)?;
-    let params = engine::params_batch(&cfg);
-    transform::save_table(&fitted_dir.join("params.parquet"), &params)?;
     let fitted = transform::run_encode(
         ctx,
-        &files,
+        files,
         Mode::Fit {
-            save_dir: &fitted_dir,
+            save_dir: opts.fitted_dir,
         },
     )
     .await?;
-    for (name, n) in &fitted {
-        log.info(format!("fitted {name}: {n} rows"));
-        rows.insert(name.clone(), json!(n));
+    log_views(log, &fitted);
+    for v in &fitted {
+        if let Some(n) = v.rows {
+            rows.insert(v.name.clone(), json!(n));
+        }
     }
-    let (items, long) = read_encoded(ctx).await?;
-    timer.lap("sql_transforms", &mut log);
+    let t = Instant::now();
+    crate::export::log::mark_peak_rss();
+    let (items, raw) = read_encoded(ctx).await?;
+    log.info(format!(
+        "encoded_features streamed: {} items x {} dims seen in {:.3} s, peak RSS {}",
+        raw.n,
+        raw.width,
+        t.elapsed().as_secs_f64(),
+        mib(crate::export::log::mark_peak_rss())
+    ));
+    timer.lap("sql_transforms", log);
 
     // ---- vectors -------------------------------------------------------------------------------
     // sample weights in label order (item_sample is in item_key order too)
-    let (dims, dropped, defaulted) = vectors::fit_dims(&long, &sample.sample_weight, |f| {
-        weights::feature_weight(&cfg, f)
-    });
+    let (dims, dropped, defaulted) =
+        raw.fit_dims(&sample.sample_weight, |f| weights::feature_weight(cfg, f));
     if !dropped.is_empty() {
         log.info(format!(
             "{} constant dimensions dropped (no variance over the training items)",
@@ -294,9 +390,10 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             "feature `{f}` has no entry under weights.features: weight 1.0 used"
         ));
     }
-    transform::save_table(&fitted_dir.join("dims.parquet"), &dims.to_batch())?;
-    let vecs = vectors::build(&long, items.keys.len(), &dims);
-    drop(long);
+    if let Some(dir) = opts.fitted_dir {
+        transform::save_table(&dir.join("dims.parquet"), &dims.to_batch())?;
+    }
+    let vecs = raw.into_vectors(&dims);
     let (n, d) = vecs.dim();
     let zero_rows = vecs
         .outer_iter()
@@ -310,8 +407,57 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     log.info(format!(
         "vectors: {n} items x {d} dimensions (float32, L2-normalised)"
     ));
-    write_npy(&out.join("vectors.npy"), &vecs)?;
-    timer.lap("vectors", &mut log);
+    timer.lap("vectors", log);
+    Ok(TrainedVectors {
+        engine: eng,
+        items,
+        sample,
+        vectors: vecs,
+        dims_dropped: dropped.len(),
+        rows,
+    })
+}
+
+/// `trainer run`.
+pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let (cfg, mapping, files) = load_inputs(config_path)?;
+    let staged = StagedDir::create(&cfg.output.models_dir)?;
+    let out = staged.path().to_path_buf();
+    let fitted_dir = out.join("fitted");
+    std::fs::create_dir_all(&fitted_dir)
+        .map_err(|e| Error::io(&fitted_dir, "create the directory", e))?;
+    let mut log = RunLog::open(&cfg.output.logs_dir, opts.quiet)?;
+    log.info(format!(
+        "trainer {} run: config {}, model_version {}, data_version {}",
+        env!("CARGO_PKG_VERSION"),
+        config_path.display(),
+        cfg.model_version,
+        cfg.data_version
+    ));
+    let mut timer = Timer::new();
+
+    let trained = train_vectors(
+        &cfg,
+        &mapping,
+        &files,
+        &TrainOptions {
+            fitted_dir: Some(&fitted_dir),
+            holdout: None,
+        },
+        &mut log,
+        &mut timer,
+    )
+    .await?;
+    let TrainedVectors {
+        engine: eng,
+        items,
+        sample,
+        vectors: vecs,
+        dims_dropped,
+        rows,
+    } = trained;
+    let (n, d) = vecs.dim();
 
     // ---- index ---------------------------------------------------------------------------------
     let hp = HnswParams {
@@ -324,7 +470,8 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         hp.m, hp.ef_construction, cfg.hnsw.ef_search, hp.seed
     ));
     let bar = progress_bar(n as u64, "index");
-    let flat: Vec<f32> = vecs.iter().copied().collect();
+    // The index takes the vectors' buffer (no copy); artifacts read them back from it.
+    let (flat, _) = vecs.into_raw_vec_and_offset();
     let h = Hnsw::build(flat, d, hp, |done, _| {
         if let Some(b) = &bar {
             b.set_position(done as u64)
@@ -348,8 +495,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
                 {
                     b.inc(1024.min(n as u64 - i as u64));
                 }
-                let res = h.search(h.vector(i), 2, ef, vis);
-                match res.into_iter().find(|r| r.1 != i) {
+                match h.nearest_other(i, NEAREST_OTHER_EF, vis) {
                     Some((dist, j)) => (Some(j), 1.0 - dist),
                     None => (None, 0.0),
                 }
@@ -441,14 +587,17 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             tier: r.tier,
         })
         .collect();
-    projector::write(&out.join("tb_projector"), &vecs, &meta)?;
+    let vecs = ArrayView2::from_shape((n, d), &h.data[..]).expect("n x d");
+    write_npy(&out.join("vectors.npy"), vecs)?;
+    projector::write(&out.join("tb_projector"), vecs, &meta)?;
+    let meta_sha = sha256_file(&cfg.item_metadata)?;
+    let snapshot = snapshot_id(&eng.sources, &meta_sha);
     timer.lap("artifacts", &mut log);
 
     // ---- training metadata ---------------------------------------------------------------------
-    let meta_sha = sha256_file(&cfg.item_metadata)?;
-    let snapshot = snapshot_id(&eng.sources, &meta_sha);
-    let peak = peak_rss_bytes();
+    let peak = timer.peak;
     let total = started.elapsed().as_secs_f64();
+    let (stage_seconds, stage_rss) = timer.json();
     let training = json!({
         "model_version": cfg.model_version,
         "data_version": cfg.data_version,
@@ -464,9 +613,10 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         "row_counts": rows,
         "items": n,
         "dims": d,
-        "dims_dropped_constant": dropped.len(),
+        "dims_dropped_constant": dims_dropped,
         "similarity": {"high": high, "low": low, "histogram_0_to_1_by_0.1": hist, "retrain_queue": queued},
-        "stage_seconds": timer.stages.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "stage_seconds": stage_seconds,
+        "stage_peak_rss_bytes": stage_rss,
         "total_seconds": total,
         "peak_rss_bytes": peak,
         "created_at": chrono::Local::now().to_rfc3339(),
@@ -477,10 +627,8 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     )?;
     staged.commit()?;
     log.info(format!(
-        "done in {total:.2} s: {n} items, {d} dims, peak RSS {} MiB, model written to {}",
-        peak.map(|b| b / (1024 * 1024))
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "?".into()),
+        "done in {total:.2} s: {n} items, {d} dims, peak RSS {}, model written to {}",
+        mib(peak),
         cfg.output.models_dir.display()
     ));
     Ok(RunSummary {
@@ -492,6 +640,20 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         log_path: log.path.clone(),
         seconds: total,
     })
+}
+
+fn log_views(log: &mut RunLog, stats: &[transform::ViewStat]) {
+    for v in stats {
+        match v.rows {
+            Some(n) => log.info(format!(
+                "view {}: {n} rows in {:.3} s, peak RSS {}",
+                v.name,
+                v.seconds,
+                mib(v.peak_rss)
+            )),
+            None => log.info(format!("view {}: defined (streamed)", v.name)),
+        }
+    }
 }
 
 fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
@@ -550,8 +712,8 @@ pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorize
     let dims = Dims::from_batch(&transform::load_table(
         &model_dir.join("fitted").join("dims.parquet"),
     )?)?;
-    let (items, long) = read_encoded(ctx).await?;
-    let vecs = vectors::build(&long, items.keys.len(), &dims);
+    let (items, raw) = read_encoded(ctx).await?;
+    let vecs = raw.into_vectors(&dims);
     Ok(Vectorized {
         keys: items.keys,
         item_cd: items.item_cd,

@@ -18,22 +18,35 @@ use crate::engine::sqlfiles::SqlFile;
 use crate::error::{Error, Result};
 
 pub enum Mode<'a> {
-    /// Compute fitted state and save it to this folder.
-    Fit { save_dir: &'a Path },
+    /// Compute fitted state and save it to this folder (if any).
+    Fit { save_dir: Option<&'a Path> },
     /// Load fitted state from this folder.
     Apply { state_dir: &'a Path },
 }
 
+/// What creating one view cost: rows when it was materialised, and wall time.
+#[derive(Debug, Clone)]
+pub struct ViewStat {
+    pub name: String,
+    pub rows: Option<usize>,
+    pub seconds: f64,
+    /// Peak RSS while it was computed (materialised views).
+    pub peak_rss: Option<u64>,
+}
+
 /// Creates the views of the given layers (which must contain no `fit_` files). With
-/// `materialize`, each view of 02_clean and 03_encode is computed once and kept in memory as a
-/// table of the same name: later views read it many times (every UNION branch of an encode
-/// input scans clean_items), and plans stay small.
+/// `materialize`, each view of 02_clean is computed once and kept in memory as a table of the
+/// same name: later views read it many times (every UNION branch of an encode input scans
+/// clean_items), and plans stay small. In 03_encode (see [`run_encode`]) only the inputs of
+/// `fit_` views are materialised; the rest are projections and joins streamed into the last view
+/// (`encoded_features`, ~25M rows at 325k items), which the Rust tail reads batch by batch.
 pub async fn create_views(
     ctx: &SessionContext,
     files: &[SqlFile],
     layers: &[&str],
     materialize: bool,
-) -> Result<()> {
+) -> Result<Vec<ViewStat>> {
+    let mut stats = Vec::new();
     for f in files.iter().filter(|f| layers.contains(&f.layer.as_str())) {
         if f.is_fit() {
             return Err(Error::sql(
@@ -41,51 +54,87 @@ pub async fn create_views(
                 "`fit_` views belong in 03_encode",
             ));
         }
-        create_view(ctx, f, materialize && f.layer != "01_map").await?;
+        stats.push(create_view(ctx, f, materialize && f.layer == "02_clean").await?);
     }
-    Ok(())
+    Ok(stats)
 }
 
-pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<()> {
+pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<ViewStat> {
     let what = format!("sql/{}", f.rel);
+    let t = std::time::Instant::now();
+    let mut rows = None;
+    crate::export::log::mark_peak_rss();
     if materialize {
         let batch = compute(ctx, &f.body, &what).await?;
-        return register(ctx, &f.name, batch);
+        rows = Some(batch.num_rows());
+        register(ctx, &f.name, batch)?;
+    } else {
+        let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
+        ctx.sql(&sql)
+            .await
+            .map_err(|e| Error::sql(&what, e.to_string()))?;
     }
-    let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
-    ctx.sql(&sql)
-        .await
-        .map_err(|e| Error::sql(&what, e.to_string()))?;
-    Ok(())
+    Ok(ViewStat {
+        name: f.name.clone(),
+        rows,
+        seconds: t.elapsed().as_secs_f64(),
+        peak_rss: crate::export::log::mark_peak_rss(),
+    })
 }
 
-/// Runs the encode layer in `mode`; returns (view, rows) for each fitted table.
+/// Runs the encode layer in `mode`: non-`fit_` files become views, `fit_` files are computed
+/// (or loaded) and registered as tables. Returns a stat per file (rows for fitted tables).
 pub async fn run_encode(
     ctx: &SessionContext,
     files: &[SqlFile],
     mode: Mode<'_>,
-) -> Result<Vec<(String, usize)>> {
-    let mut fitted = Vec::new();
-    for f in files.iter().filter(|f| f.layer == "03_encode") {
+) -> Result<Vec<ViewStat>> {
+    let mut stats = Vec::new();
+    let encode: Vec<&SqlFile> = files.iter().filter(|f| f.layer == "03_encode").collect();
+    for (k, f) in encode.iter().enumerate() {
         if !f.is_fit() {
-            create_view(ctx, f, true).await?;
+            // Inputs of fitted statistics are computed once and held (every fit_ view reads
+            // a stable table); the views that only lead to encoded_features are streamed.
+            let fit_input = encode[k + 1..]
+                .iter()
+                .any(|g| g.is_fit() && reads(&g.body, &f.name));
+            stats.push(create_view(ctx, f, fit_input).await?);
             continue;
         }
+        let t = std::time::Instant::now();
+        crate::export::log::mark_peak_rss();
         let batch = match &mode {
             Mode::Fit { save_dir } => {
                 let what = format!("sql/{}", f.rel);
                 let batch = compute(ctx, &f.body, &what).await?;
-                save_table(&save_dir.join(format!("{}.parquet", f.name)), &batch)?;
+                if let Some(dir) = save_dir {
+                    save_table(&dir.join(format!("{}.parquet", f.name)), &batch)?;
+                }
                 batch
             }
             Mode::Apply { state_dir } => {
                 load_table(&state_dir.join(format!("{}.parquet", f.name)))?
             }
         };
-        fitted.push((f.name.clone(), batch.num_rows()));
+        stats.push(ViewStat {
+            name: f.name.clone(),
+            rows: Some(batch.num_rows()),
+            seconds: t.elapsed().as_secs_f64(),
+            peak_rss: crate::export::log::mark_peak_rss(),
+        });
         register(ctx, &f.name, batch)?;
     }
-    Ok(fitted)
+    Ok(stats)
+}
+
+/// Whether SQL text `body` names `table` (as a whole identifier, any case).
+pub fn reads(body: &str, table: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    let table = table.to_ascii_lowercase();
+    let ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    body.match_indices(&table).any(|(i, _)| {
+        !ident(body[..i].chars().next_back()) && !ident(body[i + table.len()..].chars().next())
+    })
 }
 
 /// Runs `sql` and returns its result as one batch in canonical row order.
@@ -153,4 +202,19 @@ pub fn load_table(path: &Path) -> Result<RecordBatch> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::input(&shown, e.to_string()))?;
     crate::engine::concat(&schema, &batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads;
+
+    #[test]
+    fn reads_names_whole_identifiers() {
+        let sql = "SELECT * FROM enc_onehot_input i JOIN item_sample s ON s.item_key = i.item_key";
+        assert!(reads(sql, "enc_onehot_input"));
+        assert!(reads(sql, "ITEM_SAMPLE"));
+        assert!(!reads(sql, "enc_onehot"));
+        assert!(!reads(sql, "item"));
+        assert!(!reads("SELECT 1 FROM x_enc_onehot", "enc_onehot"));
+    }
 }

@@ -1,10 +1,18 @@
 //! The Rust tail: long-format encoded features -> weighted, L2-normalised f32 vectors.
 //!
-//! The SQL encode layer ends in `encoded_features(item_key, feature, dim, value)`. Here the
-//! dimensions are fixed at training time (sorted by name; dimensions with zero weighted variance
-//! over the training items are dropped, since they cannot separate items), each value is
-//! multiplied by its feature's domain weight, and each row is L2-normalised in f64 and stored as
-//! f32. Items are the rows of `clean_items` in item_key order; the row index is the HNSW label.
+//! The SQL encode layer ends in `encoded_features(item_key, feature, dim, value)`. It is streamed
+//! batch by batch (never materialised: at 325k items it has ~25M rows) into [`Encoded`]: the
+//! non-zero values as (item, dim id, f32) triplets, dim names interned. [`Encoded::into_matrix`]
+//! scatters them into one dense row-major matrix of raw values; the layout is fitted on it at
+//! training time (dimensions sorted by name; dimensions with zero weighted variance over the
+//! training items are dropped, since they cannot separate items); then, in place and row by row,
+//! each value is multiplied by its feature's domain weight, the row is compacted to the layout,
+//! L2-normalised in f64 and stored as f32. Items are the rows of `clean_items` in item_key order;
+//! the row index is the HNSW label.
+//!
+//! Determinism: every (item, dim) cell is written once (a repeated pair is an error), and all
+//! sums run over the matrix in row order, so the result does not depend on the order in which
+//! the SQL engine emits rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +25,8 @@ use ndarray::Array2;
 use crate::engine::{column_as, f64s, strings};
 use crate::error::{Error, Result};
 
+const WHAT: &str = "sql/03_encode/40_encoded_features.sql";
+
 /// The fitted vector layout.
 #[derive(Debug, Clone)]
 pub struct Dims {
@@ -27,52 +37,59 @@ pub struct Dims {
     pub variances: Vec<f64>,
 }
 
-/// Encoded features in long form: the row index of each item and an interned dim id per row
-/// (16 bytes a row instead of two strings: at 325k items this table has ~13M rows).
-pub struct Long {
-    pub item: Vec<u32>,
-    pub dim: Vec<u32>,
-    pub value: Vec<f64>,
+/// Encoded features collected from the stream: non-zero values as triplets (10 bytes each).
+pub struct Encoded {
+    n_items: usize,
+    item: Vec<u32>,
+    dim: Vec<u16>,
+    value: Vec<f32>,
     /// Dim id -> dim name.
     pub dim_names: Vec<String>,
     /// Dim id -> feature (the weight key).
     pub dim_features: Vec<String>,
+    ids: HashMap<String, u16>,
 }
 
-/// Reads `encoded_features` batches and maps item keys to row indices of `items`.
-pub fn read_long(batches: &[RecordBatch], items: &HashMap<String, u32>) -> Result<Long> {
-    let what = "sql/03_encode/40_encoded_features.sql";
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut out = Long {
-        item: Vec::with_capacity(rows),
-        dim: Vec::with_capacity(rows),
-        value: Vec::with_capacity(rows),
-        dim_names: Vec::new(),
-        dim_features: Vec::new(),
-    };
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    for b in batches {
-        let k = column_as(b, "item_key", &DataType::Utf8, what)?;
-        let f = column_as(b, "feature", &DataType::Utf8, what)?;
-        let d = column_as(b, "dim", &DataType::Utf8, what)?;
-        let v = column_as(b, "value", &DataType::Float64, what)?;
+/// Raw encoded values, n × (all dims seen), row-major; dim ids index the columns.
+pub struct RawMatrix {
+    pub n: usize,
+    pub width: usize,
+    pub values: Vec<f32>,
+    pub dim_names: Vec<String>,
+    pub dim_features: Vec<String>,
+}
+
+impl Encoded {
+    pub fn new(n_items: usize) -> Encoded {
+        Encoded {
+            n_items,
+            item: Vec::new(),
+            dim: Vec::new(),
+            value: Vec::new(),
+            dim_names: Vec::new(),
+            dim_features: Vec::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Adds one batch of `encoded_features`; `items` maps item_key to row.
+    pub fn push(&mut self, b: &RecordBatch, items: &HashMap<String, u32>) -> Result<()> {
+        let k = column_as(b, "item_key", &DataType::Utf8, WHAT)?;
+        let f = column_as(b, "feature", &DataType::Utf8, WHAT)?;
+        let d = column_as(b, "dim", &DataType::Utf8, WHAT)?;
+        let v = column_as(b, "value", &DataType::Float64, WHAT)?;
         let (k, f, d, v) = (strings(&k), strings(&f), strings(&d), f64s(&v));
+        let mut last: Option<(usize, u16)> = None;
         for r in 0..b.num_rows() {
             if k.is_null(r) || f.is_null(r) || d.is_null(r) {
                 return Err(Error::sql(
-                    what,
-                    format!("row {r}: item_key, feature and dim must not be NULL"),
+                    WHAT,
+                    "item_key, feature and dim must not be NULL (a row has one NULL)",
                 ));
             }
-            let Some(&row) = items.get(k.value(r)) else {
-                return Err(Error::sql(
-                    what,
-                    format!("item_key `{}` is not in clean_items", k.value(r)),
-                ));
-            };
             if v.is_null(r) || !v.value(r).is_finite() {
                 return Err(Error::sql(
-                    what,
+                    WHAT,
                     format!(
                         "value of dim `{}` for item `{}` is NULL or not finite: every dimension needs a number",
                         d.value(r),
@@ -80,123 +97,173 @@ pub fn read_long(batches: &[RecordBatch], items: &HashMap<String, u32>) -> Resul
                     ),
                 ));
             }
-            let id = match ids.get(d.value(r)) {
-                Some(&id) => id,
+            let x = v.value(r) as f32;
+            if x == 0.0 {
+                continue;
+            }
+            let Some(&row) = items.get(k.value(r)) else {
+                return Err(Error::sql(
+                    WHAT,
+                    format!("item_key `{}` is not in clean_items", k.value(r)),
+                ));
+            };
+            // Rows come grouped by dim in practice: remember the last lookup.
+            let id = match last {
+                Some((lr, id)) if d.value(lr) == d.value(r) => id,
+                _ => self.intern(d.value(r), f.value(r))?,
+            };
+            last = Some((r, id));
+            self.item.push(row);
+            self.dim.push(id);
+            self.value.push(x);
+        }
+        Ok(())
+    }
+
+    fn intern(&mut self, dim: &str, feature: &str) -> Result<u16> {
+        if let Some(&id) = self.ids.get(dim) {
+            return Ok(id);
+        }
+        let id = u16::try_from(self.dim_names.len()).map_err(|_| {
+            Error::sql(
+                WHAT,
+                "more than 65,535 distinct dims: lower encoding.onehot_max_levels",
+            )
+        })?;
+        self.ids.insert(dim.to_string(), id);
+        self.dim_names.push(dim.to_string());
+        self.dim_features.push(feature.to_string());
+        Ok(id)
+    }
+
+    /// Scatters the values into a dense matrix. A repeated (item, dim) pair is an error: the
+    /// SQL must emit each cell once.
+    pub fn into_matrix(self, items: &[String]) -> Result<RawMatrix> {
+        let width = self.dim_names.len();
+        let mut values = vec![0f32; self.n_items * width];
+        for ((&i, &d), &x) in self.item.iter().zip(&self.dim).zip(&self.value) {
+            let cell = &mut values[i as usize * width + d as usize];
+            if *cell != 0.0 {
+                return Err(Error::sql(
+                    WHAT,
+                    format!(
+                        "item `{}` has dim `{}` more than once: each (item_key, dim) must be one row",
+                        items[i as usize], self.dim_names[d as usize]
+                    ),
+                ));
+            }
+            *cell = x;
+        }
+        Ok(RawMatrix {
+            n: self.n_items,
+            width,
+            values,
+            dim_names: self.dim_names,
+            dim_features: self.dim_features,
+        })
+    }
+}
+
+impl RawMatrix {
+    /// Fits the layout: all dims seen, sorted by name; zero-variance dims (weighted by
+    /// `sample_weight`, absent cells counting as 0) dropped; weights from the config (features
+    /// without a configured weight get 1.0 and are reported). Returns (dims, dropped, defaulted).
+    pub fn fit_dims(
+        &self,
+        sample_weight: &[f64],
+        weight_of: impl Fn(&str) -> Option<f64>,
+    ) -> (Dims, Vec<String>, Vec<String>) {
+        let w = self.width;
+        let tw: f64 = sample_weight.iter().sum();
+        let mut s1 = vec![0.0f64; w];
+        let mut s2 = vec![0.0f64; w];
+        for (i, row) in self.values.chunks_exact(w.max(1)).enumerate() {
+            let sw = sample_weight.get(i).copied().unwrap_or(0.0);
+            for (j, &x) in row.iter().enumerate() {
+                let x = x as f64;
+                s1[j] += sw * x;
+                s2[j] += sw * x * x;
+            }
+        }
+        let mut by_name: Vec<usize> = (0..w).collect();
+        by_name.sort_by(|a, b| self.dim_names[*a].cmp(&self.dim_names[*b]));
+        let mut dims = Dims {
+            names: Vec::new(),
+            features: Vec::new(),
+            weights: Vec::new(),
+            variances: Vec::new(),
+        };
+        let mut dropped = Vec::new();
+        let mut defaulted: Vec<String> = Vec::new();
+        for j in by_name {
+            let (d, f) = (&self.dim_names[j], &self.dim_features[j]);
+            let mean = s1[j] / tw;
+            let var = (s2[j] / tw - mean * mean).max(0.0);
+            if var <= 1e-12 {
+                dropped.push(d.clone());
+                continue;
+            }
+            let wt = match weight_of(f) {
+                Some(wt) => wt,
                 None => {
-                    let id = out.dim_names.len() as u32;
-                    ids.insert(d.value(r).to_string(), id);
-                    out.dim_names.push(d.value(r).to_string());
-                    out.dim_features.push(f.value(r).to_string());
-                    id
+                    if !defaulted.contains(f) {
+                        defaulted.push(f.clone());
+                    }
+                    1.0
                 }
             };
-            out.item.push(row);
-            out.dim.push(id);
-            out.value.push(v.value(r));
+            dims.names.push(d.clone());
+            dims.features.push(f.clone());
+            dims.weights.push(wt);
+            dims.variances.push(var);
         }
+        (dims, dropped, defaulted)
     }
-    Ok(out)
-}
 
-/// Fits the layout: all dims seen, sorted by name; zero-variance dims dropped; weights from the
-/// config (features without a configured weight get 1.0 and are reported).
-pub fn fit_dims(
-    long: &Long,
-    sample_weight: &[f64],
-    weight_of: impl Fn(&str) -> Option<f64>,
-) -> (Dims, Vec<String>, Vec<String>) {
-    let nd = long.dim_names.len();
-    // Weighted mean and variance per dim, counting absent (item, dim) pairs as 0, summed in
-    // (dim, item) order whatever order the SQL emitted the rows in.
-    let tw: f64 = sample_weight.iter().sum();
-    let mut s1 = vec![0.0f64; nd];
-    let mut s2 = vec![0.0f64; nd];
-    let mut order: Vec<(u32, u32, u32)> = (0..long.item.len())
-        .map(|r| (long.dim[r], long.item[r], r as u32))
-        .collect();
-    order.sort_unstable();
-    for &(j, it, r) in &order {
-        let v = long.value[r as usize];
-        let w = sample_weight.get(it as usize).copied().unwrap_or(0.0);
-        s1[j as usize] += w * v;
-        s2[j as usize] += w * v * v;
-    }
-    drop(order);
-    let mut by_name: Vec<usize> = (0..nd).collect();
-    by_name.sort_by(|a, b| long.dim_names[*a].cmp(&long.dim_names[*b]));
-    let mut dims = Dims {
-        names: Vec::new(),
-        features: Vec::new(),
-        weights: Vec::new(),
-        variances: Vec::new(),
-    };
-    let mut dropped = Vec::new();
-    let mut defaulted: Vec<String> = Vec::new();
-    for j in by_name {
-        let (d, f) = (&long.dim_names[j], &long.dim_features[j]);
-        let mean = s1[j] / tw;
-        let var = (s2[j] / tw - mean * mean).max(0.0);
-        if var <= 1e-12 {
-            dropped.push(d.clone());
-            continue;
-        }
-        let w = match weight_of(f) {
-            Some(w) => w,
-            None => {
-                if !defaulted.contains(f) {
-                    defaulted.push(f.clone());
-                }
-                1.0
+    /// The n × D vectors of `dims`, row-major: value · weight, L2-normalised per row (in f64,
+    /// summed in column order), stored as f32. Built in place in this matrix's buffer (each
+    /// output row starts at or before its input row). A dim of the layout that this data never
+    /// produced is 0; rows whose weighted vector is all zero stay zero (reported by the caller).
+    pub fn into_vectors(self, dims: &Dims) -> Array2<f32> {
+        let col_of: HashMap<&str, usize> = self
+            .dim_names
+            .iter()
+            .enumerate()
+            .map(|(j, d)| (d.as_str(), j))
+            .collect();
+        let src: Vec<Option<usize>> = dims
+            .names
+            .iter()
+            .map(|d| col_of.get(d.as_str()).copied())
+            .collect();
+        let (n, width, d) = (self.n, self.width, dims.names.len());
+        // In place when each output row starts at or before its input row (d <= width);
+        // otherwise (vectorising data that produced fewer dims than the layout) a new buffer.
+        let mut values = self.values;
+        let mut wider = (d > width).then(|| vec![0f32; n * d]);
+        let mut inp = vec![0f32; width];
+        let mut row = vec![0f64; d];
+        for i in 0..n {
+            inp.copy_from_slice(&values[i * width..(i + 1) * width]);
+            for (c, s) in src.iter().enumerate() {
+                row[c] = s.map_or(0.0, |j| inp[j] as f64 * dims.weights[c]);
             }
-        };
-        dims.names.push(d.clone());
-        dims.features.push(f.clone());
-        dims.weights.push(w);
-        dims.variances.push(var);
-    }
-    (dims, dropped, defaulted)
-}
-
-/// Builds the n × D matrix: value · weight, L2-normalised per row (in f64, summed in column
-/// order), stored as f32. Works row by row, so no dense f64 copy of the matrix is held. Rows whose
-/// weighted vector is all zero stay zero (reported by the caller).
-pub fn build(long: &Long, n_items: usize, dims: &Dims) -> Array2<f32> {
-    let col_of_name: HashMap<&str, usize> = dims
-        .names
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.as_str(), i))
-        .collect();
-    // Dim id -> column (or none: a dim dropped at fit time, or unseen then).
-    let col: Vec<Option<u32>> = long
-        .dim_names
-        .iter()
-        .map(|d| col_of_name.get(d.as_str()).map(|&c| c as u32))
-        .collect();
-    let mut entries: Vec<(u32, u32, u32)> = (0..long.item.len())
-        .filter_map(|r| col[long.dim[r] as usize].map(|c| (long.item[r], c, r as u32)))
-        .collect();
-    entries.sort_unstable();
-    let nd = dims.names.len();
-    let mut out = Array2::<f32>::zeros((n_items, nd));
-    let mut row = vec![0.0f64; nd];
-    let mut k = 0;
-    for i in 0..n_items as u32 {
-        row.iter_mut().for_each(|x| *x = 0.0);
-        while k < entries.len() && entries[k].0 == i {
-            let (_, c, r) = entries[k];
-            row[c as usize] += long.value[r as usize] * dims.weights[c as usize];
-            k += 1;
-        }
-        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            let mut o = out.row_mut(i as usize);
-            for (j, x) in row.iter().enumerate() {
-                o[j] = (x / norm) as f32;
+            let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let out = match wider.as_mut() {
+                Some(buf) => &mut buf[i * d..(i + 1) * d],
+                None => &mut values[i * d..(i + 1) * d],
+            };
+            for (o, x) in out.iter_mut().zip(&row) {
+                *o = if norm > 0.0 { (x / norm) as f32 } else { 0.0 };
             }
         }
+        if let Some(buf) = wider {
+            values = buf;
+        }
+        values.truncate(n * d);
+        values.shrink_to_fit();
+        Array2::from_shape_vec((n, d), values).expect("n x d values")
     }
-    out
 }
 
 impl Dims {

@@ -1,7 +1,8 @@
--- version: 1
+-- version: 2
 -- grain: one row per item_key x one-hot feature
 -- purpose: the low-cardinality columns to one-hot encode, long format; a missing value is the
---          level '(missing)' so that "unknown" is a category of its own
+--          level '(missing)' so that "unknown" is a category of its own. Not here: draw_rev and
+--          draw_sheet_no (drawing bookkeeping; `trainer eval` showed no routing signal in them)
 SELECT item_key, 'part_type' AS feature, coalesce(part_type, '(missing)') AS level FROM clean_items
 UNION ALL SELECT item_key, 'part_nm', coalesce(part_nm, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'item_suffix', coalesce(item_suffix, '(missing)') FROM clean_items
@@ -14,8 +15,6 @@ UNION ALL SELECT item_key, 'item_grp1_nm', coalesce(item_grp1_nm, '(missing)') F
 UNION ALL SELECT item_key, 'standard_yn', coalesce(standard_yn, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'group2', coalesce(group2, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'group3', coalesce(group3, '(missing)') FROM clean_items
-UNION ALL SELECT item_key, 'draw_rev', coalesce(draw_rev, '(missing)') FROM clean_items
-UNION ALL SELECT item_key, 'draw_sheet_no', coalesce(draw_sheet_no, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'dim_unit', coalesce(dim_unit, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'seal_type_grup', coalesce(seal_type_grup, '(missing)') FROM clean_items
 UNION ALL SELECT item_key, 'in_seal_size_uom', coalesce(in_seal_size_uom, '(missing)') FROM clean_items

@@ -1,4 +1,4 @@
--- version: 1
+-- version: 2
 -- grain: one row per target
 -- purpose: FITTED STATE. Weighted mean and standard deviation of each routing target over the
 --          training items, so that target encodings come out in standard units
@@ -13,6 +13,30 @@ WITH y AS (
     FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
     UNION ALL
     SELECT s.sample_weight, 'actual_hours', t.t_actual_hours
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_1', t.t_route_1
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_2', t.t_route_2
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_3', t.t_route_3
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_4', t.t_route_4
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_5', t.t_route_5
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_6', t.t_route_6
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_7', t.t_route_7
+    FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
+    UNION ALL
+    SELECT s.sample_weight, 'route_8', t.t_route_8
     FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key
 ),
 m AS (

@@ -1,4 +1,4 @@
--- version: 1
+-- version: 2
 -- grain: one row per training item_key x target (items with a current routing only)
 -- purpose: standardised targets with the item's sample weight and fold, the input of the
 --          target-encoding statistics
@@ -7,6 +7,14 @@ WITH y AS (
     UNION ALL SELECT item_key, 'op_count', t_op_count FROM item_targets
     UNION ALL SELECT item_key, 'outsourced', t_outsourced FROM item_targets
     UNION ALL SELECT item_key, 'actual_hours', t_actual_hours FROM item_targets
+    UNION ALL SELECT item_key, 'route_1', t_route_1 FROM item_targets
+    UNION ALL SELECT item_key, 'route_2', t_route_2 FROM item_targets
+    UNION ALL SELECT item_key, 'route_3', t_route_3 FROM item_targets
+    UNION ALL SELECT item_key, 'route_4', t_route_4 FROM item_targets
+    UNION ALL SELECT item_key, 'route_5', t_route_5 FROM item_targets
+    UNION ALL SELECT item_key, 'route_6', t_route_6 FROM item_targets
+    UNION ALL SELECT item_key, 'route_7', t_route_7 FROM item_targets
+    UNION ALL SELECT item_key, 'route_8', t_route_8 FROM item_targets
 )
 SELECT
     y.item_key,

@@ -208,9 +208,35 @@ pub struct Engine {
 impl Engine {
     /// Registers sources, mapping views, params and item metadata.
     pub async fn build(cfg: &Config, mapping: &Mapping, volumes: &ItemVolumes) -> Result<Engine> {
+        Self::build_with_holdout(cfg, mapping, volumes, None).await
+    }
+
+    /// Like [`Engine::build`]; with `holdout` (cleaned item keys), the routing and work-order
+    /// rows of those items are left out of `erp_routings` and `erp_work_orders`, as if they were
+    /// new items whose routing is not written yet (`trainer eval`). The item view is unchanged.
+    pub async fn build_with_holdout(
+        cfg: &Config,
+        mapping: &Mapping,
+        volumes: &ItemVolumes,
+        holdout: Option<&[String]>,
+    ) -> Result<Engine> {
         let ctx = new_context();
         let sources = sources::register_all(&ctx, cfg, mapping).await?;
-        register_mapping_views(&ctx, mapping).await?;
+        if let Some(keys) = holdout {
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "item_key",
+                DataType::Utf8,
+                false,
+            )]));
+            let batch = RecordBatch::try_new(
+                schema,
+                vec![Arc::new(StringArray::from(keys.to_vec())) as ArrayRef],
+            )
+            .map_err(|e| Error::internal(format!("holdout table: {e}")))?;
+            ctx.register_batch("eval_holdout", batch)
+                .map_err(|e| Error::internal(format!("registering eval_holdout: {e}")))?;
+        }
+        register_mapping_views(&ctx, mapping, holdout.is_some()).await?;
         ctx.register_batch("params", params_batch(cfg))
             .map_err(|e| Error::internal(format!("registering params: {e}")))?;
         ctx.register_batch("item_metadata", volumes.to_batch())
@@ -220,13 +246,24 @@ impl Engine {
 }
 
 /// `CREATE VIEW erp_<logical> AS SELECT "ERP_COL" AS std_name, ... FROM <erp view>` per view.
-pub async fn register_mapping_views(ctx: &SessionContext, mapping: &Mapping) -> Result<()> {
+/// With `holdout`, the routing and work-order views leave out the items of table `eval_holdout`.
+pub async fn register_mapping_views(
+    ctx: &SessionContext,
+    mapping: &Mapping,
+    holdout: bool,
+) -> Result<()> {
     for v in VIEWS {
-        let sql = format!(
-            "CREATE VIEW erp_{} AS {}",
-            v.logical,
-            mapping.select_sql(v.erp_name)
-        );
+        let select = mapping.select_sql(v.erp_name);
+        let sql = if holdout && v.logical != "items" {
+            format!(
+                "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
+                 LEFT JOIN eval_holdout h ON h.item_key = upper(norm_text(src.item_cd)) \
+                 WHERE h.item_key IS NULL",
+                v.logical
+            )
+        } else {
+            format!("CREATE VIEW erp_{} AS {select}", v.logical)
+        };
         ctx.sql(&sql).await.map_err(|e| {
             Error::sql(
                 mapping.file.display().to_string(),

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use ndarray::Array2;
+use ndarray::ArrayView2;
 
 use crate::error::Result;
 use crate::fsutil::{atomic_write, atomic_write_with};
@@ -36,7 +36,7 @@ pub fn tsv_field(s: &str) -> String {
         .collect()
 }
 
-pub fn write(dir: &Path, vectors: &Array2<f32>, meta: &[MetaRow<'_>]) -> Result<()> {
+pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
     let (n, d) = vectors.dim();

@@ -7,6 +7,7 @@ fn help_texts() {
     for args in [
         vec!["--help"],
         vec!["run", "--help"],
+        vec!["eval", "--help"],
         vec!["explain", "--help"],
         vec!["sample", "--help"],
         vec!["vectorize", "--help"],

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod errors;
+mod eval;
 mod odbc;
 mod pipeline;
 mod real_clients;

@@ -258,7 +258,10 @@ fn new_item_uses_full_data_statistics_and_no_leakage() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 40, "10 target-encoded features x 4 targets");
+    assert_eq!(
+        checked, 84,
+        "7 target-encoded features x 12 targets (4 routing figures, 8 fingerprint components)"
+    );
     // No leakage: for a training item whose level is seen in that item only, the encoding is
     // exactly its fold's prior: its own target does not enter.
     let b = q("WITH single AS ( \

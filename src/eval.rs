@@ -1,0 +1,797 @@
+//! `trainer eval`: does the model call items similar that really share routings?
+//!
+//! A seeded fraction of the items that have a current routing is held out: their routing and
+//! work-order rows are left out of training (they stay in the item view, as a new item does
+//! before its routing is written). After training, each held-out item's nearest neighbours among
+//! the items that have routings are compared with its own current JOB_CD sequence (from the full
+//! data). Three encodings are scored on the same split in the same run:
+//!
+//! * `trainer`: the pipeline as configured;
+//! * `no_weights`: the same pipeline with every feature weight 1 and every item weight 1;
+//! * `naive`: no cleaning, no SQL encoding, no weights: every raw item column, text as ordinal
+//!   codes (sorted distinct values, missing = 0), numbers as they are (missing = 0), each column
+//!   standardised, rows L2-normalised.
+//!
+//! Neighbours come from exact cosine search (a blocked matrix product), so the scores measure the
+//! vectors; the HNSW index is scored separately (recall@10 against exact search on a sample, and
+//! the similarity check's nearest-other against exact), and the `trainer` variant is also scored
+//! through the index as the recommender would query it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, ListArray};
+use arrow::datatypes::DataType;
+use ndarray::{Array2, ArrayView2, s};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
+use crate::error::{Error, Result};
+use crate::export::log::RunLog;
+use crate::fsutil::atomic_write;
+use crate::index::hnsw::Visited;
+use crate::index::{Hnsw, HnswParams};
+use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
+use crate::rng::{fnv1a64, mix64};
+use crate::transform;
+
+/// Options of `trainer eval`.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Share of the items with a routing that is held out, in (0, 0.5].
+    pub holdout: f64,
+    /// Seed of the holdout draw.
+    pub seed: u64,
+    /// Items whose index search is compared with exact search.
+    pub recall_queries: usize,
+    /// Print training progress lines.
+    pub verbose: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            holdout: 0.02,
+            seed: 42,
+            recall_queries: 1000,
+            verbose: false,
+        }
+    }
+}
+
+/// Scores of one encoding on the held-out items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub queries: usize,
+    pub top1_match: f64,
+    pub hit_at_5: f64,
+    pub hit_at_10: f64,
+    pub top1_seq_similarity: f64,
+    pub top1_at_or_above_threshold: f64,
+    /// Held-out items whose top-1 cosine similarity is at or above the threshold (HIGH).
+    pub high: usize,
+    pub high_top1_match: f64,
+    pub high_hit_at_5: f64,
+    pub high_top1_seq_similarity: f64,
+    pub low_top1_match: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub dims: usize,
+    pub scores: Scores,
+}
+
+/// The whole report (also written as JSON).
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub items: usize,
+    pub with_routing: usize,
+    pub held_out: usize,
+    pub threshold: f64,
+    pub variants: Vec<Variant>,
+    /// The `trainer` variant through the HNSW index (filtered to items with routings).
+    pub via_index: Scores,
+    pub recall_at_10: f64,
+    pub recall_queries: usize,
+    pub nearest_other_agreement: f64,
+    pub ef_search: usize,
+    pub hnsw_m: usize,
+    pub opts: EvalOptions,
+    pub report_path: PathBuf,
+    pub seconds: f64,
+}
+
+/// `trainer eval`.
+pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+    let started = std::time::Instant::now();
+    if !(opts.holdout > 0.0 && opts.holdout <= 0.5) {
+        return Err(Error::usage(format!(
+            "--holdout {}: expected a share in (0, 0.5]",
+            opts.holdout
+        )));
+    }
+    let (cfg, mapping, files) = pipeline::load_inputs(config_path)?;
+    let mut log = RunLog::stderr_only(!opts.verbose);
+
+    // ---- the truth: every item's current JOB_CD sequence, from the full data --------------------
+    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
+    let full = Engine::build(&cfg, &mapping, &volumes).await?;
+    transform::create_views(&full.ctx, &files, &["01_map", "02_clean"], true).await?;
+    let truth = read_sequences(&full.ctx).await?;
+    let naive = naive_vectors(&full.ctx, &truth.keys).await?;
+    drop(full);
+    let n = truth.keys.len();
+    let with_routing: Vec<u32> = (0..n as u32)
+        .filter(|&i| truth.seqs[i as usize].is_some())
+        .collect();
+    let holdout = draw_holdout(&truth.keys, &with_routing, opts.holdout, opts.seed);
+    if holdout.is_empty() {
+        return Err(Error::input(
+            "clean_routings",
+            "no item has a current routing: nothing to evaluate (is the routing view empty?)",
+        ));
+    }
+    let mut is_held = vec![false; n];
+    for &i in &holdout {
+        is_held[i as usize] = true;
+    }
+    let candidates: Vec<bool> = (0..n)
+        .map(|i| truth.seqs[i].is_some() && !is_held[i])
+        .collect();
+    let held_keys: Vec<String> = holdout
+        .iter()
+        .map(|&i| truth.keys[i as usize].clone())
+        .collect();
+
+    // ---- the variants --------------------------------------------------------------------------
+    let mut no_weights = cfg.clone();
+    no_weights
+        .weights
+        .features
+        .values_mut()
+        .for_each(|w| *w = 1.0);
+    no_weights.weights.item.volume_floor = 1.0;
+    let score = |v: ArrayView2<'_, f32>| {
+        let nn = exact_neighbours(v, &holdout, &candidates, 10);
+        scores(&holdout, &nn, &truth.seqs, cfg.similarity_threshold)
+    };
+    let mut variants = Vec::new();
+    let mut trained_main = None;
+    for (name, what, c) in [
+        (
+            "trainer",
+            "the pipeline as configured (cleaning, SQL encoding, weights)",
+            &cfg,
+        ),
+        (
+            "no_weights",
+            "the same pipeline, every feature and item weight 1",
+            &no_weights,
+        ),
+    ] {
+        let tv = train(c, &mapping, &files, &held_keys, &mut log).await?;
+        if tv.items.keys != truth.keys {
+            return Err(Error::internal(
+                "the held-out training run has other items than the full data",
+            ));
+        }
+        variants.push(Variant {
+            name,
+            what,
+            dims: tv.vectors.ncols(),
+            scores: score(tv.vectors.view()),
+        });
+        if name == "trainer" {
+            trained_main = Some(tv.vectors);
+        }
+    }
+    variants.push(Variant {
+        name: "naive",
+        what: "raw columns, ordinal codes, standardised, no cleaning, no weights",
+        dims: naive.ncols(),
+        scores: score(naive.view()),
+    });
+    drop(naive);
+
+    // ---- the index -----------------------------------------------------------------------------
+    let vecs = trained_main.expect("trainer variant");
+    let d = vecs.ncols();
+    let (flat, _) = vecs.into_raw_vec_and_offset();
+    let h = Hnsw::build(
+        flat,
+        d,
+        HnswParams {
+            m: cfg.hnsw.m,
+            ef_construction: cfg.hnsw.ef_construction,
+            seed: cfg.hnsw.seed,
+        },
+        |_, _| {},
+    );
+    let ef = cfg.hnsw.ef_search;
+    let via = index_neighbours(&h, &holdout, &candidates, 10, ef);
+    let via_index = scores(&holdout, &via, &truth.seqs, cfg.similarity_threshold);
+    let sample = draw_sample(n, opts.recall_queries, opts.seed);
+    let (recall, agree) = index_checks(&h, &sample, ef);
+
+    let report = EvalReport {
+        items: n,
+        with_routing: with_routing.len(),
+        held_out: holdout.len(),
+        threshold: cfg.similarity_threshold,
+        variants,
+        via_index,
+        recall_at_10: recall,
+        recall_queries: sample.len(),
+        nearest_other_agreement: agree,
+        ef_search: ef,
+        hnsw_m: cfg.hnsw.m,
+        opts: opts.clone(),
+        report_path: cfg.output.models_dir.join("eval_report.json"),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    std::fs::create_dir_all(&cfg.output.models_dir)
+        .map_err(|e| Error::io(&cfg.output.models_dir, "create the directory", e))?;
+    atomic_write(
+        &report.report_path,
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.json()).unwrap()
+        )
+        .as_bytes(),
+    )?;
+    Ok(report)
+}
+
+async fn train(
+    cfg: &Config,
+    mapping: &crate::mapping::Mapping,
+    files: &[crate::engine::sqlfiles::SqlFile],
+    holdout: &[String],
+    log: &mut RunLog,
+) -> Result<pipeline::TrainedVectors> {
+    let mut timer = Timer::new();
+    pipeline::train_vectors(
+        cfg,
+        mapping,
+        files,
+        &TrainOptions {
+            fitted_dir: None,
+            holdout: Some(holdout),
+        },
+        log,
+        &mut timer,
+    )
+    .await
+}
+
+/// Every item (clean_items, label order) with its current JOB_CD sequence (interned), if any.
+struct Truth {
+    keys: Vec<String>,
+    seqs: Vec<Option<Vec<u32>>>,
+}
+
+async fn read_sequences(ctx: &datafusion::prelude::SessionContext) -> Result<Truth> {
+    let what = "current routings (clean_items, clean_routings)";
+    let sql = "SELECT c.item_key, r.seq FROM clean_items c LEFT JOIN ( \
+                 SELECT item_key, array_agg(coalesce(job_cd, '') ORDER BY proc_seq) AS seq \
+                 FROM clean_routings GROUP BY item_key) r ON r.item_key = c.item_key \
+               ORDER BY c.item_key";
+    let batches = engine::collect(ctx, sql, what).await?;
+    let mut codes: HashMap<String, u32> = HashMap::new();
+    let mut t = Truth {
+        keys: Vec::new(),
+        seqs: Vec::new(),
+    };
+    for b in &batches {
+        let k = column_as(b, "item_key", &DataType::Utf8, what)?;
+        let seq = b
+            .column_by_name("seq")
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+            .ok_or_else(|| Error::internal("array_agg did not return a list"))?;
+        for r in 0..b.num_rows() {
+            t.keys.push(strings(&k).value(r).to_string());
+            if seq.is_null(r) {
+                t.seqs.push(None);
+                continue;
+            }
+            let ops = arrow::compute::cast(&seq.value(r), &DataType::Utf8)
+                .map_err(|e| Error::internal(format!("job codes: {e}")))?;
+            let ops = strings(&ops);
+            let ids = (0..ops.len())
+                .map(|j| {
+                    let next = codes.len() as u32;
+                    *codes.entry(ops.value(j).to_string()).or_insert(next)
+                })
+                .collect();
+            t.seqs.push(Some(ids));
+        }
+    }
+    Ok(t)
+}
+
+/// `round(share · |with_routing|)` items (at least one), chosen by a seeded hash of the key, so
+/// the draw does not depend on row order.
+fn draw_holdout(keys: &[String], with_routing: &[u32], share: f64, seed: u64) -> Vec<u32> {
+    if with_routing.is_empty() {
+        return Vec::new();
+    }
+    let mut order: Vec<(u64, u32)> = with_routing
+        .iter()
+        .map(|&i| {
+            (
+                mix64(fnv1a64(keys[i as usize].as_bytes()) ^ mix64(seed ^ 0x5EED_E7A1)),
+                i,
+            )
+        })
+        .collect();
+    order.sort_unstable();
+    let take = ((share * with_routing.len() as f64).round() as usize).clamp(1, with_routing.len());
+    let mut out: Vec<u32> = order[..take].iter().map(|x| x.1).collect();
+    out.sort_unstable();
+    out
+}
+
+/// Up to `k` labels out of `0..n`, seeded, sorted.
+fn draw_sample(n: usize, k: usize, seed: u64) -> Vec<u32> {
+    let mut order: Vec<(u64, u32)> = (0..n as u32)
+        .map(|i| (mix64(i as u64 ^ mix64(seed ^ 0x5A3B_1E00)), i))
+        .collect();
+    order.sort_unstable();
+    let mut out: Vec<u32> = order.iter().take(k).map(|x| x.1).collect();
+    out.sort_unstable();
+    out
+}
+
+/// (score, label) with a total order: higher similarity first, then lower label.
+#[derive(Clone, Copy, PartialEq)]
+struct Hit(f32, u32);
+
+impl Eq for Hit {}
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Hit {
+    /// "Less" is better: a max-heap of these keeps the worst on top.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// Exact top-`k` (cosine similarity, label) among `allowed` labels for each query, best first,
+/// by blocks of `Q · Vᵀ` (the vectors are unit length, so the dot product is the cosine).
+fn exact_neighbours(
+    v: ArrayView2<'_, f32>,
+    queries: &[u32],
+    allowed: &[bool],
+    k: usize,
+) -> Vec<Vec<(f32, u32)>> {
+    const QB: usize = 128;
+    const CB: usize = 8192;
+    let n = v.nrows();
+    queries
+        .par_chunks(QB)
+        .flat_map_iter(|qs| {
+            let q = Array2::from_shape_fn((qs.len(), v.ncols()), |(r, c)| v[[qs[r] as usize, c]]);
+            let mut heaps: Vec<std::collections::BinaryHeap<Hit>> =
+                vec![std::collections::BinaryHeap::with_capacity(k + 1); qs.len()];
+            let mut start = 0;
+            while start < n {
+                let end = (start + CB).min(n);
+                let sims = q.dot(&v.slice(s![start..end, ..]).t());
+                for (r, row) in sims.outer_iter().enumerate() {
+                    let heap = &mut heaps[r];
+                    for (j, &sim) in row.iter().enumerate() {
+                        let label = (start + j) as u32;
+                        if !allowed[label as usize] || label == qs[r] {
+                            continue;
+                        }
+                        let hit = Hit(sim, label);
+                        if heap.len() < k {
+                            heap.push(hit);
+                        } else if hit < *heap.peek().expect("k > 0") {
+                            heap.pop();
+                            heap.push(hit);
+                        }
+                    }
+                }
+                start = end;
+            }
+            heaps.into_iter().map(|h| {
+                h.into_sorted_vec()
+                    .into_iter()
+                    .map(|x| (x.0, x.1))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect()
+}
+
+/// The index's answer as the recommender gets it: a search for 64 neighbours at `ef`, filtered to
+/// `allowed` labels, the best `k` kept (cosine similarity, label).
+fn index_neighbours(
+    h: &Hnsw,
+    queries: &[u32],
+    allowed: &[bool],
+    k: usize,
+    ef: usize,
+) -> Vec<Vec<(f32, u32)>> {
+    queries
+        .par_iter()
+        .map_init(
+            || Visited::new(h.len()),
+            |vis, &q| {
+                h.search(h.vector(q), 64, ef.max(64), vis)
+                    .into_iter()
+                    .filter(|&(_, j)| j != q && allowed[j as usize])
+                    .take(k)
+                    .map(|(d, j)| (1.0 - d, j))
+                    .collect()
+            },
+        )
+        .collect()
+}
+
+/// Recall@10 of `search` at `ef` against exact search over all items, and the share of items
+/// whose nearest other by [`Hnsw::nearest_other`] is as close as the exact nearest other.
+fn index_checks(h: &Hnsw, sample: &[u32], ef: usize) -> (f64, f64) {
+    let per: Vec<(usize, usize, bool)> = sample
+        .par_iter()
+        .map_init(
+            || Visited::new(h.len()),
+            |vis, &q| {
+                let qv = h.vector(q);
+                let exact = h.brute_force(qv, 11);
+                let exact10: Vec<u32> = exact.iter().take(10).map(|x| x.1).collect();
+                let got: Vec<u32> = h.search(qv, 10, ef, vis).iter().map(|x| x.1).collect();
+                let hits = exact10.iter().filter(|e| got.contains(e)).count();
+                let exact_other = exact.iter().find(|x| x.1 != q).map(|x| x.0);
+                let other = h.nearest_other(q, NEAREST_OTHER_EF, vis).map(|x| x.0);
+                let same = match (other, exact_other) {
+                    (Some(a), Some(b)) => a <= b,
+                    (None, None) => true,
+                    _ => false,
+                };
+                (hits, exact10.len(), same)
+            },
+        )
+        .collect();
+    let hits: usize = per.iter().map(|x| x.0).sum();
+    let total: usize = per.iter().map(|x| x.1).sum();
+    let same = per.iter().filter(|x| x.2).count();
+    (
+        hits as f64 / total.max(1) as f64,
+        same as f64 / per.len().max(1) as f64,
+    )
+}
+
+/// 1 − Levenshtein(a, b) / max(|a|, |b|) over operation codes (1 for two empty sequences).
+pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
+    let m = a.len().max(b.len());
+    if m == 0 {
+        return 1.0;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, x) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    1.0 - prev[b.len()] as f64 / m as f64
+}
+
+fn scores(
+    queries: &[u32],
+    neighbours: &[Vec<(f32, u32)>],
+    seqs: &[Option<Vec<u32>>],
+    threshold: f64,
+) -> Scores {
+    let (mut m1, mut h5, mut h10, mut sim, mut above) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
+    let (mut hm1, mut hh5, mut hsim, mut lm1) = (0usize, 0usize, 0.0f64, 0usize);
+    for (q, nn) in queries.iter().zip(neighbours) {
+        let own = seqs[*q as usize]
+            .as_deref()
+            .expect("held-out items have a routing");
+        let same = |j: u32| seqs[j as usize].as_deref() == Some(own);
+        let top1 = nn.first().map(|x| same(x.1)).unwrap_or(false);
+        let hit5 = nn.iter().take(5).any(|x| same(x.1));
+        let s1 = nn
+            .first()
+            .map(|x| seq_similarity(own, seqs[x.1 as usize].as_deref().unwrap_or(&[])))
+            .unwrap_or(0.0);
+        m1 += usize::from(top1);
+        h5 += usize::from(hit5);
+        h10 += usize::from(nn.iter().take(10).any(|x| same(x.1)));
+        sim += s1;
+        if nn.first().is_some_and(|x| x.0 as f64 >= threshold) {
+            above += 1;
+            hm1 += usize::from(top1);
+            hh5 += usize::from(hit5);
+            hsim += s1;
+        } else {
+            lm1 += usize::from(top1);
+        }
+    }
+    let q = queries.len().max(1) as f64;
+    let low = queries.len() - above;
+    let ratio = |a: f64, b: usize| if b == 0 { 0.0 } else { a / b as f64 };
+    Scores {
+        queries: queries.len(),
+        top1_match: m1 as f64 / q,
+        hit_at_5: h5 as f64 / q,
+        hit_at_10: h10 as f64 / q,
+        top1_seq_similarity: sim / q,
+        top1_at_or_above_threshold: above as f64 / q,
+        high: above,
+        high_top1_match: ratio(hm1 as f64, above),
+        high_hit_at_5: ratio(hh5 as f64, above),
+        high_top1_seq_similarity: ratio(hsim, above),
+        low_top1_match: ratio(lm1 as f64, low),
+    }
+}
+
+/// The naive baseline's vectors, rows in `keys` order (the items of clean_items).
+async fn naive_vectors(
+    ctx: &datafusion::prelude::SessionContext,
+    keys: &[String],
+) -> Result<Array2<f32>> {
+    let what = "naive baseline (map_items)";
+    // Item keys only to line rows up with the labels; the values themselves are raw.
+    let sql = "SELECT * FROM (SELECT upper(norm_text(m.item_cd)) AS eval_key, m.*, \
+                 ROW_NUMBER() OVER (PARTITION BY upper(norm_text(m.item_cd)) \
+                                    ORDER BY m.item_cd, m.part_type, m.item_material) AS eval_rn \
+               FROM map_items m) WHERE eval_key IS NOT NULL AND eval_rn = 1 ORDER BY eval_key";
+    let batches = engine::collect(ctx, sql, what).await?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => return Ok(Array2::zeros((keys.len(), 0))),
+    };
+    let batch = engine::concat(&schema, &batches)?;
+    let got = column_as(&batch, "eval_key", &DataType::Utf8, what)?;
+    let got = strings(&got);
+    if got.len() != keys.len() || (0..got.len()).any(|i| got.value(i) != keys[i]) {
+        return Err(Error::internal(
+            "the naive baseline's items differ from clean_items",
+        ));
+    }
+    let n = keys.len();
+    let mut cols: Vec<Vec<f64>> = Vec::new();
+    for (f, col) in schema.fields().iter().zip(batch.columns()) {
+        if matches!(f.name().as_str(), "eval_key" | "eval_rn" | "item_cd") {
+            continue;
+        }
+        let x: Vec<f64> = match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let a = arrow::compute::cast(col, &DataType::Utf8)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let a = strings(&a);
+                let levels: BTreeMap<&str, usize> = a.iter().flatten().map(|v| (v, 0)).collect();
+                let code: HashMap<&str, f64> = levels
+                    .keys()
+                    .enumerate()
+                    .map(|(i, v)| (*v, (i + 1) as f64))
+                    .collect();
+                a.iter().map(|v| v.map_or(0.0, |v| code[v])).collect()
+            }
+            _ => {
+                let a = arrow::compute::cast(col, &DataType::Float64)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let a = engine::f64s(&a);
+                (0..n)
+                    .map(|i| {
+                        if a.is_null(i) || !a.value(i).is_finite() {
+                            0.0
+                        } else {
+                            a.value(i)
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let mean = x.iter().sum::<f64>() / n.max(1) as f64;
+        let sd = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64).sqrt();
+        if sd > 0.0 {
+            cols.push(x.iter().map(|v| (v - mean) / sd).collect());
+        }
+    }
+    let d = cols.len();
+    let mut out = Array2::<f32>::zeros((n, d));
+    for i in 0..n {
+        let norm = cols.iter().map(|c| c[i] * c[i]).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for (j, c) in cols.iter().enumerate() {
+                out[[i, j]] = (c[i] / norm) as f32;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Scores {
+    fn json(&self) -> Value {
+        json!({
+            "queries": self.queries,
+            "top1_routing_match": self.top1_match,
+            "hit_at_5": self.hit_at_5,
+            "hit_at_10": self.hit_at_10,
+            "top1_sequence_similarity": self.top1_seq_similarity,
+            "top1_similarity_at_or_above_threshold": self.top1_at_or_above_threshold,
+            "high_tier": {
+                "queries": self.high,
+                "top1_routing_match": self.high_top1_match,
+                "hit_at_5": self.high_hit_at_5,
+                "top1_sequence_similarity": self.high_top1_seq_similarity,
+            },
+            "low_tier": {
+                "queries": self.queries - self.high,
+                "top1_routing_match": self.low_top1_match,
+            },
+        })
+    }
+}
+
+impl EvalReport {
+    pub fn json(&self) -> Value {
+        json!({
+            "items": self.items,
+            "items_with_routing": self.with_routing,
+            "held_out": self.held_out,
+            "holdout_share": self.opts.holdout,
+            "seed": self.opts.seed,
+            "similarity_threshold": self.threshold,
+            "neighbours": "exact cosine search among the training items that have a current routing",
+            "variants": self.variants.iter().map(|v| (v.name.to_string(), {
+                let mut o = v.scores.json();
+                o["dims"] = json!(v.dims);
+                o["what"] = json!(v.what);
+                o
+            })).collect::<serde_json::Map<_, _>>(),
+            "trainer_via_index": self.via_index.json(),
+            "index": {
+                "m": self.hnsw_m,
+                "ef_search": self.ef_search,
+                "recall_at_10": self.recall_at_10,
+                "recall_queries": self.recall_queries,
+                "nearest_other_ef": NEAREST_OTHER_EF,
+                "nearest_other_agrees_with_exact": self.nearest_other_agreement,
+            },
+            "seconds": self.seconds,
+        })
+    }
+
+    /// The table `trainer eval` prints.
+    pub fn render(&self) -> String {
+        let pct = |x: f64| format!("{:.1} %", 100.0 * x);
+        let mut out = format!(
+            "trainer eval: {} items, {} with a current routing; {} held out ({:.1} %, seed {}): \
+             their routing and work-order rows removed before training.\n\
+             Neighbours: exact cosine search among the {} training items with a routing.\n\n",
+            self.items,
+            self.with_routing,
+            self.held_out,
+            100.0 * self.opts.holdout,
+            self.opts.seed,
+            self.with_routing - self.held_out,
+        );
+        let thr = self.threshold;
+        out.push_str(&format!(
+            "{:<12} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9}   {:>6} {:>9} {:>9} {:>9}\n",
+            "variant",
+            "dims",
+            "top-1",
+            "hit@5",
+            "hit@10",
+            "seq sim",
+            format!("≥ {thr}"),
+            "HIGH n",
+            "HIGH top1",
+            "HIGH h@5",
+            "LOW top1"
+        ));
+        let mut rows: Vec<(String, String, &Scores)> = self
+            .variants
+            .iter()
+            .map(|v| (v.name.to_string(), v.dims.to_string(), &v.scores))
+            .collect();
+        let via_dims = self.variants.first().map(|v| v.dims.to_string());
+        rows.insert(
+            1,
+            (
+                "  via index".to_string(),
+                via_dims.unwrap_or_default(),
+                &self.via_index,
+            ),
+        );
+        for (name, dims, s) in rows {
+            out.push_str(&format!(
+                "{:<12} {:>5} {:>9} {:>8} {:>8} {:>9.3} {:>9}   {:>6} {:>9} {:>9} {:>9}\n",
+                name,
+                dims,
+                pct(s.top1_match),
+                pct(s.hit_at_5),
+                pct(s.hit_at_10),
+                s.top1_seq_similarity,
+                pct(s.top1_at_or_above_threshold),
+                s.high,
+                pct(s.high_top1_match),
+                pct(s.high_hit_at_5),
+                pct(s.low_top1_match),
+            ));
+        }
+        out.push_str(&format!(
+            "\ntop-1: the nearest item's current JOB_CD sequence equals the held-out item's own; \
+             hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
+             top-1's sequence; ≥ {thr}: share whose top-1 cosine similarity reaches the \
+             threshold (HIGH).\n\
+             index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
+             over {} items; the similarity check's nearest other (beam {}) is as close as the \
+             exact one for {}.\nreport written to {}\n",
+            self.hnsw_m,
+            self.ef_search,
+            self.recall_at_10,
+            self.recall_queries,
+            NEAREST_OTHER_EF,
+            pct(self.nearest_other_agreement),
+            self.report_path.display(),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_similarity() {
+        assert_eq!(seq_similarity(&[1, 2, 3], &[1, 2, 3]), 1.0);
+        assert_eq!(seq_similarity(&[], &[]), 1.0);
+        assert_eq!(seq_similarity(&[1, 2, 3], &[]), 0.0);
+        // one insertion in 4
+        assert_eq!(seq_similarity(&[1, 2, 3], &[1, 9, 2, 3]), 0.75);
+        // one substitution in 3
+        assert!((seq_similarity(&[1, 2, 3], &[1, 5, 3]) - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn holdout_is_seeded_and_sized() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("ITEM{i}")).collect();
+        let with: Vec<u32> = (0..1000).filter(|i| i % 3 != 0).collect();
+        let a = draw_holdout(&keys, &with, 0.05, 42);
+        assert_eq!(a.len(), (0.05f64 * with.len() as f64).round() as usize);
+        assert!(a.iter().all(|i| i % 3 != 0));
+        assert_eq!(a, draw_holdout(&keys, &with, 0.05, 42));
+        assert_ne!(a, draw_holdout(&keys, &with, 0.05, 43));
+    }
+
+    #[test]
+    fn exact_neighbours_match_a_scan() {
+        let v = Array2::from_shape_fn((300, 5), |(i, j)| ((i * 7 + j * 13) % 11) as f32 - 5.0);
+        let norms: Vec<f32> = v.outer_iter().map(|r| r.dot(&r).sqrt()).collect();
+        let v = Array2::from_shape_fn((300, 5), |(i, j)| v[[i, j]] / norms[i].max(1e-6));
+        let allowed: Vec<bool> = (0..300).map(|i| i % 4 != 1).collect();
+        let queries = [1u32, 2, 50, 299];
+        let got = exact_neighbours(v.view(), &queries, &allowed, 3);
+        for (q, nn) in queries.iter().zip(&got) {
+            let mut all: Vec<Hit> = (0..300u32)
+                .filter(|&j| allowed[j as usize] && j != *q)
+                .map(|j| Hit(v.row(*q as usize).dot(&v.row(j as usize)), j))
+                .collect();
+            all.sort();
+            let want: Vec<u32> = all.iter().take(3).map(|h| h.1).collect();
+            let got: Vec<u32> = nn.iter().map(|x| x.1).collect();
+            assert_eq!(got, want);
+        }
+    }
+}
