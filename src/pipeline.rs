@@ -34,7 +34,7 @@ use crate::weights;
 /// Beam width of the similarity check's nearest-other search, which starts from each item's own
 /// level-0 links (see [`Hnsw::nearest_other`]); agreement with exact search is measured by
 /// `trainer eval` and the benchmark.
-pub const NEAREST_OTHER_EF: usize = 32;
+pub const NEAREST_OTHER_EF: usize = 10;
 
 /// Options of `trainer run` beyond the config.
 #[derive(Debug, Clone, Default)]

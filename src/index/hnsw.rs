@@ -192,9 +192,7 @@ impl Hnsw {
                 .into_par_iter()
                 .map_init(|| Visited::new(n), |vis, i| self_plan(&h, i as u32, vis))
                 .collect();
-            for (k, plan) in plans.into_iter().enumerate() {
-                h.commit((done + k) as u32, plan);
-            }
+            h.commit_batch(done as u32, plans);
             done += batch;
             progress(done, n);
         }
@@ -244,15 +242,77 @@ impl Hnsw {
         }
     }
 
+    /// Applies the plans of a batch (points `first..`), with the same result as committing them
+    /// one by one: every reverse link targets a node of the snapshot, and what happens to one
+    /// node's list depends only on that list and the links added to it, in insertion order. So
+    /// the additions are grouped per (node, level) in insertion order and each group's pruning is
+    /// computed in parallel (read-only), then written back.
+    fn commit_batch(&mut self, first: u32, plans: Vec<Plan>) {
+        if self.entry.is_none() {
+            for (k, plan) in plans.into_iter().enumerate() {
+                self.commit(first + k as u32, plan);
+            }
+            return;
+        }
+        let mut adds: Vec<(u32, u8, u32)> = Vec::new();
+        for (k, plan) in plans.iter().enumerate() {
+            for (l, neigh) in plan.per_level.iter().enumerate() {
+                adds.extend(neigh.iter().map(|&nb| (nb, l as u8, first + k as u32)));
+            }
+        }
+        // Stable: insertion order is kept within each (node, level).
+        adds.sort_by_key(|a| (a.0, a.1));
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        let mut s = 0;
+        for e in 1..=adds.len() {
+            if e == adds.len() || (adds[e].0, adds[e].1) != (adds[s].0, adds[s].1) {
+                groups.push((s, e));
+                s = e;
+            }
+        }
+        let this = &*self;
+        let lists: Vec<Vec<u32>> = groups
+            .par_iter()
+            .map(|&(s, e)| {
+                let (node, l) = (adds[s].0, adds[s].1 as usize);
+                let mut list = this.links[node as usize][l].clone();
+                for a in &adds[s..e] {
+                    this.add_to(&mut list, node, a.2, l);
+                }
+                list
+            })
+            .collect();
+        for (&(s, _), list) in groups.iter().zip(lists) {
+            self.links[adds[s].0 as usize][adds[s].1 as usize] = list;
+        }
+        for (k, plan) in plans.into_iter().enumerate() {
+            let i = first + k as u32;
+            for (l, neigh) in plan.per_level.into_iter().enumerate() {
+                self.links[i as usize][l] = neigh;
+            }
+            let level = self.levels[i as usize] as usize;
+            if level > self.max_level {
+                self.max_level = level;
+                self.entry = Some(i);
+            }
+        }
+    }
+
     /// Adds `new` to `node`'s list on level l, pruning with the heuristic when full.
     fn add_link(&mut self, node: u32, new: u32, l: usize) {
+        let mut list = std::mem::take(&mut self.links[node as usize][l]);
+        self.add_to(&mut list, node, new, l);
+        self.links[node as usize][l] = list;
+    }
+
+    /// [`Hnsw::add_link`] on a detached copy of `node`'s level-l list.
+    fn add_to(&self, list: &mut Vec<u32>, node: u32, new: u32, l: usize) {
         let cap = if l == 0 { self.m0 } else { self.m };
-        let list = &self.links[node as usize][l];
         if list.contains(&new) {
             return;
         }
         if list.len() < cap {
-            self.links[node as usize][l].push(new);
+            list.push(new);
             return;
         }
         let q = self.vector(node);
@@ -262,8 +322,7 @@ impl Hnsw {
             .map(|&x| Cand(self.dist(q, x), x))
             .collect();
         cands.sort();
-        let kept = self.heuristic(&cands, cap);
-        self.links[node as usize][l] = kept;
+        *list = self.heuristic(&cands, cap);
     }
 
     /// Neighbour selection heuristic over candidates sorted by distance.
@@ -577,6 +636,39 @@ mod tests {
             recall >= 0.99,
             "recall@10 after incremental insertion = {recall}"
         );
+    }
+
+    #[test]
+    fn batch_commit_equals_one_by_one() {
+        let (n, dim) = (3000, 10);
+        let data = random_unit(n, dim, 21);
+        let p = HnswParams {
+            m: 6,
+            ef_construction: 40,
+            seed: 9,
+        };
+        let a = Hnsw::build(data.clone(), dim, p, |_, _| {});
+        // The same batches, committed point by point.
+        let mut b = Hnsw::build(data[..1024 * dim].to_vec(), dim, p, |_, _| {});
+        b.data = data;
+        b.levels = Hnsw::draw_levels(n, p.m, p.seed);
+        for i in 1024..n {
+            b.links.push(vec![Vec::new(); b.levels[i] as usize + 1]);
+        }
+        let mut done = 1024;
+        while done < n {
+            let batch = (done / 20).clamp(1, 256).min(n - done);
+            let mut vis = Visited::new(n);
+            let plans: Vec<Plan> = (done..done + batch)
+                .map(|i| self_plan(&b, i as u32, &mut vis))
+                .collect();
+            for (k, plan) in plans.into_iter().enumerate() {
+                b.commit((done + k) as u32, plan);
+            }
+            done += batch;
+        }
+        assert_eq!(a.links, b.links);
+        assert_eq!(a.entry, b.entry);
     }
 
     #[test]
