@@ -70,6 +70,12 @@ struct Stage {
     peak_rss: Option<u64>,
 }
 
+impl Default for Timer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Timer {
     pub fn new() -> Self {
         Timer {
