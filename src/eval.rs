@@ -477,18 +477,7 @@ pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
     if m == 0 {
         return 1.0;
     }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, x) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    1.0 - prev[b.len()] as f64 / m as f64
+    1.0 - crate::mapping::levenshtein(a, b) as f64 / m as f64
 }
 
 fn scores(
