@@ -177,14 +177,12 @@ pub async fn read_encoded(
         .map(|(i, k)| (k.clone(), i as u32))
         .collect();
     let what = "encoded_features";
-    let df = ctx
-        .sql("SELECT item_key, feature, dim, value FROM encoded_features")
-        .await
-        .map_err(|e| Error::sql(what, e.to_string()))?;
-    let mut stream = df
-        .execute_stream()
-        .await
-        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let mut stream = engine::stream_as_written(
+        ctx,
+        "SELECT item_key, feature, dim, value FROM encoded_features",
+        what,
+    )
+    .await?;
     let mut enc = vectors::Encoded::new(items.keys.len());
     while let Some(b) = stream.next().await {
         let b = b.map_err(|e| Error::sql(what, e.to_string()))?;
@@ -292,7 +290,8 @@ pub struct TrainOptions<'a> {
 /// What training produces before the index: the session (every view of `sql/` registered), the
 /// items in label order, their weights and folds, and the vectors.
 pub struct TrainedVectors {
-    pub engine: Engine,
+    /// What was read (the session and its tables are dropped once the vectors exist).
+    pub sources: Vec<crate::engine::sources::SourceInfo>,
     pub items: ItemTable,
     pub sample: weights::ItemSample,
     pub vectors: Array2<f32>,
@@ -379,6 +378,11 @@ pub async fn train_vectors(
         t.elapsed().as_secs_f64(),
         mib(crate::export::log::mark_peak_rss())
     ));
+    // The tables held for the SQL layers are not needed any more: free them before the vectors
+    // and the index take their memory.
+    let Engine { ctx, sources } = eng;
+    drop(ctx);
+    crate::export::log::release_free_memory();
     timer.lap("sql_transforms", log);
 
     // ---- vectors -------------------------------------------------------------------------------
@@ -415,7 +419,7 @@ pub async fn train_vectors(
     ));
     timer.lap("vectors", log);
     Ok(TrainedVectors {
-        engine: eng,
+        sources,
         items,
         sample,
         vectors: vecs,
@@ -456,7 +460,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     )
     .await?;
     let TrainedVectors {
-        engine: eng,
+        sources,
         items,
         sample,
         vectors: vecs,
@@ -597,7 +601,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     write_npy(&out.join("vectors.npy"), vecs)?;
     projector::write(&out.join("tb_projector"), vecs, &meta)?;
     let meta_sha = sha256_file(&cfg.item_metadata)?;
-    let snapshot = snapshot_id(&eng.sources, &meta_sha);
+    let snapshot = snapshot_id(&sources, &meta_sha);
     timer.lap("artifacts", &mut log);
 
     // ---- training metadata ---------------------------------------------------------------------
@@ -612,7 +616,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         "schema_mapping_version": mapping.version,
         "similarity_threshold": thr,
         "data_snapshot_id": snapshot,
-        "sources": eng.sources.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
+        "sources": sources.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
         "item_metadata": {"path": cfg.item_metadata.display().to_string(), "sha256": meta_sha},
         "config": cfg,
         "sql": files.iter().map(|f| json!({"file": f.rel, "view": f.name, "version": f.version, "grain": f.grain, "sha256": f.sha256})).collect::<Vec<_>>(),

@@ -295,6 +295,29 @@ pub async fn collect_df(
     Ok(parts.into_iter().flatten().collect())
 }
 
+/// Runs a query as a stream of batches, with the joins built on the side the SQL puts first.
+///
+/// DataFusion may swap a join's inputs so that the side it estimates smaller is the one held in
+/// its hash table. For the streamed encode views those estimates are unreliable (a join of a
+/// 72-row table with a 2.3M-row one was estimated smaller than a 228k-row table, and the 27M-row
+/// join result was held whole: 6.9 GB instead of 2.4 GB at 325k items). So for these views the
+/// written order decides, and sql/README tells analysts to put the small table first.
+pub async fn stream_as_written(
+    ctx: &SessionContext,
+    sql: &str,
+    what: &str,
+) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+    let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
+    let (state, plan) = ctx.sql(sql).await.map_err(err)?.into_parts();
+    let mut config = state.config().clone();
+    config.options_mut().optimizer.join_reordering = false;
+    let state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    let physical = state.create_physical_plan(&plan).await.map_err(err)?;
+    datafusion::physical_plan::execute_stream(physical, state.task_ctx()).map_err(err)
+}
+
 /// Concatenates batches into one (an empty batch of `schema` if there are none).
 pub fn concat(
     schema: &arrow::datatypes::SchemaRef,

@@ -103,3 +103,18 @@ pub fn take_stage_peak_rss() -> Option<u64> {
     let p = peak_rss_bytes()?;
     Some(p.max(FOLDED_PEAK.load(std::sync::atomic::Ordering::Relaxed)))
 }
+
+/// Returns freed heap memory to the OS (glibc keeps freed chunks of its arenas mapped, so a
+/// stage that follows a large one would otherwise be measured, and held, at the old size).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only releases memory glibc's allocator holds unused.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
