@@ -82,15 +82,22 @@ pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -
     })
 }
 
-/// Runs the encode layer in `mode`: non-`fit_` files become views, `fit_` files are computed
-/// (or loaded) and registered as tables. Returns a stat per file (rows for fitted tables).
+/// Runs the encode layer in `mode`: `fit_` files are computed (or loaded) and registered as
+/// tables; other files become views, held as tables if a later `fit_` file reads them, else
+/// streamed (computed where they are read, into `encoded_features`). Held tables that no
+/// later file needs, directly or through a view, are dropped as soon as the last reader is done
+/// (`keep` names the ones the caller still reads). Returns a stat per file (rows for fitted
+/// tables).
 pub async fn run_encode(
     ctx: &SessionContext,
     files: &[SqlFile],
     mode: Mode<'_>,
+    keep: &[&str],
 ) -> Result<Vec<ViewStat>> {
     let mut stats = Vec::new();
     let encode: Vec<&SqlFile> = files.iter().filter(|f| f.layer == "03_encode").collect();
+    let mut held = held_tables(ctx, files).await;
+    release_unneeded(ctx, files, &mut held, &encode, keep);
     for (k, f) in encode.iter().enumerate() {
         if !f.is_fit() {
             // Inputs of fitted statistics are computed once and held (every fit_ view reads
@@ -99,6 +106,9 @@ pub async fn run_encode(
                 .iter()
                 .any(|g| g.is_fit() && reads(&g.body, &f.name));
             stats.push(create_view(ctx, f, fit_input).await?);
+            if fit_input {
+                held.push(f.name.clone());
+            }
             continue;
         }
         let t = std::time::Instant::now();
@@ -116,6 +126,7 @@ pub async fn run_encode(
                 load_table(&state_dir.join(format!("{}.parquet", f.name)))?
             }
         };
+        release_unneeded(ctx, files, &mut held, &encode[k + 1..], keep);
         stats.push(ViewStat {
             name: f.name.clone(),
             rows: Some(batch.num_rows()),
@@ -125,6 +136,69 @@ pub async fn run_encode(
         register(ctx, &f.name, batch)?;
     }
     Ok(stats)
+}
+
+/// The SQL files' names that are registered as tables (materialised), not as views.
+async fn held_tables(ctx: &SessionContext, files: &[SqlFile]) -> Vec<String> {
+    let mut held = Vec::new();
+    for f in files {
+        if let Ok(t) = ctx.table_provider(f.name.as_str()).await
+            && t.table_type() == datafusion::datasource::TableType::Base
+        {
+            held.push(f.name.clone());
+        }
+    }
+    held
+}
+
+/// Deregisters the held tables that none of `later` reads, directly or through views defined by
+/// `files`, unless listed in `keep`; frees their memory.
+fn release_unneeded(
+    ctx: &SessionContext,
+    files: &[SqlFile],
+    held: &mut Vec<String>,
+    later: &[&SqlFile],
+    keep: &[&str],
+) {
+    let before = held.len();
+    let tables = held.clone();
+    held.retain(|t| {
+        let needed = keep.contains(&t.as_str())
+            || later
+                .iter()
+                .any(|f| needs(files, &tables, &f.body, t, &mut Vec::new()));
+        if !needed {
+            let _ = ctx.deregister_table(t.as_str());
+        }
+        needed
+    });
+    if held.len() < before {
+        crate::export::log::release_free_memory();
+    }
+}
+
+/// Whether SQL `body` reads `table`, directly or through the views of `files` it reads (a
+/// file that is a fitted or held table, listed in `tables`, is not a view).
+pub fn needs(
+    files: &[SqlFile],
+    tables: &[String],
+    body: &str,
+    table: &str,
+    seen: &mut Vec<String>,
+) -> bool {
+    if reads(body, table) {
+        return true;
+    }
+    files.iter().filter(|v| !v.is_fit()).any(|v| {
+        v.name != table
+            && !tables.contains(&v.name)
+            && !seen.contains(&v.name)
+            && reads(body, &v.name)
+            && {
+                seen.push(v.name.clone());
+                needs(files, tables, &v.body, table, seen)
+            }
+    })
 }
 
 /// Whether SQL text `body` names `table` (as a whole identifier, any case).
@@ -206,7 +280,79 @@ pub fn load_table(path: &Path) -> Result<RecordBatch> {
 
 #[cfg(test)]
 mod tests {
-    use super::reads;
+    use super::{needs, reads};
+    use crate::engine::sqlfiles::SqlFile;
+
+    fn file(layer: &str, name: &str, body: &str) -> SqlFile {
+        SqlFile {
+            layer: layer.into(),
+            name: name.into(),
+            rel: format!("{layer}/{name}.sql"),
+            path: Default::default(),
+            version: "1".into(),
+            grain: String::new(),
+            purpose: String::new(),
+            sha256: String::new(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn needs_follows_views_but_not_fitted_tables() {
+        let files = vec![
+            file("02_clean", "item_targets", "SELECT * FROM clean_routings"),
+            file("03_encode", "enc_y", "SELECT * FROM item_targets"),
+            file("03_encode", "fit_stats", "SELECT sum(y) FROM enc_y"),
+            file("03_encode", "enc_apply", "SELECT * FROM fit_stats"),
+        ];
+        let none: Vec<String> = Vec::new();
+        let held = vec!["item_targets".to_string()];
+        // enc_y is a view: reading it reads item_targets (and, through it, clean_routings).
+        assert!(needs(
+            &files,
+            &none,
+            &files[2].body,
+            "item_targets",
+            &mut Vec::new()
+        ));
+        assert!(needs(
+            &files,
+            &none,
+            &files[2].body,
+            "clean_routings",
+            &mut Vec::new()
+        ));
+        // ... unless item_targets is held: then clean_routings is not read any more.
+        assert!(needs(
+            &files,
+            &held,
+            &files[2].body,
+            "item_targets",
+            &mut Vec::new()
+        ));
+        assert!(!needs(
+            &files,
+            &held,
+            &files[2].body,
+            "clean_routings",
+            &mut Vec::new()
+        ));
+        // fit_stats is a fitted table: reading it does not need what it was computed from.
+        assert!(!needs(
+            &files,
+            &none,
+            &files[3].body,
+            "item_targets",
+            &mut Vec::new()
+        ));
+        assert!(!needs(
+            &files,
+            &none,
+            &files[3].body,
+            "enc_y",
+            &mut Vec::new()
+        ));
+    }
 
     #[test]
     fn reads_names_whole_identifiers() {
