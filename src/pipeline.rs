@@ -360,7 +360,7 @@ pub async fn train_vectors(
         Mode::Fit {
             save_dir: opts.fitted_dir,
         },
-        &["clean_items"],
+        Some(&["clean_items"]),
     )
     .await?;
     log_views(log, &fitted);
@@ -712,13 +712,7 @@ pub async fn apply_session(config_path: &Path, model_dir: &Path) -> Result<(Engi
         "item_sample",
         transform::load_table(&fitted.join("item_sample.parquet"))?,
     )?;
-    transform::run_encode(
-        ctx,
-        &files,
-        Mode::Apply { state_dir: &fitted },
-        &["clean_items"],
-    )
-    .await?;
+    transform::run_encode(ctx, &files, Mode::Apply { state_dir: &fitted }, None).await?;
     Ok((eng, files))
 }
 

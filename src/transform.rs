@@ -85,14 +85,14 @@ pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -
 /// Runs the encode layer in `mode`: `fit_` files are computed (or loaded) and registered as
 /// tables; other files become views, held as tables if a later `fit_` file reads them, else
 /// streamed (computed where they are read, into `encoded_features`). Held tables that no
-/// later file needs, directly or through a view, are dropped as soon as the last reader is done
-/// (`keep` names the ones the caller still reads). Returns a stat per file (rows for fitted
-/// tables).
+/// later file needs, directly or through a view, are dropped as soon as the last reader is done;
+/// `keep` names the ones the caller still reads (`None`: keep every table, for a session that
+/// is inspected afterwards). Returns a stat per file (rows for fitted tables).
 pub async fn run_encode(
     ctx: &SessionContext,
     files: &[SqlFile],
     mode: Mode<'_>,
-    keep: &[&str],
+    keep: Option<&[&str]>,
 ) -> Result<Vec<ViewStat>> {
     let mut stats = Vec::new();
     let encode: Vec<&SqlFile> = files.iter().filter(|f| f.layer == "03_encode").collect();
@@ -158,8 +158,11 @@ fn release_unneeded(
     files: &[SqlFile],
     held: &mut Vec<String>,
     later: &[&SqlFile],
-    keep: &[&str],
+    keep: Option<&[&str]>,
 ) {
+    let Some(keep) = keep else {
+        return;
+    };
     let before = held.len();
     let tables = held.clone();
     held.retain(|t| {
