@@ -166,10 +166,8 @@ fn release_unneeded(
     let before = held.len();
     let tables = held.clone();
     held.retain(|t| {
-        let needed = keep.contains(&t.as_str())
-            || later
-                .iter()
-                .any(|f| needs(files, &tables, &f.body, t, &mut Vec::new()));
+        let needed =
+            keep.contains(&t.as_str()) || later.iter().any(|f| needs(files, &tables, &f.body, t));
         if !needed {
             let _ = ctx.deregister_table(t.as_str());
         }
@@ -182,26 +180,29 @@ fn release_unneeded(
 
 /// Whether SQL `body` reads `table`, directly or through the views of `files` it reads (a
 /// file that is a fitted or held table, listed in `tables`, is not a view).
-pub fn needs(
-    files: &[SqlFile],
-    tables: &[String],
-    body: &str,
-    table: &str,
-    seen: &mut Vec<String>,
-) -> bool {
-    if reads(body, table) {
-        return true;
+pub fn needs(files: &[SqlFile], tables: &[String], body: &str, table: &str) -> bool {
+    fn walk(
+        files: &[SqlFile],
+        tables: &[String],
+        body: &str,
+        table: &str,
+        seen: &mut Vec<String>,
+    ) -> bool {
+        if reads(body, table) {
+            return true;
+        }
+        files.iter().filter(|v| !v.is_fit()).any(|v| {
+            v.name != table
+                && !tables.contains(&v.name)
+                && !seen.contains(&v.name)
+                && reads(body, &v.name)
+                && {
+                    seen.push(v.name.clone());
+                    walk(files, tables, &v.body, table, seen)
+                }
+        })
     }
-    files.iter().filter(|v| !v.is_fit()).any(|v| {
-        v.name != table
-            && !tables.contains(&v.name)
-            && !seen.contains(&v.name)
-            && reads(body, &v.name)
-            && {
-                seen.push(v.name.clone());
-                needs(files, tables, &v.body, table, seen)
-            }
-    })
+    walk(files, tables, body, table, &mut Vec::new())
 }
 
 /// Whether SQL text `body` names `table` (as a whole identifier, any case).
@@ -310,51 +311,16 @@ mod tests {
         ];
         let none: Vec<String> = Vec::new();
         let held = vec!["item_targets".to_string()];
+        let n = |tables: &[String], k: usize, t: &str| needs(&files, tables, &files[k].body, t);
         // enc_y is a view: reading it reads item_targets (and, through it, clean_routings).
-        assert!(needs(
-            &files,
-            &none,
-            &files[2].body,
-            "item_targets",
-            &mut Vec::new()
-        ));
-        assert!(needs(
-            &files,
-            &none,
-            &files[2].body,
-            "clean_routings",
-            &mut Vec::new()
-        ));
+        assert!(n(&none, 2, "item_targets"));
+        assert!(n(&none, 2, "clean_routings"));
         // ... unless item_targets is held: then clean_routings is not read any more.
-        assert!(needs(
-            &files,
-            &held,
-            &files[2].body,
-            "item_targets",
-            &mut Vec::new()
-        ));
-        assert!(!needs(
-            &files,
-            &held,
-            &files[2].body,
-            "clean_routings",
-            &mut Vec::new()
-        ));
+        assert!(n(&held, 2, "item_targets"));
+        assert!(!n(&held, 2, "clean_routings"));
         // fit_stats is a fitted table: reading it does not need what it was computed from.
-        assert!(!needs(
-            &files,
-            &none,
-            &files[3].body,
-            "item_targets",
-            &mut Vec::new()
-        ));
-        assert!(!needs(
-            &files,
-            &none,
-            &files[3].body,
-            "enc_y",
-            &mut Vec::new()
-        ));
+        assert!(!n(&none, 3, "item_targets"));
+        assert!(!n(&none, 3, "enc_y"));
     }
 
     #[test]
