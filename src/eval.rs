@@ -31,7 +31,7 @@ use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
 use crate::error::{Error, Result};
 use crate::export::log::RunLog;
 use crate::fsutil::atomic_write;
-use crate::index::hnsw::Visited;
+use crate::index::hnsw::with_visited;
 use crate::index::{Hnsw, HnswParams};
 use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
 use crate::rng::{fnv1a64, mix64};
@@ -424,43 +424,44 @@ fn index_neighbours(
 ) -> Vec<Vec<(f32, u32)>> {
     queries
         .par_iter()
-        .map_init(
-            || Visited::new(h.len()),
-            |vis, &q| {
+        .map(|&q| {
+            with_visited(|vis| {
                 h.search(h.vector(q), 64, ef.max(64), vis)
                     .into_iter()
                     .filter(|&(_, j)| j != q && allowed[j as usize])
                     .take(k)
                     .map(|(d, j)| (1.0 - d, j))
                     .collect()
-            },
-        )
+            })
+        })
         .collect()
 }
 
 /// Recall@10 of `search` at `ef` against exact search over all items, and the share of items
 /// whose nearest other by [`Hnsw::nearest_other`] is as close as the exact nearest other.
 fn index_checks(h: &Hnsw, sample: &[u32], ef: usize) -> (f64, f64) {
+    let quant = h.quantized();
     let per: Vec<(usize, usize, bool)> = sample
         .par_iter()
-        .map_init(
-            || Visited::new(h.len()),
-            |vis, &q| {
+        .map(|&q| {
+            with_visited(|vis| {
                 let qv = h.vector(q);
                 let exact = h.brute_force(qv, 11);
                 let exact10: Vec<u32> = exact.iter().take(10).map(|x| x.1).collect();
                 let got: Vec<u32> = h.search(qv, 10, ef, vis).iter().map(|x| x.1).collect();
                 let hits = exact10.iter().filter(|e| got.contains(e)).count();
                 let exact_other = exact.iter().find(|x| x.1 != q).map(|x| x.0);
-                let other = h.nearest_other(q, NEAREST_OTHER_EF, vis).map(|x| x.0);
+                let other = h
+                    .nearest_other(&quant, q, NEAREST_OTHER_EF, vis)
+                    .map(|x| x.0);
                 let same = match (other, exact_other) {
                     (Some(a), Some(b)) => a <= b,
                     (None, None) => true,
                     _ => false,
                 };
                 (hits, exact10.len(), same)
-            },
-        )
+            })
+        })
         .collect();
     let hits: usize = per.iter().map(|x| x.0).sum();
     let total: usize = per.iter().map(|x| x.1).sum();

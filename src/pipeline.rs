@@ -24,7 +24,7 @@ use crate::export::items::{ItemRow, write_items, write_retrain_queue};
 use crate::export::log::{RunLog, peak_rss_bytes, start_stage_peak_rss, take_stage_peak_rss};
 use crate::export::projector::{self, MetaRow};
 use crate::fsutil::{StagedDir, atomic_write, atomic_write_with};
-use crate::index::hnsw::Visited;
+use crate::index::hnsw::with_visited;
 use crate::index::{Hnsw, HnswParams, hnswlib_file};
 use crate::mapping::Mapping;
 use crate::transform::{self, Mode};
@@ -496,23 +496,22 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     // ---- similarity check ----------------------------------------------------------------------
     let ef = cfg.hnsw.ef_search;
     let bar = progress_bar(n as u64, "similarity");
+    let quant = h.quantized();
     let nearest: Vec<(Option<u32>, f32)> = (0..n as u32)
         .into_par_iter()
-        .map_init(
-            || Visited::new(n),
-            |vis, i| {
-                if let Some(b) = &bar
-                    && i % 1024 == 0
-                {
-                    b.inc(1024.min(n as u64 - i as u64));
-                }
-                match h.nearest_other(i, NEAREST_OTHER_EF, vis) {
-                    Some((dist, j)) => (Some(j), 1.0 - dist),
-                    None => (None, 0.0),
-                }
-            },
-        )
+        .map(|i| {
+            if let Some(b) = &bar
+                && i % 1024 == 0
+            {
+                b.inc(1024.min(n as u64 - i as u64));
+            }
+            match with_visited(|vis| h.nearest_other(&quant, i, NEAREST_OTHER_EF, vis)) {
+                Some((dist, j)) => (Some(j), 1.0 - dist),
+                None => (None, 0.0),
+            }
+        })
         .collect();
+    drop(quant);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -569,7 +568,6 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     timer.lap("similarity_check", &mut log);
 
     // ---- artifacts -----------------------------------------------------------------------------
-    hnswlib_file::write(&h, &out.join("hnsw_index.bin"))?;
     let sidecar = json!({
         "format": "hnswlib 0.8.0 saveIndex layout",
         "space": "cosine",
@@ -599,8 +597,17 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         })
         .collect();
     let vecs = ArrayView2::from_shape((n, d), &h.data[..]).expect("n x d");
-    write_npy(&out.join("vectors.npy"), vecs)?;
-    projector::write(&out.join("tb_projector"), vecs, &meta)?;
+    // The two big writers on both cores: formatting vectors.tsv is CPU-bound, the index and
+    // vectors.npy are mostly copying.
+    let (binary, projector) = rayon::join(
+        || -> Result<()> {
+            hnswlib_file::write(&h, &out.join("hnsw_index.bin"))?;
+            write_npy(&out.join("vectors.npy"), vecs)
+        },
+        || projector::write(&out.join("tb_projector"), vecs, &meta),
+    );
+    binary?;
+    projector?;
     let meta_sha = sha256_file(&cfg.item_metadata)?;
     let snapshot = snapshot_id(&sources, &meta_sha);
     timer.lap("artifacts", &mut log);

@@ -1,0 +1,127 @@
+//! Index build and similarity check alone, on the vectors of a saved model: the two stages of
+//! `trainer run` after the SQL, without rerunning the SQL. Run by `make bench` (scripts/bench)
+//! after the 325k-item `trainer run`; standalone: `TRAINER_BENCH_MODEL=models cargo bench --bench
+//! index_build` (`TRAINER_BENCH_M` / `TRAINER_BENCH_EFC` override the model's M and
+//! ef_construction, to weigh a parameter change before making it the default).
+//!
+//! Prints build wall time (all cores), whether the rebuilt graph equals the saved one (it must,
+//! with the model's own parameters: the build is deterministic), recall@10 at the model's
+//! ef_search against exact search on 500 queries (stored vectors with seeded noise), the
+//! similarity pass over every item and how often its nearest other agrees with exact search.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use trainer::index::hnsw::with_visited;
+use trainer::index::{Hnsw, HnswParams, hnswlib_file};
+use trainer::pipeline::NEAREST_OTHER_EF;
+use trainer::rng::Rng;
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
+    })
+}
+
+fn main() {
+    let Some(dir) = std::env::var_os("TRAINER_BENCH_MODEL").map(PathBuf::from) else {
+        eprintln!(
+            "index_build: set TRAINER_BENCH_MODEL to a models folder written by `trainer run` \
+             (make bench does); nothing measured"
+        );
+        return;
+    };
+    let sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("hnsw_index.json")).expect("hnsw_index.json"),
+    )
+    .expect("sidecar JSON");
+    let ef = sidecar["ef_search"].as_u64().expect("ef_search") as usize;
+    let efc = sidecar["ef_construction"]
+        .as_u64()
+        .expect("ef_construction") as usize;
+    let seed = sidecar["seed"].as_u64().expect("seed");
+    let saved = hnswlib_file::read(&dir.join("hnsw_index.bin"), efc).expect("index");
+    let (n, d) = (saved.len(), saved.dim);
+    let p = HnswParams {
+        m: env_usize("TRAINER_BENCH_M").unwrap_or(saved.m),
+        ef_construction: env_usize("TRAINER_BENCH_EFC").unwrap_or(efc),
+        seed,
+    };
+    let own = p.m == saved.m && p.ef_construction == efc;
+    println!(
+        "{n} items x {d} dims; M {}, ef_construction {}{}; {} threads",
+        p.m,
+        p.ef_construction,
+        if own { " (the model's)" } else { "" },
+        rayon::current_num_threads()
+    );
+    let t = Instant::now();
+    let h = Hnsw::build(saved.data.clone(), d, p, |_, _| {});
+    println!("index build: {:.2} s", t.elapsed().as_secs_f64());
+    if own {
+        println!(
+            "rebuilt graph equals the saved one: {}",
+            h.links == saved.links && h.entry == saved.entry
+        );
+    }
+    drop(saved);
+
+    let t = Instant::now();
+    let quant = h.quantized();
+    let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
+        .into_par_iter()
+        .map(|i| with_visited(|vis| h.nearest_other(&quant, i, NEAREST_OTHER_EF, vis)))
+        .collect();
+    println!(
+        "similarity pass (nearest other of every item, ef {NEAREST_OTHER_EF}): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut rng = Rng::new(7);
+    let queries: Vec<Vec<f32>> = (0..500)
+        .map(|k| {
+            let v: Vec<f64> = h
+                .vector((k * n / 500) as u32)
+                .iter()
+                .map(|x| *x as f64 + 0.02 * rng.normal())
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| (x / norm) as f32).collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let hits: Vec<(usize, usize)> = queries
+        .par_iter()
+        .map(|q| {
+            let got: Vec<u32> = with_visited(|vis| h.search(q, 10, ef, vis))
+                .iter()
+                .map(|x| x.1)
+                .collect();
+            let exact = h.brute_force(q, 10);
+            (
+                exact.iter().filter(|e| got.contains(&e.1)).count(),
+                exact.len(),
+            )
+        })
+        .collect();
+    let (hit, total) = hits.iter().fold((0, 0), |(a, b), (h, t)| (a + h, b + t));
+    println!(
+        "recall@10 at ef {ef} against exact search (500 queries): {:.4} ({:.1} s incl. brute force)",
+        hit as f64 / total.max(1) as f64,
+        t.elapsed().as_secs_f64()
+    );
+    let sample: Vec<u32> = (0..2000).map(|k| (k * n / 2000) as u32).collect();
+    let agree = sample
+        .par_iter()
+        .filter(|&&i| {
+            let exact = h.brute_force_other(i).map(|x| x.0);
+            nearest[i as usize].map(|x| x.0) <= exact || exact.is_none()
+        })
+        .count();
+    println!(
+        "nearest other as close as the exact one: {:.4} of 2000 sampled items",
+        agree as f64 / 2000.0
+    );
+}
