@@ -9,8 +9,9 @@
 //! ef_search against exact search on 500 queries (stored vectors with seeded noise), the
 //! similarity pass over every item and how often its nearest other agrees with exact search.
 
-use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
 
 use rayon::prelude::*;
 use trainer::index::hnsw::with_visited;
@@ -26,22 +27,15 @@ fn env_usize(name: &str) -> Option<usize> {
 }
 
 fn main() {
-    let Some(dir) = std::env::var_os("TRAINER_BENCH_MODEL").map(PathBuf::from) else {
-        eprintln!(
-            "index_build: set TRAINER_BENCH_MODEL to a models folder written by `trainer run` \
-             (make bench does); nothing measured"
-        );
+    let Some(model) = common::saved_model("index_build") else {
         return;
     };
-    let sidecar: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("hnsw_index.json")).expect("hnsw_index.json"),
-    )
-    .expect("sidecar JSON");
-    let ef = sidecar["ef_search"].as_u64().expect("ef_search") as usize;
-    let efc = sidecar["ef_construction"]
-        .as_u64()
-        .expect("ef_construction") as usize;
-    let seed = sidecar["seed"].as_u64().expect("seed");
+    let (dir, ef, efc, seed) = (
+        model.dir,
+        model.ef_search,
+        model.ef_construction,
+        model.seed,
+    );
     let saved = hnswlib_file::read(&dir.join("hnsw_index.bin"), efc).expect("index");
     let (n, d) = (saved.len(), saved.dim);
     let p = HnswParams {
@@ -81,15 +75,7 @@ fn main() {
 
     let mut rng = Rng::new(7);
     let queries: Vec<Vec<f32>> = (0..500)
-        .map(|k| {
-            let v: Vec<f64> = h
-                .vector((k * n / 500) as u32)
-                .iter()
-                .map(|x| *x as f64 + 0.02 * rng.normal())
-                .collect();
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.iter().map(|x| (x / norm) as f32).collect()
-        })
+        .map(|k| common::noisy_copy(&h, k * n / 500, &mut rng))
         .collect();
     let t = Instant::now();
     let hits: Vec<(usize, usize)> = queries

@@ -7,30 +7,24 @@
 //! Gaussian noise, renormalised. The index is loaded from `hnsw_index.bin` with our reader of
 //! hnswlib's layout, as Stage 3 would load it with hnswlib.
 
-use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
 
 use trainer::index::hnsw::Visited;
 use trainer::index::hnswlib_file;
 use trainer::rng::Rng;
 
 fn main() {
-    let Some(dir) = std::env::var_os("TRAINER_BENCH_MODEL").map(PathBuf::from) else {
-        eprintln!(
-            "query_latency: set TRAINER_BENCH_MODEL to a models folder written by `trainer run` \
-             (make bench does); nothing measured"
-        );
+    let Some(model) = common::saved_model("query_latency") else {
         return;
     };
-    let sidecar: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("hnsw_index.json")).expect("hnsw_index.json"),
-    )
-    .expect("sidecar JSON");
-    let ef = sidecar["ef_search"].as_u64().expect("ef_search") as usize;
-    let efc = sidecar["ef_construction"]
-        .as_u64()
-        .expect("ef_construction") as usize;
-    let seed = sidecar["seed"].as_u64().expect("seed");
+    let (dir, ef, efc, seed) = (
+        model.dir,
+        model.ef_search,
+        model.ef_construction,
+        model.seed,
+    );
     let t = Instant::now();
     let mut h = hnswlib_file::read(&dir.join("hnsw_index.bin"), efc).expect("index");
     println!(
@@ -42,15 +36,7 @@ fn main() {
     );
     let (n, d) = (h.len(), h.dim);
     let mut rng = Rng::new(7);
-    let mut new_item = |i: usize, h: &trainer::index::Hnsw| -> Vec<f32> {
-        let v: Vec<f64> = h
-            .vector(i as u32)
-            .iter()
-            .map(|x| *x as f64 + 0.02 * rng.normal())
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        v.iter().map(|x| (x / norm) as f32).collect()
-    };
+    let mut new_item = |i: usize, h: &trainer::index::Hnsw| common::noisy_copy(h, i, &mut rng);
     let queries: Vec<Vec<f32>> = (0..2000).map(|k| new_item(k * n / 2000, &h)).collect();
     let mut vis = Visited::new(n);
     for q in queries.iter().take(100) {
