@@ -52,7 +52,7 @@ fn main() {
         rayon::current_num_threads()
     );
     let t = Instant::now();
-    let h = Hnsw::build(saved.data.clone(), d, p, |_, _| {});
+    let (h, quant) = Hnsw::build_quantized(saved.data.clone(), d, p, |_, _| {});
     println!("index build: {:.2} s", t.elapsed().as_secs_f64());
     if own {
         println!(
@@ -63,7 +63,6 @@ fn main() {
     drop(saved);
 
     let t = Instant::now();
-    let quant = h.quantized();
     let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
         .into_par_iter()
         .map(|i| with_visited(|vis| h.nearest_other(&quant, i, NEAREST_OTHER_EF, vis)))

@@ -483,7 +483,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let bar = progress_bar(n as u64, "index");
     // The index takes the vectors' buffer (no copy); artifacts read them back from it.
     let (flat, _) = vecs.into_raw_vec_and_offset();
-    let h = Hnsw::build(flat, d, hp, |done, _| {
+    let (h, quant) = Hnsw::build_quantized(flat, d, hp, |done, _| {
         if let Some(b) = &bar {
             b.set_position(done as u64)
         }
@@ -496,7 +496,6 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     // ---- similarity check ----------------------------------------------------------------------
     let ef = cfg.hnsw.ef_search;
     let bar = progress_bar(n as u64, "similarity");
-    let quant = h.quantized();
     let nearest: Vec<(Option<u32>, f32)> = (0..n as u32)
         .into_par_iter()
         .map(|i| {

@@ -340,8 +340,20 @@ impl Hnsw {
         data: Vec<f32>,
         dim: usize,
         p: HnswParams,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Hnsw {
+        Self::build_quantized(data, dim, p, progress).0
+    }
+
+    /// [`Hnsw::build`], also returning the quantised vectors construction compared, for a
+    /// caller that goes on to [`Hnsw::nearest_other`] (the same as [`Hnsw::quantized`], without
+    /// computing them twice).
+    pub fn build_quantized(
+        data: Vec<f32>,
+        dim: usize,
+        p: HnswParams,
+        mut progress: impl FnMut(usize, usize),
+    ) -> (Hnsw, Quantized) {
         let n = data.len().checked_div(dim).unwrap_or(0);
         let levels = Self::draw_levels(n, p.m, p.seed);
         let mut h = Hnsw {
@@ -379,7 +391,7 @@ impl Hnsw {
             done += batch;
             progress(done, n);
         }
-        h
+        (h, quant)
     }
 
     pub fn len(&self) -> usize {
