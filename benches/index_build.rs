@@ -15,7 +15,7 @@ mod common;
 
 use rayon::prelude::*;
 use trainer::index::hnsw::with_visited;
-use trainer::index::{Hnsw, HnswParams, hnswlib_file};
+use trainer::index::{Hnsw, HnswParams};
 use trainer::pipeline::NEAREST_OTHER_EF;
 use trainer::rng::Rng;
 
@@ -30,18 +30,13 @@ fn main() {
     let Some(model) = common::saved_model("index_build") else {
         return;
     };
-    let (dir, ef, efc, seed) = (
-        model.dir,
-        model.ef_search,
-        model.ef_construction,
-        model.seed,
-    );
-    let saved = hnswlib_file::read(&dir.join("hnsw_index.bin"), efc).expect("index");
+    let (ef, efc) = (model.ef_search, model.ef_construction);
+    let saved = model.index();
     let (n, d) = (saved.len(), saved.dim);
     let p = HnswParams {
         m: env_usize("TRAINER_BENCH_M").unwrap_or(saved.m),
         ef_construction: env_usize("TRAINER_BENCH_EFC").unwrap_or(efc),
-        seed,
+        seed: model.seed,
     };
     let own = p.m == saved.m && p.ef_construction == efc;
     println!(

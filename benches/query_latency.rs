@@ -12,21 +12,15 @@ use std::time::Instant;
 mod common;
 
 use trainer::index::hnsw::Visited;
-use trainer::index::hnswlib_file;
 use trainer::rng::Rng;
 
 fn main() {
     let Some(model) = common::saved_model("query_latency") else {
         return;
     };
-    let (dir, ef, efc, seed) = (
-        model.dir,
-        model.ef_search,
-        model.ef_construction,
-        model.seed,
-    );
+    let ef = model.ef_search;
     let t = Instant::now();
-    let mut h = hnswlib_file::read(&dir.join("hnsw_index.bin"), efc).expect("index");
+    let mut h = model.index();
     println!(
         "index: {} items x {} dims, M {}, loaded in {:.2} s",
         h.len(),
@@ -63,7 +57,7 @@ fn main() {
         .flat_map(|k| new_item((k * 7919) % n, &h))
         .collect();
     let t = Instant::now();
-    h.insert_all(&add, seed);
+    h.insert_all(&add, model.seed);
     let s = t.elapsed().as_secs_f64();
     println!(
         "incremental insertion: 1000 new items into {n} in {s:.2} s ({:.0} items/s, one thread), now {} items x {d} dims",

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use trainer::index::Hnsw;
+use trainer::index::{Hnsw, hnswlib_file};
 use trainer::rng::Rng;
 
 /// A models folder written by `trainer run`, with the index parameters of its sidecar.
@@ -12,6 +12,15 @@ pub struct SavedModel {
     pub ef_search: usize,
     pub ef_construction: usize,
     pub seed: u64,
+}
+
+impl SavedModel {
+    /// The model's `hnsw_index.bin`, read with our reader of hnswlib's layout.
+    pub fn index(&self) -> Hnsw {
+        let path = self.dir.join("hnsw_index.bin");
+        hnswlib_file::read(&path, self.ef_construction)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
 }
 
 /// The model named by `TRAINER_BENCH_MODEL`, or `None` (with a note on stderr) when unset.
