@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::Array;
@@ -165,31 +166,52 @@ pub async fn read_items(ctx: &datafusion::prelude::SessionContext) -> Result<Ite
 
 /// The items (label order) and their encoded features: `clean_items`, and `encoded_features`
 /// streamed batch by batch into a dense matrix of raw values (never materialised as a table).
+/// The branches of its top `UNION ALL` (one-hot, numeric, target) are drained concurrently, one
+/// task each: the matrix does not depend on the order rows arrive in (see [`vectors`]).
 pub async fn read_encoded(
     ctx: &datafusion::prelude::SessionContext,
 ) -> Result<(ItemTable, vectors::RawMatrix)> {
     use futures::StreamExt;
     let items = read_items(ctx).await?;
-    let index_of: HashMap<String, u32> = items
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.clone(), i as u32))
-        .collect();
+    let index_of: Arc<HashMap<String, u32>> = Arc::new(
+        items
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u32))
+            .collect(),
+    );
     let what = "encoded_features";
-    let mut stream = engine::stream_as_written(
+    let streams = engine::branch_streams_as_written(
         ctx,
         "SELECT item_key, feature, dim, value FROM encoded_features",
         what,
     )
     .await?;
-    let mut enc = vectors::Encoded::new(items.keys.len());
-    while let Some(b) = stream.next().await {
-        let b = b.map_err(|e| Error::sql(what, e.to_string()))?;
-        enc.push(&b, &index_of)?;
+    let n = items.keys.len();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let index_of = Arc::clone(&index_of);
+            tokio::spawn(async move {
+                let mut enc = vectors::Encoded::new(n);
+                while let Some(b) = stream.next().await {
+                    let b = b.map_err(|e| Error::sql(what, e.to_string()))?;
+                    enc.push(&b, &index_of)?;
+                }
+                Ok::<_, Error>(enc)
+            })
+        })
+        .collect();
+    let mut parts = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let part = t
+            .await
+            .map_err(|e| Error::internal(format!("reading {what}: {e}")))??;
+        parts.push(part);
     }
     drop(index_of);
-    let raw = enc.into_matrix(&items.keys)?;
+    let raw = vectors::Encoded::into_matrix(parts, &items.keys)?;
     Ok((items, raw))
 }
 

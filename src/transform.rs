@@ -6,7 +6,7 @@
 //! files run, but `fit_` views are loaded from the saved Parquet instead of recomputed, which
 //! makes re-vectorising a training item bit-identical.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -37,7 +37,8 @@ pub struct ViewStat {
 /// Creates the views of the given layers (which must contain no `fit_` files). With
 /// `materialize`, each view of 02_clean is computed once and kept in memory as a table of the
 /// same name: later views read it many times (every UNION branch of an encode input scans
-/// clean_items), and plans stay small. In 03_encode (see [`run_encode`]) only the inputs of
+/// clean_items), and plans stay small. Views that do not read each other are then computed at
+/// the same time (see [`run_jobs`]). In 03_encode (see [`run_encode`]) only the inputs of
 /// `fit_` views are materialised; the rest are projections and joins streamed into the last view
 /// (`encoded_features`, ~25M rows at 325k items), which the Rust tail reads batch by batch.
 pub async fn create_views(
@@ -46,17 +47,145 @@ pub async fn create_views(
     layers: &[&str],
     materialize: bool,
 ) -> Result<Vec<ViewStat>> {
-    let mut stats = Vec::new();
-    for f in files.iter().filter(|f| layers.contains(&f.layer.as_str())) {
-        if f.is_fit() {
-            return Err(Error::sql(
-                format!("sql/{}", f.rel),
-                "`fit_` views belong in 03_encode",
-            ));
-        }
-        stats.push(create_view(ctx, f, materialize && f.layer == "02_clean").await?);
+    let chosen: Vec<&SqlFile> = files
+        .iter()
+        .filter(|f| layers.contains(&f.layer.as_str()))
+        .collect();
+    if let Some(f) = chosen.iter().find(|f| f.is_fit()) {
+        return Err(Error::sql(
+            format!("sql/{}", f.rel),
+            "`fit_` views belong in 03_encode",
+        ));
     }
-    Ok(stats)
+    if !materialize {
+        let mut stats = Vec::new();
+        for f in chosen {
+            stats.push(create_view(ctx, f, false).await?);
+        }
+        return Ok(stats);
+    }
+    let jobs = chosen
+        .iter()
+        .map(|f| {
+            let kind = if f.layer == "02_clean" {
+                Job::Materialize
+            } else {
+                Job::View
+            };
+            (*f, kind)
+        })
+        .collect::<Vec<_>>();
+    run_jobs(ctx, files, &jobs, async |_, _: &[bool], _| Ok(())).await
+}
+
+/// How [`run_jobs`] handles one SQL file.
+#[derive(Clone)]
+enum Job {
+    /// `CREATE VIEW` (computed where it is read).
+    View,
+    /// Computed once and registered as a table.
+    Materialize,
+    /// A fitted table: computed and saved to this folder (if any), or loaded from this file.
+    Fit {
+        save_dir: Option<PathBuf>,
+    },
+    Load {
+        path: PathBuf,
+    },
+}
+
+/// Runs `jobs` (SQL files in run order), each as soon as the earlier jobs whose names it reads
+/// (directly or through views of `files` that are not jobs) are registered, at most one per core
+/// at a time. Every query still runs on one partition, so each table is the same as when the
+/// files run one after the other; only the wall time changes. `after` runs after each job's
+/// table or view is registered, with the job's index, which jobs are done, and whether it
+/// registered a table (it may deregister tables no pending job needs). Returns the stats in
+/// `jobs` order; a job's `peak_rss` is the peak between the previous job's end and its own, so
+/// it includes the jobs running beside it.
+async fn run_jobs(
+    ctx: &SessionContext,
+    files: &[SqlFile],
+    jobs: &[(&SqlFile, Job)],
+    mut after: impl AsyncFnMut(usize, &[bool], bool) -> Result<()>,
+) -> Result<Vec<ViewStat>> {
+    let names: Vec<String> = jobs.iter().map(|(f, _)| f.name.clone()).collect();
+    let deps: Vec<Vec<usize>> = jobs
+        .iter()
+        .enumerate()
+        .map(|(k, (f, _))| {
+            (0..k)
+                .filter(|&j| needs(files, &names, &f.body, &names[j]))
+                .collect()
+        })
+        .collect();
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut started = vec![false; jobs.len()];
+    let mut done = vec![false; jobs.len()];
+    let mut stats: Vec<Option<ViewStat>> = vec![None; jobs.len()];
+    let mut running = tokio::task::JoinSet::new();
+    crate::export::log::mark_peak_rss();
+    loop {
+        for k in 0..jobs.len() {
+            if running.len() >= parallel {
+                break;
+            }
+            if started[k] || !deps[k].iter().all(|&j| done[j]) {
+                continue;
+            }
+            started[k] = true;
+            let (ctx, f, job) = (ctx.clone(), jobs[k].0.clone(), jobs[k].1.clone());
+            running.spawn(async move { (k, run_job(&ctx, &f, &job).await) });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (k, out) = joined.map_err(|e| Error::internal(format!("SQL task failed: {e}")))?;
+        let (batch, seconds) = out?;
+        let rows = batch.as_ref().map(|b| b.num_rows());
+        let table = batch.is_some();
+        if let Some(batch) = batch {
+            register(ctx, &names[k], batch)?;
+        }
+        done[k] = true;
+        after(k, &done, table).await?;
+        stats[k] = Some(ViewStat {
+            name: names[k].clone(),
+            rows,
+            seconds,
+            peak_rss: crate::export::log::mark_peak_rss(),
+        });
+    }
+    // Every job has run: a job whose dependencies never finish cannot exist (deps point back).
+    Ok(stats.into_iter().flatten().collect())
+}
+
+/// One job of [`run_jobs`]: the table to register (none for a view) and the wall time.
+async fn run_job(
+    ctx: &SessionContext,
+    f: &SqlFile,
+    job: &Job,
+) -> Result<(Option<RecordBatch>, f64)> {
+    let what = format!("sql/{}", f.rel);
+    let t = std::time::Instant::now();
+    let batch = match job {
+        Job::View => {
+            let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
+            ctx.sql(&sql)
+                .await
+                .map_err(|e| Error::sql(&what, e.to_string()))?;
+            None
+        }
+        Job::Materialize => Some(compute(ctx, &f.body, &what).await?),
+        Job::Fit { save_dir } => {
+            let batch = compute(ctx, &f.body, &what).await?;
+            if let Some(dir) = save_dir {
+                save_table(&dir.join(format!("{}.parquet", f.name)), &batch)?;
+            }
+            Some(batch)
+        }
+        Job::Load { path } => Some(load_table(path)?),
+    };
+    Ok((batch, t.elapsed().as_secs_f64()))
 }
 
 pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<ViewStat> {
@@ -83,59 +212,107 @@ pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -
 }
 
 /// Runs the encode layer in `mode`: `fit_` files are computed (or loaded) and registered as
-/// tables; other files become views, held as tables if a later `fit_` file reads them, else
-/// streamed (computed where they are read, into `encoded_features`). Held tables that no
-/// later file needs, directly or through a view, are dropped as soon as the last reader is done;
-/// `keep` names the ones the caller still reads (`None`: keep every table, for a session that
-/// is inspected afterwards). Returns a stat per file (rows for fitted tables).
+/// tables; other files become views, streamed (computed where they are read, into
+/// `encoded_features`), except inputs of `fit_` files: those are held as tables, so that every
+/// `fit_` file sums over the same rows in the same order, until the last `fit_` file that reads
+/// them is done. Then a held input that a streamed view still reads is replaced by its view:
+/// the stream does not depend on row order, and at 325k items the inputs are ~14M long-format
+/// rows that cost ~0.5 GB to hold and well under a second to recompute. Files that do not read each
+/// other run at the same time ([`run_jobs`]). Held tables that no pending file needs, directly
+/// or through a view, are dropped as soon as the last reader is done; `keep` names the ones the
+/// caller still reads (`None`: keep every table, for a session that is inspected afterwards).
+/// Returns a stat per file (rows for fitted and held tables).
 pub async fn run_encode(
     ctx: &SessionContext,
     files: &[SqlFile],
     mode: Mode<'_>,
     keep: Option<&[&str]>,
 ) -> Result<Vec<ViewStat>> {
-    let mut stats = Vec::new();
     let encode: Vec<&SqlFile> = files.iter().filter(|f| f.layer == "03_encode").collect();
     let mut held = held_tables(ctx, files).await;
     release_unneeded(ctx, files, &mut held, &encode, keep);
-    for (k, f) in encode.iter().enumerate() {
-        if !f.is_fit() {
-            // Inputs of fitted statistics are computed once and held (every fit_ view reads
-            // a stable table); the views that only lead to encoded_features are streamed.
-            let fit_input = encode[k + 1..]
+    let jobs: Vec<(&SqlFile, Job)> = encode
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            let job = if f.is_fit() {
+                match &mode {
+                    Mode::Fit { save_dir } => Job::Fit {
+                        save_dir: save_dir.map(Path::to_path_buf),
+                    },
+                    Mode::Apply { state_dir } => Job::Load {
+                        path: state_dir.join(format!("{}.parquet", f.name)),
+                    },
+                }
+            } else if encode[k + 1..]
                 .iter()
-                .any(|g| g.is_fit() && reads(&g.body, &f.name));
-            stats.push(create_view(ctx, f, fit_input).await?);
-            if fit_input {
-                held.push(f.name.clone());
-            }
+                .any(|g| g.is_fit() && reads(&g.body, &f.name))
+            {
+                // Inputs of fitted statistics are computed once and held (every fit_ view reads
+                // a stable table) until the last fit_ file that reads them is done.
+                Job::Materialize
+            } else {
+                Job::View
+            };
+            (*f, job)
+        })
+        .collect();
+    run_jobs(ctx, files, &jobs, async |k, done: &[bool], table| {
+        if table {
+            held.push(jobs[k].0.name.clone());
+        }
+        if !jobs[k].0.is_fit() {
+            return Ok(());
+        }
+        if keep.is_some() {
+            swap_streamed_inputs(ctx, files, &jobs, done, &mut held).await?;
+        }
+        // Readers still to come: files not done yet, and every view (views are read when
+        // encoded_features is streamed, after this function returns).
+        let pending: Vec<&SqlFile> = jobs
+            .iter()
+            .zip(done)
+            .filter(|((_, job), d)| !**d || matches!(job, Job::View))
+            .map(|((f, _), _)| *f)
+            .collect();
+        release_unneeded(ctx, files, &mut held, &pending, keep);
+        Ok(())
+    })
+    .await
+}
+
+/// Replaces each held encode input that no pending table (fit_ file or held input) reads any
+/// more, but a streamed view does, by its view; see [`run_encode`].
+async fn swap_streamed_inputs(
+    ctx: &SessionContext,
+    files: &[SqlFile],
+    jobs: &[(&SqlFile, Job)],
+    done: &[bool],
+    held: &mut Vec<String>,
+) -> Result<()> {
+    let inputs: Vec<&SqlFile> = jobs
+        .iter()
+        .filter(|(f, job)| matches!(job, Job::Materialize) && held.contains(&f.name))
+        .map(|(f, _)| *f)
+        .collect();
+    for f in inputs {
+        let read_by = |view: bool| {
+            jobs.iter().zip(done).any(|((g, job), d)| {
+                let is_view = matches!(job, Job::View);
+                is_view == view && (view || !d) && needs(files, held, &g.body, &f.name)
+            })
+        };
+        if read_by(false) || !read_by(true) {
             continue;
         }
-        let t = std::time::Instant::now();
-        crate::export::log::mark_peak_rss();
-        let batch = match &mode {
-            Mode::Fit { save_dir } => {
-                let what = format!("sql/{}", f.rel);
-                let batch = compute(ctx, &f.body, &what).await?;
-                if let Some(dir) = save_dir {
-                    save_table(&dir.join(format!("{}.parquet", f.name)), &batch)?;
-                }
-                batch
-            }
-            Mode::Apply { state_dir } => {
-                load_table(&state_dir.join(format!("{}.parquet", f.name)))?
-            }
-        };
-        release_unneeded(ctx, files, &mut held, &encode[k + 1..], keep);
-        stats.push(ViewStat {
-            name: f.name.clone(),
-            rows: Some(batch.num_rows()),
-            seconds: t.elapsed().as_secs_f64(),
-            peak_rss: crate::export::log::mark_peak_rss(),
-        });
-        register(ctx, &f.name, batch)?;
+        let what = format!("sql/{}", f.rel);
+        let _ = ctx.deregister_table(f.name.as_str());
+        held.retain(|t| t != &f.name);
+        ctx.sql(&format!("CREATE VIEW {} AS {}", f.name, f.body))
+            .await
+            .map_err(|e| Error::sql(&what, e.to_string()))?;
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// The SQL files' names that are registered as tables (materialised), not as views.
@@ -215,20 +392,33 @@ pub fn reads(body: &str, table: &str) -> bool {
     })
 }
 
-/// Runs `sql` and returns its result as one batch in canonical row order.
+/// Runs `sql` and returns its result as one batch in a reproducible row order: as computed
+/// when the plan's order is fixed by its inputs' order
+/// ([`order_is_reproducible`](crate::engine::deterministic::order_is_reproducible)), else in
+/// [`canonical`] order.
 pub async fn compute(ctx: &SessionContext, sql: &str, what: &str) -> Result<RecordBatch> {
-    let df = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
+    let df = ctx.sql(sql).await.map_err(err)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = crate::engine::collect_df(df, what).await?;
-    canonical(&crate::engine::concat(&schema, &batches)?)
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.map_err(err)?;
+    let reproducible = crate::engine::deterministic::order_is_reproducible(&plan);
+    let parts = datafusion::physical_plan::collect_partitioned(plan, task)
+        .await
+        .map_err(err)?;
+    let batch = crate::engine::concat(&schema, &parts.into_iter().flatten().collect::<Vec<_>>())?;
+    if reproducible {
+        Ok(batch)
+    } else {
+        canonical(&batch)
+    }
 }
 
-/// The rows of `batch` sorted by all columns (first column first). Hash aggregates emit groups
-/// in an order that changes from process to process; every materialised table is put in this
-/// canonical order so that later float sums over it add up in the same order in every run.
+/// The rows of `batch` sorted by all columns (first column first). DataFusion does not promise
+/// the order in which an aggregate emits its groups; a materialised table computed by one is
+/// put in this canonical order so that later float sums over it add up in the same order in
+/// every run. (Sorting a 6M-row table of strings costs ~2 s, so plans whose order is already
+/// reproducible skip it.)
 pub fn canonical(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
     if batch.num_rows() < 2 {

@@ -136,30 +136,56 @@ impl Encoded {
         Ok(id)
     }
 
-    /// Scatters the values into a dense matrix. A repeated (item, dim) pair is an error: the
-    /// SQL must emit each cell once.
-    pub fn into_matrix(self, items: &[String]) -> Result<RawMatrix> {
-        let width = self.dim_names.len();
-        let mut values = vec![0f32; self.n_items * width];
-        for ((&i, &d), &x) in self.item.iter().zip(&self.dim).zip(&self.value) {
-            let cell = &mut values[i as usize * width + d as usize];
-            if *cell != 0.0 {
-                return Err(Error::sql(
-                    WHAT,
-                    format!(
-                        "item `{}` has dim `{}` more than once: each (item_key, dim) must be one row",
-                        items[i as usize], self.dim_names[d as usize]
-                    ),
-                ));
+    /// Scatters the values of `parts` (encoded from disjoint sets of rows) into one dense matrix;
+    /// a dim keeps one column however many parts name it. A repeated (item, dim) pair is an
+    /// error: the SQL must emit each cell once.
+    pub fn into_matrix(parts: Vec<Encoded>, items: &[String]) -> Result<RawMatrix> {
+        let n_items = items.len();
+        // Column per dim name, first seen first (the layout is sorted by name later anyway).
+        let mut names: Vec<String> = Vec::new();
+        let mut features: Vec<String> = Vec::new();
+        let mut column: HashMap<String, usize> = HashMap::new();
+        let remaps: Vec<Vec<usize>> = parts
+            .iter()
+            .map(|p| {
+                p.dim_names
+                    .iter()
+                    .zip(&p.dim_features)
+                    .map(|(d, f)| {
+                        *column.entry(d.clone()).or_insert_with(|| {
+                            names.push(d.clone());
+                            features.push(f.clone());
+                            names.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let width = names.len();
+        let mut values = vec![0f32; n_items * width];
+        for (part, remap) in parts.into_iter().zip(remaps) {
+            debug_assert_eq!(part.n_items, n_items);
+            for ((&i, &d), &x) in part.item.iter().zip(&part.dim).zip(&part.value) {
+                let d = remap[d as usize];
+                let cell = &mut values[i as usize * width + d];
+                if *cell != 0.0 {
+                    return Err(Error::sql(
+                        WHAT,
+                        format!(
+                            "item `{}` has dim `{}` more than once: each (item_key, dim) must be one row",
+                            items[i as usize], names[d]
+                        ),
+                    ));
+                }
+                *cell = x;
             }
-            *cell = x;
         }
         Ok(RawMatrix {
-            n: self.n_items,
+            n: n_items,
             width,
             values,
-            dim_names: self.dim_names,
-            dim_features: self.dim_features,
+            dim_names: names,
+            dim_features: features,
         })
     }
 }
@@ -304,5 +330,79 @@ impl Dims {
             weights: f64s(&w).values().to_vec(),
             variances: f64s(&v).values().to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::Encoded;
+
+    type Row<'a> = (&'a str, &'a str, &'a str, f64);
+
+    fn batch(rows: &[Row]) -> RecordBatch {
+        let s = |f: for<'r> fn(&'r Row<'r>) -> &'r str| {
+            Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("item_key", DataType::Utf8, false),
+            Field::new("feature", DataType::Utf8, false),
+            Field::new("dim", DataType::Utf8, false),
+            Field::new("value", DataType::Float64, false),
+        ]));
+        let v = Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>());
+        RecordBatch::try_new(
+            schema,
+            vec![s(|r| r.0), s(|r| r.1), s(|r| r.2), Arc::new(v)],
+        )
+        .unwrap()
+    }
+
+    /// Parts encoded separately (one per union branch) give the same matrix in any order, a dim
+    /// named by two parts is one column, and a cell given by two parts is an error.
+    #[test]
+    fn parts_merge_into_one_matrix() {
+        let items: Vec<String> = vec!["A".into(), "B".into()];
+        let index: HashMap<String, u32> = [("A".to_string(), 0), ("B".to_string(), 1)].into();
+        let part = |rows: &[Row]| {
+            let mut e = Encoded::new(2);
+            e.push(&batch(rows), &index).unwrap();
+            e
+        };
+        let p1 = [("A", "f", "f=x", 1.0), ("B", "g", "g", 2.5)];
+        let p2 = [("B", "f", "f=x", 1.0), ("A", "h", "h", -1.0)];
+        let m = Encoded::into_matrix(vec![part(&p1), part(&p2)], &items).unwrap();
+        assert_eq!(m.width, 3);
+        let cell = |m: &super::RawMatrix, i: usize, d: &str| {
+            let j = m.dim_names.iter().position(|n| n == d).unwrap();
+            m.values[i * m.width + j]
+        };
+        let r = Encoded::into_matrix(vec![part(&p2), part(&p1)], &items).unwrap();
+        for d in ["f=x", "g", "h"] {
+            for i in 0..2 {
+                assert_eq!(cell(&m, i, d), cell(&r, i, d), "{d} of item {i}");
+            }
+        }
+        assert_eq!(cell(&m, 0, "f=x"), 1.0);
+        assert_eq!(cell(&m, 1, "f=x"), 1.0);
+        assert_eq!(cell(&m, 1, "g"), 2.5);
+        assert_eq!(cell(&m, 0, "h"), -1.0);
+        assert_eq!(cell(&m, 0, "g"), 0.0);
+        let again = [("A", "f", "f=x", 3.0)];
+        let twice = Encoded::into_matrix(vec![part(&p1), part(&again)], &items);
+        let err = twice
+            .err()
+            .expect("a repeated cell is an error")
+            .to_string();
+        assert!(
+            err.contains("item `A` has dim `f=x` more than once"),
+            "{err}"
+        );
     }
 }

@@ -24,6 +24,51 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+/// Whether `plan` emits its rows in an order fixed by its inputs' row order alone, so that a
+/// table it computes needs no sorting to be reproducible. True when every operator is one of a
+/// known list that keeps (or deterministically permutes) row order within each partition:
+/// scans, projections, filters, unions (one partition per branch, read in branch order by
+/// `collect_partitioned` and by [`OrderedConcatExec`]), hash joins (probe order, then build rows
+/// in insertion order), cross joins, sorts and window functions over them. A repartition, which
+/// deals rows out as they come, is not.
+/// Aggregates are not on the list: their group order is not promised by DataFusion, so their
+/// results go through `transform::canonical` (as does anything unknown, e.g. a repartition).
+pub fn order_is_reproducible(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const KEEPS_ORDER: &[&str] = &[
+        "DataSourceExec",
+        "ProjectionExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+        "OrderedConcatExec",
+        "UnionExec",
+        "HashJoinExec",
+        "NestedLoopJoinExec",
+        "CrossJoinExec",
+        "SortExec",
+        "BoundedWindowAggExec",
+        "WindowAggExec",
+        "EmptyExec",
+        "PlaceholderRowExec",
+    ];
+    KEEPS_ORDER.contains(&plan.name()) && plan.children().into_iter().all(order_is_reproducible)
+}
+
+/// `plan` with its topmost [`OrderedConcatExec`] removed, if only row-wise operators
+/// (projections, filters, batch coalescing) stand above it: the result has one partition per
+/// branch of the union below, each computed exactly as before. Otherwise `plan` unchanged.
+pub fn without_top_concat(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(c) = plan.downcast_ref::<OrderedConcatExec>() {
+        return Ok(Arc::clone(&c.input));
+    }
+    const ROW_WISE: &[&str] = &["ProjectionExec", "FilterExec", "CoalesceBatchesExec"];
+    let children = plan.children();
+    if !ROW_WISE.contains(&plan.name()) || children.len() != 1 {
+        return Ok(plan);
+    }
+    let child = without_top_concat(Arc::clone(children[0]))?;
+    datafusion::physical_plan::execution_plan::replace_children_if_necessary(plan, vec![child])
+}
+
 /// Concatenates the input's partitions in partition order into one partition.
 #[derive(Debug)]
 pub struct OrderedConcatExec {

@@ -51,6 +51,12 @@ pub fn new_context() -> SessionContext {
 /// and maps the ERP's spellings of "missing" ('' , 'nan', 'null', 'none', any case) to NULL.
 pub fn norm_text(s: &str) -> Option<String> {
     let mut out = String::with_capacity(s.len());
+    norm_text_into(s, &mut out).then_some(out)
+}
+
+/// [`norm_text`] into a reused buffer (cleared first); false if the text counts as missing.
+fn norm_text_into(s: &str, out: &mut String) -> bool {
+    out.clear();
     for (i, part) in s
         .split(char::is_whitespace)
         .filter(|p| !p.is_empty())
@@ -65,7 +71,7 @@ pub fn norm_text(s: &str) -> Option<String> {
         || out.eq_ignore_ascii_case("nan")
         || out.eq_ignore_ascii_case("null")
         || out.eq_ignore_ascii_case("none");
-    (!missing).then_some(out)
+    !missing
 }
 
 fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
@@ -87,8 +93,18 @@ fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
                         .as_any()
                         .downcast_ref::<StringArray>()
                         .expect("cast to Utf8");
-                    let out: StringArray = a.iter().map(|v| v.and_then(norm_text)).collect();
-                    Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+                    // One buffer for the whole batch: no allocation per value.
+                    use arrow::array::Array;
+                    let mut out =
+                        arrow::array::StringBuilder::with_capacity(a.len(), a.value_data().len());
+                    let mut buf = String::new();
+                    for v in a.iter() {
+                        match v {
+                            Some(v) if norm_text_into(v, &mut buf) => out.append_value(&buf),
+                            _ => out.append_null(),
+                        }
+                    }
+                    Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
                 }
             }
         },
@@ -308,6 +324,38 @@ pub async fn stream_as_written(
     what: &str,
 ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
     let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
+    let (physical, task) = plan_as_written(ctx, sql, what).await?;
+    datafusion::physical_plan::execute_stream(physical, task).map_err(err)
+}
+
+/// Like [`stream_as_written`], but one stream per branch of the query's top `UNION ALL` (one
+/// stream if there is none), in branch order, so that a caller for which row order does not
+/// matter can drain them concurrently. Only the ordered merge of the branches
+/// ([`deterministic::OrderedConcatExec`]) is removed; each branch runs as before.
+pub async fn branch_streams_as_written(
+    ctx: &SessionContext,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<datafusion::physical_plan::SendableRecordBatchStream>> {
+    let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
+    let (physical, task) = plan_as_written(ctx, sql, what).await?;
+    let split = deterministic::without_top_concat(physical).map_err(err)?;
+    let n = split.properties().output_partitioning().partition_count();
+    (0..n)
+        .map(|i| split.execute(i, Arc::clone(&task)).map_err(err))
+        .collect()
+}
+
+/// The physical plan of `sql` with join inputs as written (see [`stream_as_written`]).
+async fn plan_as_written(
+    ctx: &SessionContext,
+    sql: &str,
+    what: &str,
+) -> Result<(
+    Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    Arc<datafusion::execution::TaskContext>,
+)> {
+    let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
     let (state, plan) = ctx.sql(sql).await.map_err(err)?.into_parts();
     let mut config = state.config().clone();
     config.options_mut().optimizer.join_reordering = false;
@@ -315,7 +363,7 @@ pub async fn stream_as_written(
         .with_config(config)
         .build();
     let physical = state.create_physical_plan(&plan).await.map_err(err)?;
-    datafusion::physical_plan::execute_stream(physical, state.task_ctx()).map_err(err)
+    Ok((physical, state.task_ctx()))
 }
 
 /// Concatenates batches into one (an empty batch of `schema` if there are none).
@@ -357,6 +405,55 @@ pub fn i64s(a: &ArrayRef) -> &Int64Array {
 #[cfg(test)]
 mod tests {
     use super::norm_text;
+
+    /// The UDF over an array (one reused buffer) spells text as `norm_text` does, NULLs kept.
+    #[tokio::test]
+    async fn norm_text_udf_over_a_column() {
+        let ctx = super::new_context();
+        let sql = "SELECT norm_text(s) AS t FROM (VALUES ('  a  b '), ('nan'), (NULL), ('x\u{3000}'), ('')) v(s)";
+        let b = super::collect(&ctx, sql, "test").await.unwrap();
+        let t = super::strings(b[0].column(0));
+        let got: Vec<Option<&str>> = t.iter().collect();
+        assert_eq!(got, vec![Some("a b"), None, None, Some("x"), None]);
+    }
+
+    /// Which plans keep a reproducible row order without sorting, and splitting a union.
+    #[tokio::test]
+    async fn order_reproducibility_and_branch_streams() {
+        use super::deterministic::order_is_reproducible;
+        use futures::StreamExt;
+        let ctx = super::new_context();
+        let plan = async |sql: &str| {
+            ctx.sql(sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap()
+        };
+        let t = "(VALUES (1, 'a'), (2, 'b'), (2, 'c')) v(k, s)";
+        let union = format!("SELECT k FROM {t} WHERE k > 1 UNION ALL SELECT k + 10 FROM {t}");
+        assert!(order_is_reproducible(&plan(&union).await));
+        let agg = format!("SELECT k, count(*) AS n FROM {t} GROUP BY k");
+        assert!(!order_is_reproducible(&plan(&agg).await));
+        let over_agg = format!("SELECT k FROM ({agg}) WHERE n > 0");
+        assert!(!order_is_reproducible(&plan(&over_agg).await));
+
+        // One stream per union branch, each with its own rows.
+        let streams = super::branch_streams_as_written(&ctx, &union, "test")
+            .await
+            .unwrap();
+        assert_eq!(streams.len(), 2);
+        let mut rows = Vec::new();
+        for mut s in streams {
+            let mut n = 0;
+            while let Some(b) = s.next().await {
+                n += b.unwrap().num_rows();
+            }
+            rows.push(n);
+        }
+        assert_eq!(rows, vec![2, 3]);
+    }
 
     #[test]
     fn norm_text_spellings() {
