@@ -141,10 +141,10 @@ async fn run_jobs(
         };
         let (k, out) = joined.map_err(|e| Error::internal(format!("SQL task failed: {e}")))?;
         let (batch, seconds) = out?;
-        let rows = batch.as_ref().map(|b| b.num_rows());
+        let rows = batch.as_ref().map(|(b, _)| b.num_rows());
         let table = batch.is_some();
-        if let Some(batch) = batch {
-            register(ctx, &names[k], batch)?;
+        if let Some((batch, sorted)) = batch {
+            register_table(ctx, &names[k], batch, sorted)?;
         }
         done[k] = true;
         after(k, &done, table).await?;
@@ -159,12 +159,13 @@ async fn run_jobs(
     Ok(stats.into_iter().flatten().collect())
 }
 
-/// One job of [`run_jobs`]: the table to register (none for a view) and the wall time.
+/// One job of [`run_jobs`]: the table to register (none for a view) with whether it is in
+/// [`canonical`] order, and the wall time.
 async fn run_job(
     ctx: &SessionContext,
     f: &SqlFile,
     job: &Job,
-) -> Result<(Option<RecordBatch>, f64)> {
+) -> Result<(Option<(RecordBatch, bool)>, f64)> {
     let what = format!("sql/{}", f.rel);
     let t = std::time::Instant::now();
     let batch = match job {
@@ -175,15 +176,15 @@ async fn run_job(
                 .map_err(|e| Error::sql(&what, e.to_string()))?;
             None
         }
-        Job::Materialize => Some(compute(ctx, &f.body, &what).await?),
+        Job::Materialize => Some(compute_table(ctx, &f.body, &what).await?),
         Job::Fit { save_dir } => {
-            let batch = compute(ctx, &f.body, &what).await?;
+            let (batch, sorted) = compute_table(ctx, &f.body, &what).await?;
             if let Some(dir) = save_dir {
                 save_table(&dir.join(format!("{}.parquet", f.name)), &batch)?;
             }
-            Some(batch)
+            Some((batch, sorted))
         }
-        Job::Load { path } => Some(load_table(path)?),
+        Job::Load { path } => Some((load_table(path)?, false)),
     };
     Ok((batch, t.elapsed().as_secs_f64()))
 }
@@ -397,6 +398,11 @@ pub fn reads(body: &str, table: &str) -> bool {
 /// ([`order_is_reproducible`](crate::engine::deterministic::order_is_reproducible)), else in
 /// [`canonical`] order.
 pub async fn compute(ctx: &SessionContext, sql: &str, what: &str) -> Result<RecordBatch> {
+    Ok(compute_table(ctx, sql, what).await?.0)
+}
+
+/// [`compute`], and whether the rows were put in [`canonical`] order.
+async fn compute_table(ctx: &SessionContext, sql: &str, what: &str) -> Result<(RecordBatch, bool)> {
     let err = |e: datafusion::error::DataFusionError| Error::sql(what, e.to_string());
     let df = ctx.sql(sql).await.map_err(err)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -408,9 +414,9 @@ pub async fn compute(ctx: &SessionContext, sql: &str, what: &str) -> Result<Reco
         .map_err(err)?;
     let batch = crate::engine::concat(&schema, &parts.into_iter().flatten().collect::<Vec<_>>())?;
     if reproducible {
-        Ok(batch)
+        Ok((batch, false))
     } else {
-        canonical(&batch)
+        Ok((canonical(&batch)?, true))
     }
 }
 
@@ -439,9 +445,33 @@ pub fn canonical(batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// Registers (or replaces) a table by name.
 pub fn register(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<()> {
+    register_table(ctx, name, batch, false)
+}
+
+/// Registers (or replaces) a table by name; `sorted`: its rows are in [`canonical`] order, which
+/// the table then declares, so that DataFusion can aggregate it by leading columns as a stream
+/// and skip sorts it already satisfies (e.g. `item_targets` over `clean_routings`, grouped by
+/// item and ordered by operation: bounded memory instead of every group's rows held at once).
+fn register_table(
+    ctx: &SessionContext,
+    name: &str,
+    batch: RecordBatch,
+    sorted: bool,
+) -> Result<()> {
+    use datafusion::logical_expr::col;
     let _ = ctx.deregister_table(name);
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+    // canonical() sorts with arrow's default options: ascending, nulls first.
+    let order: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(datafusion::common::Column::new_unqualified(f.name())).sort(true, true))
+        .collect();
+    let mut table = MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
+    if sorted {
+        table = table.with_sort_order(vec![order]);
+    }
     ctx.register_table(name, Arc::new(table))
         .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
     Ok(())
@@ -511,6 +541,41 @@ mod tests {
         // fit_stats is a fitted table: reading it does not need what it was computed from.
         assert!(!n(&none, 3, "item_targets"));
         assert!(!n(&none, 3, "enc_y"));
+    }
+
+    /// The order a sorted table declares (every column ascending, nulls first) is the order
+    /// `canonical` produces: DataFusion sorting the same rows that way gives the same batch.
+    #[tokio::test]
+    async fn canonical_order_is_the_declared_order() {
+        let ctx = crate::engine::new_context();
+        let sql = "SELECT * FROM (VALUES ('b', 2.0, 1), (NULL, 1.5, 2), ('a', NULL, 3), \
+                   ('a', -0.5, 4), ('b', 2.0, NULL), ('a', -0.5, 0), (NULL, NULL, 1)) v(s, x, k)";
+        let rows = super::compute(&ctx, &format!("{sql} WHERE k IS NULL OR k >= 0"), "test")
+            .await
+            .unwrap();
+        let sorted = super::canonical(&rows).unwrap();
+        let by_df = crate::engine::collect(
+            &ctx,
+            &format!("{sql} ORDER BY s ASC NULLS FIRST, x ASC NULLS FIRST, k ASC NULLS FIRST"),
+            "test",
+        )
+        .await
+        .unwrap();
+        let by_df = crate::engine::concat(&sorted.schema(), &by_df).unwrap();
+        assert_eq!(sorted, by_df);
+        // Declared on a registered table, a query ordered that way needs no sort.
+        super::register_table(&ctx, "t", sorted, true).unwrap();
+        let plan = ctx
+            .sql("EXPLAIN SELECT s, count(*) FROM t GROUP BY s")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&plan)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("ordering_mode=Sorted"), "{text}");
     }
 
     #[test]
