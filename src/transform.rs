@@ -57,17 +57,10 @@ pub async fn create_views(
             "`fit_` views belong in 03_encode",
         ));
     }
-    if !materialize {
-        let mut stats = Vec::new();
-        for f in chosen {
-            stats.push(create_view(ctx, f, false).await?);
-        }
-        return Ok(stats);
-    }
     let jobs = chosen
         .iter()
         .map(|f| {
-            let kind = if f.layer == "02_clean" {
+            let kind = if materialize && f.layer == "02_clean" {
                 Job::Materialize
             } else {
                 Job::View
@@ -170,10 +163,7 @@ async fn run_job(
     let t = std::time::Instant::now();
     let batch = match job {
         Job::View => {
-            let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
-            ctx.sql(&sql)
-                .await
-                .map_err(|e| Error::sql(&what, e.to_string()))?;
+            define_view(ctx, f).await?;
             None
         }
         Job::Materialize => Some(compute_table(ctx, &f.body, &what).await?),
@@ -189,27 +179,12 @@ async fn run_job(
     Ok((batch, t.elapsed().as_secs_f64()))
 }
 
-pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -> Result<ViewStat> {
-    let what = format!("sql/{}", f.rel);
-    let t = std::time::Instant::now();
-    let mut rows = None;
-    crate::export::log::mark_peak_rss();
-    if materialize {
-        let batch = compute(ctx, &f.body, &what).await?;
-        rows = Some(batch.num_rows());
-        register(ctx, &f.name, batch)?;
-    } else {
-        let sql = format!("CREATE VIEW {} AS {}", f.name, f.body);
-        ctx.sql(&sql)
-            .await
-            .map_err(|e| Error::sql(&what, e.to_string()))?;
-    }
-    Ok(ViewStat {
-        name: f.name.clone(),
-        rows,
-        seconds: t.elapsed().as_secs_f64(),
-        peak_rss: crate::export::log::mark_peak_rss(),
-    })
+/// `CREATE VIEW <name> AS <body>` for SQL file `f`.
+pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
+    ctx.sql(&format!("CREATE VIEW {} AS {}", f.name, f.body))
+        .await
+        .map_err(|e| Error::sql(format!("sql/{}", f.rel), e.to_string()))?;
+    Ok(())
 }
 
 /// Runs the encode layer in `mode`: `fit_` files are computed (or loaded) and registered as
@@ -218,8 +193,8 @@ pub async fn create_view(ctx: &SessionContext, f: &SqlFile, materialize: bool) -
 /// `fit_` file sums over the same rows in the same order, until the last `fit_` file that reads
 /// them is done. Then a held input that a streamed view still reads is replaced by its view:
 /// the stream does not depend on row order, and at 325k items the inputs are ~14M long-format
-/// rows that cost ~0.5 GB to hold and well under a second to recompute. Files that do not read each
-/// other run at the same time ([`run_jobs`]). Held tables that no pending file needs, directly
+/// rows that cost ~0.5 GB to hold and well under a second to recompute. Files that do not read
+/// each other run at the same time ([`run_jobs`]). Held tables that no pending file needs, directly
 /// or through a view, are dropped as soon as the last reader is done; `keep` names the ones the
 /// caller still reads (`None`: keep every table, for a session that is inspected afterwards).
 /// Returns a stat per file (rows for fitted and held tables).
@@ -306,12 +281,9 @@ async fn swap_streamed_inputs(
         if read_by(false) || !read_by(true) {
             continue;
         }
-        let what = format!("sql/{}", f.rel);
         let _ = ctx.deregister_table(f.name.as_str());
         held.retain(|t| t != &f.name);
-        ctx.sql(&format!("CREATE VIEW {} AS {}", f.name, f.body))
-            .await
-            .map_err(|e| Error::sql(&what, e.to_string()))?;
+        define_view(ctx, f).await?;
     }
     Ok(())
 }

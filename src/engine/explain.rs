@@ -30,7 +30,7 @@ pub async fn explain(config_path: &std::path::Path, view: Option<&str>) -> Resul
     };
     transform::register(ctx, "item_sample", empty.to_batch())?;
     for f in files.iter().filter(|f| f.layer == "03_encode") {
-        transform::create_view(ctx, f, false).await?;
+        transform::define_view(ctx, f).await?;
     }
     let targets: Vec<&crate::engine::sqlfiles::SqlFile> = match view {
         Some(v) => {
