@@ -29,10 +29,9 @@ use futures::StreamExt;
 /// known list that keeps (or deterministically permutes) row order within each partition:
 /// scans, projections, filters, unions (one partition per branch, read in branch order by
 /// `collect_partitioned` and by [`OrderedConcatExec`]), hash joins (probe order, then build rows
-/// in insertion order), cross joins, sorts and window functions over them. A repartition, which
-/// deals rows out as they come, is not.
-/// Aggregates are not on the list: their group order is not promised by DataFusion, so their
-/// results go through `transform::canonical` (as does anything unknown, e.g. a repartition).
+/// in insertion order), cross joins, sorts and window functions over them. Aggregates are not on
+/// the list (DataFusion does not promise their group order), nor is a repartition (it deals rows
+/// out as they come): tables computed through them go through `transform::canonical`.
 pub fn order_is_reproducible(plan: &Arc<dyn ExecutionPlan>) -> bool {
     const KEEPS_ORDER: &[&str] = &[
         "DataSourceExec",
