@@ -49,6 +49,12 @@ fn main() {
     let t = Instant::now();
     let (h, quant) = Hnsw::build_quantized(saved.data.clone(), d, p, |_, _| {});
     println!("index build: {:.2} s", t.elapsed().as_secs_f64());
+    let (dense, pairs) = quant.layout();
+    println!(
+        "construction rows: {dense} dense dims + {pairs} (position, value) pairs = {} bytes (dense i16: {})",
+        quant.row_bytes(),
+        2 * d
+    );
     if own {
         println!(
             "rebuilt graph equals the saved one: {}",

@@ -13,8 +13,9 @@
 //! * **Build distances in exact integer arithmetic.** While the graph is built (and when points
 //!   are inserted later) vectors are compared as i16 (`round(x·32767)`; unit vectors, so no
 //!   overflow): `1 - dot/32767²` with the dot summed in i32, which is exact in any order. So
-//!   construction is reproducible whatever the CPU and SIMD width, reads half the memory of f32
-//!   and uses AVX2's 16-lane multiply-add. The quantisation moves a distance by ~1e-5, far below
+//!   construction is reproducible whatever the CPU, SIMD width or row layout, and it reads a
+//!   compact copy of the vectors (mostly one-hot, so 274 bytes a row instead of 1348 in f32;
+//!   see [`super::quant`]) with AVX2's 16-lane multiply-add. The quantisation moves a distance by ~1e-5, far below
 //!   what separates neighbours; the graph is then searched with f32 distances (as hnswlib does
 //!   with the saved file), and recall@10 against exact f32 search is what the tests, `trainer
 //!   eval` and the benchmark measure.
@@ -26,6 +27,8 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use super::links::Links;
+use super::quant::Quantized;
 use crate::rng::Rng;
 
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +47,8 @@ pub struct Hnsw {
     pub ef_construction: usize,
     pub data: Vec<f32>,
     pub levels: Vec<u8>,
-    /// `links[i][l]`: neighbours of node i on level l (internal ids).
-    pub links: Vec<Vec<Vec<u32>>>,
+    /// Neighbours of every node on every level (internal ids).
+    pub links: Links,
     pub entry: Option<u32>,
     pub max_level: usize,
 }
@@ -95,45 +98,6 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 /// quantisation moves distances by ~1e-5, so only near-ties can swap.
 pub const RERANK: usize = 4;
 
-/// Scale of the i16 quantisation of unit vectors used by construction.
-const QSCALE: f32 = 32767.0;
-
-/// The vectors as i16, for construction's distances (see the module docs).
-pub struct Quantized {
-    dim: usize,
-    data: Vec<i16>,
-}
-
-impl Quantized {
-    pub fn new(data: &[f32], dim: usize) -> Self {
-        Quantized {
-            dim,
-            data: data
-                .iter()
-                .map(|&x| (x * QSCALE).round().clamp(-QSCALE, QSCALE) as i16)
-                .collect(),
-        }
-    }
-
-    #[inline]
-    fn row(&self, i: u32) -> &[i16] {
-        let s = i as usize * self.dim;
-        &self.data[s..s + self.dim]
-    }
-
-    /// Cosine distance between stored points i and j.
-    #[inline]
-    fn dist(&self, i: u32, j: u32) -> f32 {
-        self.dist_to(self.row(i), j)
-    }
-
-    /// Cosine distance between a quantised query and stored point j.
-    #[inline]
-    fn dist_to(&self, q: &[i16], j: u32) -> f32 {
-        1.0 - qdot(q, self.row(j)) as f32 * (1.0 / (QSCALE * QSCALE))
-    }
-}
-
 /// A query's distances to stored points, as a search sees them.
 trait Metric {
     fn dist(&self, j: u32) -> f32;
@@ -158,7 +122,7 @@ impl Metric for F32Metric<'_> {
     }
 }
 
-/// Quantised distances (construction).
+/// Quantised distances (construction); `q` is an expanded query ([`Quantized::expand`]).
 struct I16Metric<'a> {
     quant: &'a Quantized,
     q: &'a [i16],
@@ -175,7 +139,7 @@ impl Metric for I16Metric<'_> {
     }
 }
 
-/// Prefetches every cache line of `v` (x86-64; elsewhere nothing). Issued for all fresh
+/// Prefetches every cache line `v` touches (x86-64; elsewhere nothing). Issued for all fresh
 /// neighbours of a candidate before any of their distances, so the loads overlap: measured at
 /// 325k × 337, construction took 53.4 s without prefetching, 48.8 s with every line and 62 s
 /// with only the first two lines of each vector.
@@ -184,73 +148,17 @@ fn prefetch_slice<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = v.as_ptr() as *const i8;
-        let bytes = std::mem::size_of_val(v);
-        let mut off = 0;
-        while off < bytes {
-            // SAFETY: prefetch never faults; the address is inside `v`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
-            off += 64;
+        let start = v.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(v);
+        let mut line = start & !63;
+        while line < end {
+            // SAFETY: prefetch never faults; the line holds a byte of `v`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            line += 64;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
-}
-
-/// Exact dot product of two i16 vectors (|sum| < 2^31 for quantised unit vectors).
-#[inline]
-pub fn qdot(a: &[i16], b: &[i16]) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above).
-            return unsafe { qdot_avx2(a, b) };
-        }
-    }
-    qdot_scalar(a, b)
-}
-
-#[inline(always)]
-fn qdot_scalar(a: &[i16], b: &[i16]) -> i32 {
-    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn qdot_avx2(a: &[i16], b: &[i16]) -> i32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_si256();
-    let mut acc1 = _mm256_setzero_si256();
-    let mut i = 0;
-    // SAFETY: every load reads 16 i16 at offsets i..i+16 <= n of both slices.
-    unsafe {
-        while i + 32 <= n {
-            let x0 = _mm256_loadu_si256(pa.add(i) as *const __m256i);
-            let y0 = _mm256_loadu_si256(pb.add(i) as *const __m256i);
-            let x1 = _mm256_loadu_si256(pa.add(i + 16) as *const __m256i);
-            let y1 = _mm256_loadu_si256(pb.add(i + 16) as *const __m256i);
-            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, y0));
-            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x1, y1));
-            i += 32;
-        }
-        if i + 16 <= n {
-            let x0 = _mm256_loadu_si256(pa.add(i) as *const __m256i);
-            let y0 = _mm256_loadu_si256(pb.add(i) as *const __m256i);
-            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, y0));
-            i += 16;
-        }
-    }
-    let mut lanes = [0i32; 8];
-    // SAFETY: `lanes` holds 8 i32 = 256 bits.
-    unsafe {
-        _mm256_storeu_si256(
-            lanes.as_mut_ptr() as *mut __m256i,
-            _mm256_add_epi32(acc0, acc1),
-        )
-    };
-    lanes.iter().sum::<i32>() + qdot_scalar(&a[i..n], &b[i..n])
 }
 
 /// (distance, id) ordered by distance, then id: a total order, so ties are deterministic.
@@ -363,12 +271,13 @@ impl Hnsw {
             ef_construction: p.ef_construction.max(p.m),
             data,
             levels,
-            links: Vec::with_capacity(n),
+            links: Links::new(2 * p.m),
             entry: None,
             max_level: 0,
         };
+        h.links.reserve(n);
         for i in 0..n {
-            h.links.push(vec![Vec::new(); h.levels[i] as usize + 1]);
+            h.links.push_node(h.levels[i] as usize);
         }
         let quant = Quantized::new(&h.data, dim);
         let sequential = n.min(1024);
@@ -425,7 +334,7 @@ impl Hnsw {
             for &nb in &neigh {
                 self.add_link(nb, i, l, quant);
             }
-            self.links[i as usize][l] = neigh;
+            self.links.set(i, l, &neigh);
         }
         if level > self.max_level {
             self.max_level = level;
@@ -466,7 +375,7 @@ impl Hnsw {
             .par_iter()
             .map(|&(s, e)| {
                 let (node, l) = (adds[s].0, adds[s].1 as usize);
-                let mut list = this.links[node as usize][l].clone();
+                let mut list = this.links.get(node, l).to_vec();
                 for a in &adds[s..e] {
                     this.add_to(&mut list, node, a.2, l, quant);
                 }
@@ -474,12 +383,12 @@ impl Hnsw {
             })
             .collect();
         for (&(s, _), list) in groups.iter().zip(lists) {
-            self.links[adds[s].0 as usize][adds[s].1 as usize] = list;
+            self.links.set(adds[s].0, adds[s].1 as usize, &list);
         }
         for (k, plan) in plans.into_iter().enumerate() {
             let i = first + k as u32;
-            for (l, neigh) in plan.per_level.into_iter().enumerate() {
-                self.links[i as usize][l] = neigh;
+            for (l, neigh) in plan.per_level.iter().enumerate() {
+                self.links.set(i, l, neigh);
             }
             let level = self.levels[i as usize] as usize;
             if level > self.max_level {
@@ -491,9 +400,9 @@ impl Hnsw {
 
     /// Adds `new` to `node`'s list on level l, pruning with the heuristic when full.
     fn add_link(&mut self, node: u32, new: u32, l: usize, quant: &Quantized) {
-        let mut list = std::mem::take(&mut self.links[node as usize][l]);
+        let mut list = self.links.get(node, l).to_vec();
         self.add_to(&mut list, node, new, l, quant);
-        self.links[node as usize][l] = list;
+        self.links.set(node, l, &list);
     }
 
     /// [`Hnsw::add_link`] on a detached copy of `node`'s level-l list.
@@ -506,10 +415,11 @@ impl Hnsw {
             list.push(new);
             return;
         }
+        let q = quant.query(node);
         let mut cands: Vec<Cand> = list
             .iter()
             .chain(std::iter::once(&new))
-            .map(|&x| Cand(quant.dist(node, x), x))
+            .map(|&x| Cand(quant.dist_to(&q, x), x))
             .collect();
         cands.sort();
         *list = heuristic(&cands, cap, quant);
@@ -550,8 +460,14 @@ impl Hnsw {
             {
                 break;
             }
+            // The next candidate's list is likely read next: start loading it now.
+            if l == 0
+                && let Some(std::cmp::Reverse(next)) = cand.peek()
+            {
+                self.links.prefetch0(next.1);
+            }
             fresh.clear();
-            for &nb in &self.links[c.1 as usize][l] {
+            for &nb in self.links.get(c.1, l) {
                 if visited.insert(nb) {
                     metric.prefetch(nb);
                     fresh.push(nb);
@@ -583,7 +499,7 @@ impl Hnsw {
             let mut changed = true;
             while changed {
                 changed = false;
-                for &nb in &self.links[cur.1 as usize][l] {
+                for &nb in self.links.get(cur.1, l) {
                     let c = Cand(metric.dist(nb), nb);
                     if c < cur {
                         cur = c;
@@ -629,11 +545,11 @@ impl Hnsw {
         visited: &mut Visited,
     ) -> Option<(f32, u32)> {
         let q = self.vector(i);
-        let metric = I16Metric {
-            quant,
-            q: quant.row(i),
-        };
-        let entries: Vec<Cand> = self.links[i as usize][0]
+        let qi = quant.query(i);
+        let metric = I16Metric { quant, q: &qi };
+        let entries: Vec<Cand> = self
+            .links
+            .get(i, 0)
             .iter()
             .map(|&j| Cand(metric.dist(j), j))
             .collect();
@@ -702,7 +618,7 @@ impl Hnsw {
         self.data.extend_from_slice(data);
         for &level in &all_levels[start..] {
             self.levels.push(level);
-            self.links.push(vec![Vec::new(); level as usize + 1]);
+            self.links.push_node(level as usize);
         }
         let quant = Quantized::new(&self.data, self.dim);
         let mut visited = Visited::new(self.len());
@@ -713,19 +629,35 @@ impl Hnsw {
     }
 }
 
-/// Neighbour selection heuristic over candidates sorted by distance.
+thread_local! {
+    /// The kept neighbours of a [`heuristic`] call, expanded as queries (reused).
+    static KEPT: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Neighbour selection heuristic over candidates sorted by distance. Each kept neighbour is
+/// expanded once and compared with the later candidates (distances are symmetric and exact).
 fn heuristic(cands: &[Cand], m: usize, quant: &Quantized) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::with_capacity(m);
-    for c in cands {
-        if out.len() >= m {
-            break;
+    KEPT.with_borrow_mut(|kept| {
+        let mut out: Vec<u32> = Vec::with_capacity(m);
+        let mut q = Vec::with_capacity(quant.query_len());
+        kept.clear();
+        for c in cands {
+            if out.len() >= m {
+                break;
+            }
+            let ok = kept
+                .chunks_exact(quant.query_len())
+                .all(|ks| quant.dist_to(ks, c.1) >= c.0);
+            if ok {
+                out.push(c.1);
+                if out.len() < m {
+                    quant.expand(c.1, &mut q);
+                    kept.extend_from_slice(&q);
+                }
+            }
         }
-        let vc = quant.row(c.1);
-        if out.iter().all(|&s| quant.dist_to(vc, s) >= c.0) {
-            out.push(c.1);
-        }
-    }
-    out
+        out
+    })
 }
 
 /// Plans the links of point `i` against the current graph (read-only).
@@ -735,8 +667,8 @@ fn self_plan(h: &Hnsw, quant: &Quantized, i: u32, visited: &mut Visited) -> Plan
             per_level: Vec::new(),
         };
     };
-    let q = quant.row(i);
-    let metric = I16Metric { quant, q };
+    let q = quant.query(i);
+    let metric = I16Metric { quant, q: &q };
     let level = h.levels[i as usize] as usize;
     let top = level.min(h.max_level);
     let mut ep = h.descend(&metric, top);
@@ -873,7 +805,7 @@ mod tests {
         b.data = data;
         b.levels = Hnsw::draw_levels(n, p.m, p.seed);
         for i in 1024..n {
-            b.links.push(vec![Vec::new(); b.levels[i] as usize + 1]);
+            b.links.push_node(b.levels[i] as usize);
         }
         let mut done = 1024;
         while done < n {
@@ -903,39 +835,6 @@ mod tests {
                 assert_eq!(unsafe { dot_avx2(a, b) }.to_bits(), want.to_bits());
             }
         }
-    }
-
-    #[test]
-    fn quantised_dot_is_exact_and_close_to_f32() {
-        let dim = 337;
-        let v = random_unit(60, dim, 17);
-        let q = Quantized::new(&v, dim);
-        for i in 0..59u32 {
-            let (a, b) = (q.row(i), q.row(i + 1));
-            let want: i64 = a.iter().zip(b).map(|(&x, &y)| x as i64 * y as i64).sum();
-            assert_eq!(qdot(a, b) as i64, want);
-            assert_eq!(qdot_scalar(a, b) as i64, want);
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // Every length, to cover the 32-, 16- and scalar tails.
-                for len in [0, 1, 15, 16, 17, 31, 32, 33, 48, 200] {
-                    let w: i64 = a[..len]
-                        .iter()
-                        .zip(&b[..len])
-                        .map(|(&x, &y)| x as i64 * y as i64)
-                        .sum();
-                    assert_eq!(unsafe { qdot_avx2(&a[..len], &b[..len]) } as i64, w);
-                }
-            }
-            let exact = 1.0
-                - dot(
-                    &v[i as usize * dim..][..dim],
-                    &v[(i as usize + 1) * dim..][..dim],
-                );
-            assert!((q.dist(i, i + 1) - exact).abs() < 1e-4);
-        }
-        // A vector with itself: distance 0 up to the quantisation.
-        assert!(q.dist(3, 3).abs() < 1e-4);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::hnsw::Hnsw;
+use super::links::Links;
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write_with;
 
@@ -47,7 +48,7 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
     let mut rec = vec![0u8; s as usize];
     for i in 0..h.len() {
         rec.iter_mut().for_each(|b| *b = 0);
-        let links = &h.links[i][0];
+        let links = h.links.get(i as u32, 0);
         rec[0..2].copy_from_slice(&(links.len() as u16).to_le_bytes());
         for (k, &nb) in links.iter().enumerate() {
             rec[4 + 4 * k..8 + 4 * k].copy_from_slice(&nb.to_le_bytes());
@@ -67,7 +68,7 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
         w.write_all(&((level * block) as u32).to_le_bytes())?;
         for l in 1..=level {
             up.iter_mut().for_each(|b| *b = 0);
-            let links = &h.links[i][l];
+            let links = h.links.get(i as u32, l);
             up[0..2].copy_from_slice(&(links.len() as u16).to_le_bytes());
             for (k, &nb) in links.iter().enumerate() {
                 up[4 + 4 * k..8 + 4 * k].copy_from_slice(&nb.to_le_bytes());
@@ -179,7 +180,7 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
         ef_construction,
         data,
         levels,
-        links,
+        links: Links::from_lists(m0, links),
         entry: (maxlevel >= 0).then_some(entry),
         max_level: maxlevel.max(0) as usize,
     })
@@ -218,7 +219,7 @@ mod tests {
             ef_construction: 2,
             data: vec![0.6, 0.8, 0.0, 1.0],
             levels: vec![0, 1],
-            links: vec![vec![vec![1]], vec![vec![0], vec![]]],
+            links: Links::from_lists(4, vec![vec![vec![1]], vec![vec![0], vec![]]]),
             entry: Some(1),
             max_level: 1,
         };

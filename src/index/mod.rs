@@ -1,4 +1,5 @@
-//! The HNSW index: our implementation ([`hnsw`]) and hnswlib's file layout ([`hnswlib_file`]).
+//! The HNSW index: our implementation ([`hnsw`]), its neighbour lists ([`links`]), the compact
+//! integer vectors construction compares ([`quant`]) and hnswlib's file layout ([`hnswlib_file`]).
 //!
 //! Why our own code and not hnsw_rs: measured on this kind of machine (100k × 64-dim, M=32,
 //! efC=200, release) hnsw_rs 0.3.5 built ~28× slower than hnswlib and answered ~30× slower; its
@@ -8,5 +9,7 @@
 
 pub mod hnsw;
 pub mod hnswlib_file;
+pub mod links;
+pub mod quant;
 
 pub use hnsw::{Hnsw, HnswParams};
