@@ -1,4 +1,4 @@
--- version: 1
+-- version: 2
 -- grain: one row per operation of each item's current routing (item_key x proc_seq)
 -- purpose: pick the current routing (latest INSRT_DT, tie: ROUT_NO descending), times in minutes,
 --          the outsourcing flag split out of the operation rows
@@ -31,7 +31,11 @@ ranked AS (
     SELECT
         item_key,
         rout_no,
-        ROW_NUMBER() OVER (PARTITION BY item_key ORDER BY rout_dt DESC NULLS LAST, rout_no DESC) AS rn
+        -- The first row of each item_key in this order (one window over all rows: see
+        -- clean_items).
+        item_key IS DISTINCT FROM LAG(item_key) OVER (
+            ORDER BY item_key, rout_dt DESC NULLS LAST, rout_no DESC
+        ) AS is_current
     FROM heads
 )
 SELECT
@@ -53,4 +57,4 @@ SELECT
         * r.minutes_per_unit AS std_minutes
 FROM r
 JOIN ranked k ON k.item_key = r.item_key AND k.rout_no = r.rout_no
-WHERE k.rn = 1
+WHERE k.is_current
