@@ -60,7 +60,7 @@ pub async fn create_views(
     let jobs = chosen
         .iter()
         .map(|f| {
-            let kind = if materialize && f.layer == "02_clean" {
+            let kind = if materialize && held_in_training(files, f) {
                 Job::Materialize
             } else {
                 Job::View
@@ -179,6 +179,44 @@ async fn run_job(
     Ok((batch, t.elapsed().as_secs_f64()))
 }
 
+/// Whether a `fit_` file among `later` reads `f` (training then holds `f` as a table).
+fn feeds_a_later_fit<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool {
+    later
+        .iter()
+        .map(|g| g.borrow())
+        .any(|g| g.is_fit() && reads(&g.body, &f.name))
+}
+
+/// Whether training computes `f` into a table (every 02_clean file, `fit_` files and the
+/// 03_encode files a later `fit_` file reads) rather than defining a view, as [`create_views`]
+/// and [`run_encode`] do. `trainer explain` uses it to plan each file over what training reads.
+pub fn held_in_training(files: &[SqlFile], f: &SqlFile) -> bool {
+    match f.layer.as_str() {
+        "02_clean" => true,
+        "03_encode" => {
+            let later = files
+                .iter()
+                .position(|g| g.name == f.name)
+                .map_or(0, |i| i + 1);
+            f.is_fit() || feeds_a_later_fit(&files[later..], f)
+        }
+        _ => false,
+    }
+}
+
+/// Registers an empty table named after `f`, of the schema `f`'s query has, declaring the
+/// order training would sort it into: `trainer explain` plans later files over it exactly as
+/// training plans them over the computed table, without computing anything.
+pub async fn register_stand_in(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
+    let what = format!("sql/{}", f.rel);
+    let err = |e: datafusion::error::DataFusionError| Error::sql(&what, e.to_string());
+    let df = ctx.sql(&f.body).await.map_err(err)?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let plan = df.create_physical_plan().await.map_err(err)?;
+    let sorted = !crate::engine::deterministic::order_is_reproducible(&plan);
+    register_table(ctx, &f.name, RecordBatch::new_empty(schema), sorted)
+}
+
 /// `CREATE VIEW <name> AS <body>` for SQL file `f`.
 pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
     ctx.sql(&format!("CREATE VIEW {} AS {}", f.name, f.body))
@@ -220,10 +258,7 @@ pub async fn run_encode(
                         path: state_dir.join(format!("{}.parquet", f.name)),
                     },
                 }
-            } else if encode[k + 1..]
-                .iter()
-                .any(|g| g.is_fit() && reads(&g.body, &f.name))
-            {
+            } else if feeds_a_later_fit(&encode[k + 1..], f) {
                 // Inputs of fitted statistics are computed once and held (every fit_ view reads
                 // a stable table) until the last fit_ file that reads them is done.
                 Job::Materialize

@@ -122,9 +122,11 @@ fn three_runs_are_bit_identical() {
         "fitted/dims.parquet",
         "fitted/params.parquet",
         "fitted/fit_onehot_vocab.parquet",
+        "fitted/fit_numeric_bounds.parquet",
         "fitted/fit_numeric_stats.parquet",
         "fitted/fit_target_scale.parquet",
         "fitted/fit_target_prior.parquet",
+        "fitted/fit_target_sums.parquet",
         "fitted/fit_target_stats.parquet",
     ];
     for f in files {

@@ -75,6 +75,41 @@ fn explain_plans() {
     assert!(text.contains("--- optimised logical plan ---"));
     assert!(text.contains("--- physical plan ---"));
     snapshots().bind(|| insta::assert_snapshot!(text));
+
+    // Every view explains, planned over what training holds: `fit_numeric_stats` once failed
+    // DataFusion's plan sanity check when planned over the `enc_numeric_input` view.
+    let out = trainer(&["explain", "--config", p.config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = String::from_utf8_lossy(&out.stdout);
+    let sql = crate::common::repo().join("sql");
+    let mut names = Vec::new();
+    for layer in ["01_map", "02_clean", "03_encode"] {
+        for e in std::fs::read_dir(sql.join(layer)).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "sql") {
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                // `NN_name.sql` defines view `name`.
+                names.push(stem.split_once('_').unwrap().1.to_string());
+            }
+        }
+    }
+    assert!(names.len() >= 20, "{names:?}");
+    for name in &names {
+        assert!(
+            all.contains(&format!("=== {name} (")),
+            "explain printed no plans for {name}"
+        );
+    }
+    // A held table declares the order training sorted it into.
+    assert!(
+        all.contains("partition_sizes=[1], output_ordering=item_key@0 ASC"),
+        "held tables declare their order"
+    );
+
     let out = trainer(&[
         "explain",
         "no_such_view",
