@@ -4,7 +4,6 @@
 //! similarity check -> artifacts. All artifacts are written into a staging directory beside
 //! `models/` and swapped in only when every one of them is complete.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,14 +172,7 @@ pub async fn read_encoded(
 ) -> Result<(ItemTable, vectors::RawMatrix)> {
     use futures::StreamExt;
     let items = read_items(ctx).await?;
-    let index_of: Arc<HashMap<String, u32>> = Arc::new(
-        items
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), i as u32))
-            .collect(),
-    );
+    let index_of = Arc::new(vectors::ItemIndex::new(&items.keys));
     let what = "encoded_features";
     let streams = engine::branch_streams_as_written(
         ctx,
