@@ -424,7 +424,6 @@ impl Dims {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use arrow::array::{Float64Array, StringArray};
