@@ -164,12 +164,14 @@ pub async fn read_items(ctx: &datafusion::prelude::SessionContext) -> Result<Ite
 }
 
 /// The items (label order) and their encoded features: `clean_items`, and `encoded_features`
-/// streamed batch by batch into a dense matrix of raw values (never materialised as a table).
-/// The branches of its top `UNION ALL` (one-hot, numeric, target) are drained concurrently, one
-/// task each: the matrix does not depend on the order rows arrive in (see [`vectors`]).
+/// streamed batch by batch into non-zero triplets (never materialised as a table), one part per
+/// branch of its top `UNION ALL` (one-hot, numeric, target), drained concurrently, one task
+/// each: the matrix [`vectors::Encoded::into_matrix`] makes of them does not depend on the order
+/// rows arrive in (see [`vectors`]). The caller builds the matrix after dropping the session,
+/// so that the tables it holds are freed first.
 pub async fn read_encoded(
     ctx: &datafusion::prelude::SessionContext,
-) -> Result<(ItemTable, vectors::RawMatrix)> {
+) -> Result<(ItemTable, Vec<vectors::Encoded>)> {
     use futures::StreamExt;
     let items = read_items(ctx).await?;
     let index_of = Arc::new(vectors::ItemIndex::new(&items.keys));
@@ -202,9 +204,7 @@ pub async fn read_encoded(
             .map_err(|e| Error::internal(format!("reading {what}: {e}")))??;
         parts.push(part);
     }
-    drop(index_of);
-    let raw = vectors::Encoded::into_matrix(parts, &items.keys)?;
-    Ok((items, raw))
+    Ok((items, parts))
 }
 
 async fn count(ctx: &datafusion::prelude::SessionContext, view: &str) -> Result<usize> {
@@ -385,7 +385,15 @@ pub async fn train_vectors(
     }
     let t = Instant::now();
     crate::export::log::mark_peak_rss();
-    let (items, raw) = read_encoded(ctx).await?;
+    let (items, parts) = read_encoded(ctx).await?;
+    // The tables held for the SQL layers are not needed any more: free them before the matrix,
+    // the vectors and the index take their memory.
+    let Engine { ctx, sources } = eng;
+    drop(ctx);
+    crate::export::log::release_free_memory();
+    let raw = vectors::Encoded::into_matrix(parts, &items.keys)?;
+    // The triplets are freed too (glibc keeps some of their memory unless asked).
+    crate::export::log::release_free_memory();
     log.info(format!(
         "encoded_features streamed: {} items x {} dims seen in {:.3} s, peak RSS {}",
         raw.n,
@@ -393,11 +401,6 @@ pub async fn train_vectors(
         t.elapsed().as_secs_f64(),
         mib(crate::export::log::mark_peak_rss())
     ));
-    // The tables held for the SQL layers are not needed any more: free them before the vectors
-    // and the index take their memory.
-    let Engine { ctx, sources } = eng;
-    drop(ctx);
-    crate::export::log::release_free_memory();
     timer.lap("sql_transforms", log);
 
     // ---- vectors -------------------------------------------------------------------------------
@@ -743,7 +746,9 @@ pub async fn vectorize(config_path: &Path, model_dir: &Path) -> Result<Vectorize
     let dims = Dims::from_batch(&transform::load_table(
         &model_dir.join("fitted").join("dims.parquet"),
     )?)?;
-    let (items, raw) = read_encoded(ctx).await?;
+    let (items, parts) = read_encoded(ctx).await?;
+    drop(eng);
+    let raw = vectors::Encoded::into_matrix(parts, &items.keys)?;
     let vecs = raw.into_vectors(&dims);
     Ok(Vectorized {
         keys: items.keys,
