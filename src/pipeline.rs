@@ -685,7 +685,10 @@ fn log_views(log: &mut RunLog, stats: &[transform::ViewStat]) {
                 v.seconds,
                 mib(v.peak_rss)
             )),
-            None => log.info(format!("view {}: defined (streamed)", v.name)),
+            None => log.info(format!(
+                "view {}: a view (computed where it is read)",
+                v.name
+            )),
         }
     }
 }
