@@ -10,9 +10,10 @@
 //!   numeric and target dims that are never zero, one level of each of 26 one-hot features).
 //!   So the columns are reordered by how often they are non-zero, and a stored row is the dense
 //!   columns as i16 followed by a fixed number of (position, value) pairs for the non-zeros of
-//!   the other columns, padded with pairs whose value is 0. That is 274 bytes instead of 674.
-//!   The split is chosen from the data (the smallest row among a few candidate splits, plain
-//!   dense rows when nothing is saved), so dense data keeps the plain layout.
+//!   the other columns, padded with pairs whose value is 0. The split is chosen from the data
+//!   (the smallest row among a few candidate splits, plain dense rows when nothing is saved), so
+//!   dense data keeps the plain layout; at 325k items it is 94 dense columns and 23 pairs, 280
+//!   bytes instead of 674.
 //! * **Queries are expanded.** The point a search starts from is written out as a full vector in
 //!   the reordered column order ([`Quantized::expand`]), so a distance is a SIMD dot product
 //!   over the dense part plus one multiply-add per pair. Padding pairs point at an extra slot
