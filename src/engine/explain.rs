@@ -79,6 +79,10 @@ pub async fn explain(config_path: &std::path::Path, view: Option<&str>) -> Resul
         }
         if targets.iter().any(|t| t.name == f.name) {
             explain_one(ctx, f, &mut out).await?;
+            if targets.last().is_some_and(|t| t.name == f.name) {
+                // Later files cannot change the plans shown: do not plan them.
+                break;
+            }
         }
         if held {
             transform::register_stand_in(ctx, f).await?;
