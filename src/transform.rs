@@ -38,8 +38,8 @@ pub struct ViewStat {
 /// `materialize`, each view of 02_clean is computed once and kept in memory as a table of the
 /// same name: later views read it many times (every UNION branch of an encode input scans
 /// clean_items), and plans stay small. Views that do not read each other are then computed at
-/// the same time (see [`run_jobs`]). In 03_encode (see [`run_encode`]) only the inputs of
-/// `fit_` views are materialised; the rest are projections and joins streamed into the last view
+/// the same time (see [`run_jobs`]). In 03_encode (see [`run_encode`]) only inputs that several
+/// `fit_` views read are materialised; the rest are projections and joins streamed into the last view
 /// (`encoded_features`, ~25M rows at 325k items), which the Rust tail reads batch by batch.
 pub async fn create_views(
     ctx: &SessionContext,
@@ -179,17 +179,28 @@ async fn run_job(
     Ok((batch, t.elapsed().as_secs_f64()))
 }
 
-/// Whether a `fit_` file among `later` reads `f` (training then holds `f` as a table).
-fn feeds_a_later_fit<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool {
-    later
+/// Whether training holds `f`, a non-`fit_` file of 03_encode, as a table: when two or more of
+/// the `later` files that training computes (`fit_` files and other held inputs) read it. Each
+/// of them would otherwise compute it again (DataFusion inlines a view wherever it is read), and
+/// every one of them reads the same rows. An input that one `fit_` file reads stays a view: its
+/// rows are computed where that file reads them and never held (at 325k items the one-hot and
+/// target-encoding inputs, 6.2M and 2.3M rows, were 0.2 GB of the fit phase's memory peak).
+fn held_input<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool {
+    let computed_readers = later
         .iter()
-        .map(|g| g.borrow())
-        .any(|g| g.is_fit() && reads(&g.body, &f.name))
+        .enumerate()
+        .filter(|(k, g)| {
+            let g = (*g).borrow();
+            reads(&g.body, &f.name) && (g.is_fit() || held_input(&later[k + 1..], g))
+        })
+        .count();
+    computed_readers >= 2
 }
 
 /// Whether training computes `f` into a table (every 02_clean file, `fit_` files and the
-/// 03_encode files a later `fit_` file reads) rather than defining a view, as [`create_views`]
-/// and [`run_encode`] do. `trainer explain` uses it to plan each file over what training reads.
+/// 03_encode inputs that several computed files read, see `held_input`) rather than defining a
+/// view, as [`create_views`] and [`run_encode`] do. `trainer explain` uses it to plan each file
+/// over what training reads.
 pub fn held_in_training(files: &[SqlFile], f: &SqlFile) -> bool {
     match f.layer.as_str() {
         "02_clean" => true,
@@ -198,7 +209,7 @@ pub fn held_in_training(files: &[SqlFile], f: &SqlFile) -> bool {
                 .iter()
                 .position(|g| g.name == f.name)
                 .map_or(0, |i| i + 1);
-            f.is_fit() || feeds_a_later_fit(&files[later..], f)
+            f.is_fit() || held_input(&files[later..], f)
         }
         _ => false,
     }
@@ -227,9 +238,10 @@ pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
 
 /// Runs the encode layer in `mode`: `fit_` files are computed (or loaded) and registered as
 /// tables; other files become views, streamed (computed where they are read, into
-/// `encoded_features`), except inputs of `fit_` files: those are held as tables, so that every
-/// `fit_` file sums over the same rows in the same order, until the last `fit_` file that reads
-/// them is done. Then a held input that a streamed view still reads is replaced by its view:
+/// `encoded_features`), except inputs that several computed files read (see `held_input`):
+/// those are computed once and held as tables until the last `fit_` file that reads them is
+/// done. (A view reads its inputs in a fixed order too, see `engine::deterministic`, so a `fit_`
+/// file sums the same rows in the same order either way.) Then a held input that a streamed view still reads is replaced by its view:
 /// the stream does not depend on row order, and at 325k items the inputs are ~14M long-format
 /// rows that cost ~0.5 GB to hold and well under a second to recompute. Files that do not read
 /// each other run at the same time ([`run_jobs`]). Held tables that no pending file needs, directly
@@ -258,9 +270,9 @@ pub async fn run_encode(
                         path: state_dir.join(format!("{}.parquet", f.name)),
                     },
                 }
-            } else if feeds_a_later_fit(&encode[k + 1..], f) {
-                // Inputs of fitted statistics are computed once and held (every fit_ view reads
-                // a stable table) until the last fit_ file that reads them is done.
+            } else if held_input(&encode[k + 1..], f) {
+                // Inputs that several fitted statistics read are computed once and held until
+                // the last file that reads them is done.
                 Job::Materialize
             } else {
                 Job::View
