@@ -402,14 +402,60 @@ pub fn needs(files: &[SqlFile], tables: &[String], body: &str, table: &str) -> b
     walk(files, tables, body, table, &mut Vec::new())
 }
 
-/// Whether SQL text `body` names `table` (as a whole identifier, any case).
+/// Whether SQL text `body` names `table` (as a whole identifier, any case) outside comments and
+/// string literals. (A comment such as "see clean_items" in `clean_routings` once made the
+/// scheduler wait for `clean_items` before starting `clean_routings`.)
 pub fn reads(body: &str, table: &str) -> bool {
-    let body = body.to_ascii_lowercase();
+    let body = code_only(body).to_ascii_lowercase();
     let table = table.to_ascii_lowercase();
     let ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     body.match_indices(&table).any(|(i, _)| {
         !ident(body[..i].chars().next_back()) && !ident(body[i + table.len()..].chars().next())
     })
+}
+
+/// `sql` with its comments (`--` to the end of the line, `/* … */`) and string literals
+/// (`'…'`, `''` inside) replaced by spaces, so what remains is code.
+fn code_only(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                out.push(' ');
+            }
+            '\'' => {
+                while let Some(c) = chars.next() {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push_str("''");
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs `sql` and returns its result as one batch in a reproducible row order: as computed
@@ -605,5 +651,14 @@ mod tests {
         assert!(!reads(sql, "enc_onehot"));
         assert!(!reads(sql, "item"));
         assert!(!reads("SELECT 1 FROM x_enc_onehot", "enc_onehot"));
+    }
+
+    #[test]
+    fn reads_ignores_comments_and_string_literals() {
+        let sql = "-- see clean_items\nSELECT 'clean_items', 'it''s clean_items' AS x /* clean_items */\nFROM clean_routings -- clean_items";
+        assert!(!reads(sql, "clean_items"));
+        assert!(reads(sql, "clean_routings"));
+        assert!(reads("SELECT a-b FROM t /* x */ JOIN u", "u"));
+        assert!(reads("SELECT 'a' FROM t", "t"));
     }
 }
