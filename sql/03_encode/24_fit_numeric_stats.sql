@@ -1,16 +1,10 @@
--- version: 2
+-- version: 3
 -- grain: one row per numeric feature
 -- purpose: FITTED STATE. Clip bounds (from fit_numeric_bounds) and the weighted mean and
 --          standard deviation of the clipped values, for standardisation
-WITH x AS (
-    SELECT n.feature, n.x, s.sample_weight AS w
-    FROM enc_numeric_input n
-    JOIN item_sample s ON s.item_key = n.item_key
-    WHERE n.x IS NOT NULL
-),
-clipped AS (
+WITH clipped AS (
     SELECT x.feature, x.w, least(greatest(x.x, b.lo), b.hi) AS v
-    FROM x JOIN fit_numeric_bounds b ON b.feature = x.feature
+    FROM numeric_rows x JOIN fit_numeric_bounds b ON b.feature = x.feature
 ),
 mean AS (
     SELECT feature, sum(w * v) / sum(w) AS mean FROM clipped GROUP BY feature
