@@ -39,8 +39,8 @@ pub struct ViewStat {
 /// same name: later views read it many times (every UNION branch of an encode input scans
 /// clean_items), and plans stay small. Views that do not read each other are then computed at
 /// the same time (see [`run_jobs`]). In 03_encode (see [`run_encode`]) only inputs that several
-/// `fit_` views read are materialised; the rest are projections and joins streamed into the last view
-/// (`encoded_features`, ~25M rows at 325k items), which the Rust tail reads batch by batch.
+/// `fit_` views read are materialised; the rest are projections and joins streamed into the last
+/// view (`encoded_features`, ~25M rows at 325k items), which the Rust tail reads batch by batch.
 pub async fn create_views(
     ctx: &SessionContext,
     files: &[SqlFile],
@@ -241,12 +241,13 @@ pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
 /// `encoded_features`), except inputs that several computed files read (see `held_input`):
 /// those are computed once and held as tables until the last `fit_` file that reads them is
 /// done. (A view reads its inputs in a fixed order too, see `engine::deterministic`, so a `fit_`
-/// file sums the same rows in the same order either way.) Then a held input that a streamed view still reads is replaced by its view:
-/// the stream does not depend on row order, and at 325k items the inputs are ~14M long-format
-/// rows that cost ~0.5 GB to hold and well under a second to recompute. Files that do not read
-/// each other run at the same time ([`run_jobs`]). Held tables that no pending file needs, directly
-/// or through a view, are dropped as soon as the last reader is done; `keep` names the ones the
-/// caller still reads (`None`: keep every table, for a session that is inspected afterwards).
+/// file sums the same rows in the same order either way.) Then a held input that a streamed view
+/// still reads is replaced by its view: the stream does not depend on row order, and at 325k
+/// items the inputs are ~14M long-format rows that cost ~0.5 GB to hold and well under a second
+/// to recompute. Files that do not read each other run at the same time ([`run_jobs`]). Held
+/// tables that no pending file needs, directly or through a view, are dropped as soon as the
+/// last reader is done; `keep` names the ones the caller still reads (`None`: keep every table,
+/// for a session that is inspected afterwards).
 /// Returns a stat per file (rows for fitted and held tables).
 pub async fn run_encode(
     ctx: &SessionContext,

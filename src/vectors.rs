@@ -3,12 +3,13 @@
 //! The SQL encode layer ends in `encoded_features(item_key, feature, dim, value)`. It is streamed
 //! batch by batch (never materialised: at 325k items it has ~25M rows) into [`Encoded`]: the
 //! non-zero values as (item, dim id, f32) triplets in buckets of 2^16 items, dim names interned.
-//! [`Encoded::into_matrix`] scatters them, a bucket at a time, into one dense row-major matrix of raw values; the layout is fitted on it at
-//! training time (dimensions sorted by name; dimensions with zero weighted variance over the
-//! training items are dropped, since they cannot separate items); then, in place and row by row,
-//! each value is multiplied by its feature's domain weight, the row is compacted to the layout,
-//! L2-normalised in f64 and stored as f32. Items are the rows of `clean_items` in item_key order;
-//! the row index is the HNSW label.
+//! [`Encoded::into_matrix`] scatters them, a bucket at a time, into one dense row-major matrix
+//! of raw values; the layout is fitted on it at training time (dimensions sorted by name;
+//! dimensions with zero weighted variance over the training items are dropped, since they
+//! cannot separate items); then, in place and row by row, each value is multiplied by its
+//! feature's domain weight, the row is compacted to the layout, L2-normalised in f64 and stored
+//! as f32. Items are the rows of `clean_items` in item_key order; the row index is the HNSW
+//! label.
 //!
 //! Determinism: every (item, dim) cell is written once (a repeated pair is an error), and all
 //! sums run over the matrix in row order, so the result does not depend on the order in which
@@ -243,7 +244,7 @@ impl Encoded {
     /// Scatters the values of `parts` (encoded from disjoint sets of rows) into one dense matrix;
     /// a dim keeps one column however many parts name it. A repeated (item, dim) pair is an
     /// error: the SQL must emit each cell once.
-    pub fn into_matrix(parts: Vec<Encoded>, items: &[String]) -> Result<RawMatrix> {
+    pub fn into_matrix(mut parts: Vec<Encoded>, items: &[String]) -> Result<RawMatrix> {
         let n_items = items.len();
         // Column per dim name, first seen first (the layout is sorted by name later anyway).
         let mut names: Vec<String> = Vec::new();
@@ -268,7 +269,6 @@ impl Encoded {
         let width = names.len();
         // Zeroed pages from the OS: a band of rows takes memory when its bucket is scattered.
         let mut values = vec![0f32; n_items * width];
-        let mut parts = parts;
         for b in 0..n_items.div_ceil(1 << BUCKET_BITS) {
             let first = b << BUCKET_BITS;
             for (part, remap) in parts.iter_mut().zip(&remaps) {
