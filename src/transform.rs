@@ -475,9 +475,18 @@ async fn compute_table(ctx: &SessionContext, sql: &str, what: &str) -> Result<(R
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await.map_err(err)?;
     let reproducible = crate::engine::deterministic::order_is_reproducible(&plan);
-    let parts = datafusion::physical_plan::collect_partitioned(plan, task)
+    let parts = datafusion::physical_plan::collect_partitioned(Arc::clone(&plan), task)
         .await
         .map_err(err)?;
+    if std::env::var_os("TRAINER_SQL_METRICS").is_some() {
+        eprintln!(
+            "=== {what}\n{}",
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                plan.as_ref()
+            )
+            .indent(true)
+        );
+    }
     let batch = crate::engine::concat(&schema, &parts.into_iter().flatten().collect::<Vec<_>>())?;
     if reproducible {
         Ok((batch, false))

@@ -1,4 +1,4 @@
--- version: 2
+-- version: 3
 -- grain: one row per item_key that has a current routing
 -- purpose: what target encoding learns from: log total standard time, log operation count,
 --          outsourced share of the current routing, log actual hours (where reported); and the
@@ -29,7 +29,10 @@ cur AS (
         count(*)              AS op_count,
         sum(r.std_minutes)    AS std_minutes,
         avg(r.outsourced)     AS outsourced_share,
-        array_to_string(array_agg(r.job_cd ORDER BY r.proc_seq), ' ') AS job_seq,
+        -- seq_join (a house aggregate, see sql/README): the JOB_CDs in proc_seq order, joined
+        -- by spaces. The same as array_to_string(array_agg(job_cd ORDER BY proc_seq), ' '),
+        -- which DataFusion runs row by row: 4.4 s of this file's 4.7 s at 325k items.
+        seq_join(r.job_cd, r.proc_seq) AS job_seq,
         sum(g.s1) AS r1,
         sum(g.s2) AS r2,
         sum(g.s3) AS r3,

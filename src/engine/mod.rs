@@ -1,6 +1,6 @@
 //! The one place a DataFusion `SessionContext` is built.
 //!
-//! It registers, by name: the house UDF `norm_text`, the `params` table (encoding parameters from
+//! It registers, by name: the house UDF `norm_text` and aggregate `seq_join`, the `params` table (encoding parameters from
 //! the config), the physical sources (one table per ERP view, see [`sources`]), the generated
 //! `erp_<view>` views of the field mapping, and `item_metadata`. The SQL layers under `sql/`
 //! then run on top (see [`crate::transform`]).
@@ -11,6 +11,7 @@
 
 pub mod deterministic;
 pub mod explain;
+pub mod seq_join;
 pub mod sources;
 pub mod sqlfiles;
 
@@ -43,6 +44,7 @@ pub fn new_context() -> SessionContext {
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_udf(norm_text_udf());
+    ctx.register_udaf(seq_join::seq_join_udaf());
     ctx
 }
 
