@@ -51,7 +51,7 @@ fn main() {
     println!("index build: {:.2} s", t.elapsed().as_secs_f64());
     let (dense, pairs) = quant.layout();
     println!(
-        "construction rows: {dense} dense dims + {pairs} (position, value) pairs = {} bytes (dense i16: {})",
+        "construction rows: {dense} dense dims + {pairs} (value, position) entries = {} bytes with padding (dense i16: {})",
         quant.row_bytes(),
         2 * d
     );

@@ -14,8 +14,8 @@
 //!   are inserted later) vectors are compared as i16 (`round(x·32767)`; unit vectors, so no
 //!   overflow): `1 - dot/32767²` with the dot summed in i32, which is exact in any order. So
 //!   construction is reproducible whatever the CPU, SIMD width or row layout, and it reads a
-//!   compact copy of the vectors (mostly one-hot: 280 bytes a row at 325k items instead of 1348
-//!   in f32; see [`super::quant`]) with AVX2's 16-lane multiply-add. The quantisation moves a
+//!   compact copy of the vectors (mostly one-hot: four cache lines a row at 325k items instead
+//!   of 1348 bytes in f32; see [`super::quant`]) with AVX2's 16-lane multiply-add. The quantisation moves a
 //!   distance by ~1e-5, far below what separates neighbours; the graph is then searched with f32
 //!   distances (as hnswlib does with the saved file), and recall@10 against exact f32 search is
 //!   what the tests, `trainer eval` and the benchmark measure.

@@ -5,19 +5,24 @@
 //!   in i32. Integer sums are exact in any order, so a distance does not depend on the CPU, the
 //!   SIMD width or the layout the rows are stored in (see the HNSW module docs for why
 //!   construction uses them).
-//! * **Compact.** Construction is bound by loading vectors, not by arithmetic. Item vectors are
-//!   mostly one-hot blocks: at 325k items × 337 dims every row has exactly 111 non-zeros (85
-//!   numeric and target dims that are never zero, one level of each of 26 one-hot features).
-//!   So the columns are reordered by how often they are non-zero, and a stored row is the dense
-//!   columns as i16 followed by a fixed number of (position, value) pairs for the non-zeros of
-//!   the other columns, padded with pairs whose value is 0. The split is chosen from the data
-//!   (the smallest row among a few candidate splits, plain dense rows when nothing is saved), so
-//!   dense data keeps the plain layout; at 325k items it is 94 dense columns and 23 pairs, 280
-//!   bytes instead of 674.
+//! * **Compact.** Construction is bound by loading vectors, not by arithmetic: profiling the 325k
+//!   build put a third of the search loop on waiting for vector lines. Item vectors are mostly
+//!   one-hot blocks: at 325k items × 337 dims every row has exactly 111 non-zeros (85 numeric
+//!   and target dims that are never zero, one level of each of 26 one-hot features). So the
+//!   columns are reordered by how often they are non-zero, and a stored row is the leading
+//!   ("dense") columns as i16, then the values of the row's non-zeros among the other columns
+//!   (i16) and their positions (one byte each when the other columns fit in a byte, else two),
+//!   padded with value-0 entries.
+//! * **Whole cache lines.** Rows start on 64-byte boundaries and take whole lines (a power of
+//!   two of bytes below 64), so a row costs exactly its lines; unaligned, a 280-byte row touched
+//!   five or six. The dense prefix is chosen from the data among all cuts, fewest lines first,
+//!   then fewest bytes, then more dense columns; dense data keeps the plain layout. At 325k
+//!   items that is 4 lines a row (96 dense columns and 21 entries: 255 bytes) where the
+//!   unaligned 280-byte layout took 5.4 on average (674 bytes as plain i16).
 //! * **Queries are expanded.** The point a search starts from is written out as a full vector in
 //!   the reordered column order ([`Quantized::expand`]), so a distance is a SIMD dot product
-//!   over the dense part plus one multiply-add per pair. Padding pairs point at an extra slot
-//!   of the query that is always 0.
+//!   over the dense part plus one multiply-add per entry. Padding entries point at an extra
+//!   slot of the query that is always 0.
 
 use rayon::prelude::*;
 
@@ -34,23 +39,49 @@ pub fn quantize(x: f32) -> i16 {
     if y < 0.0 { -r } else { r }
 }
 
+/// One cache line of stored rows.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
 /// The vectors as i16, in the compact layout (see the module docs).
 pub struct Quantized {
     dim: usize,
     /// Leading columns of the reordered order that are stored densely.
     dense: usize,
-    /// (position, value) pairs per row for the other columns (non-zeros, then padding).
+    /// Entries (value, position) per row for the other columns (non-zeros, then padding).
     pairs: usize,
-    /// `dense + 2·pairs` i16 per stored row.
+    /// Positions take two bytes (more than 255 columns beyond `dense`) instead of one.
+    wide: bool,
+    /// Bytes per stored row: whole lines, or a power of two below 64.
     stride: usize,
     /// `order[k]`: the original column at position k of the reordered order.
     order: Vec<usize>,
-    data: Vec<i16>,
+    data: Vec<Line>,
 }
 
-/// Candidate dense shares: a column is stored densely when it is non-zero in at least this
-/// share of rows. Each gives one candidate split; the one with the smallest row wins.
-const DENSE_SHARES: [f64; 8] = [1.0, 0.999, 0.99, 0.95, 0.9, 0.75, 0.5, 0.25];
+/// The stored row layout for a dense prefix of `cut` columns and `k` entries: (bytes used,
+/// stride, wide positions).
+fn layout_for(dim: usize, cut: usize, k: usize) -> (usize, usize, bool) {
+    // Positions are offsets from `cut`; the zero slot is offset `dim - cut`.
+    let wide = dim - cut > u8::MAX as usize;
+    let bytes = 2 * cut + k * (2 + if wide { 2 } else { 1 });
+    let stride = if bytes <= 64 {
+        bytes.next_power_of_two().max(2)
+    } else {
+        bytes.div_ceil(64) * 64
+    };
+    (bytes, stride, wide)
+}
+
+/// `bytes` (an even offset into a row, which starts on a line) as i16.
+#[inline(always)]
+fn as_i16(bytes: &[u8]) -> &[i16] {
+    debug_assert!((bytes.as_ptr() as usize).is_multiple_of(2) && bytes.len().is_multiple_of(2));
+    // SAFETY: rows start on 64-byte lines and every i16 field sits at an even offset, so the
+    // pointer is aligned for i16; the length is halved; any bit pattern is a valid i16.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i16>(), bytes.len() / 2) }
+}
 
 impl Quantized {
     /// Quantises `data` (row-major, `dim` columns of unit vectors) and picks the layout.
@@ -78,130 +109,136 @@ impl Quantized {
             );
         let mut order: Vec<usize> = (0..dim).collect();
         order.sort_by(|&a, &b| nonzero[b].cmp(&nonzero[a]).then(a.cmp(&b)));
-        // Pair positions are u16 and `dim` itself is the zero slot.
+        // Two-byte positions must also hold the zero slot.
         let (dense, pairs) = if n == 0 || dim >= u16::MAX as usize {
             (dim, 0)
         } else {
-            Self::choose_split(data, dim, n, &order, &nonzero)
+            Self::choose_split(data, dim, &order)
         };
-        let stride = dense + 2 * pairs;
+        let (_, stride, wide) = layout_for(dim, dense, pairs);
         let mut q = Quantized {
             dim,
             dense,
             pairs,
+            wide,
             stride,
             order,
             data: Vec::new(),
         };
-        let mut out = vec![0i16; n * stride];
+        let mut lines = vec![Line([0; 64]); (n * stride).div_ceil(64)];
         let this = &q;
-        out.par_chunks_mut(stride.max(1) * 4096)
-            .zip(data.par_chunks(chunk))
+        // Whole blocks of 64 rows: a block is a whole number of lines for any stride.
+        let rows_per_block = 64;
+        lines
+            .par_chunks_mut(rows_per_block * stride / 64)
+            .zip(data.par_chunks(rows_per_block * dim.max(1)))
             .for_each(|(dst, src)| {
+                // SAFETY: a Line is 64 plain bytes; this is the same memory as bytes.
+                let dst: &mut [u8] = unsafe {
+                    std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), dst.len() * 64)
+                };
                 for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(dim)) {
                     this.store_row(s, d);
                 }
             });
-        q.data = out;
+        q.data = lines;
         q
     }
 
-    /// The dense prefix and pair count with the smallest stored row (ties: more dense columns).
-    fn choose_split(
-        data: &[f32],
-        dim: usize,
-        n: usize,
-        order: &[usize],
-        nonzero: &[usize],
-    ) -> (usize, usize) {
-        // Candidate prefixes: columns non-zero in at least share·n rows; all columns = dense.
-        let mut cuts: Vec<usize> = DENSE_SHARES
-            .iter()
-            .map(|&s| {
-                let need = (s * n as f64).ceil() as usize;
-                order.iter().take_while(|&&c| nonzero[c] >= need).count()
-            })
-            .collect();
-        cuts.push(dim);
-        cuts.sort_unstable();
-        cuts.dedup();
-        // band[c]: how many cuts column c's position is at or past.
-        let mut band = vec![0usize; dim];
+    /// The dense prefix and entry count whose rows take the fewest cache lines (then the fewest
+    /// bytes, then the most dense columns), over every cut of the reordered columns.
+    fn choose_split(data: &[f32], dim: usize, order: &[usize]) -> (usize, usize) {
+        let mut pos_of = vec![0usize; dim];
         for (pos, &c) in order.iter().enumerate() {
-            band[c] = cuts.iter().take_while(|&&cut| pos >= cut).count();
+            pos_of[c] = pos;
         }
-        // Most non-zeros of one row beyond each cut.
-        let beyond: Vec<usize> = data
+        // most[j]: the most non-zeros of one row at positions j.. of the reordered order.
+        let most: Vec<usize> = data
             .par_chunks(4096 * dim)
             .map(|rows| {
-                let mut most = vec![0usize; cuts.len()];
-                let mut per_band = vec![0usize; cuts.len() + 1];
+                let mut most = vec![0usize; dim + 1];
+                let mut set = vec![0usize; dim];
                 for row in rows.chunks_exact(dim) {
-                    per_band.iter_mut().for_each(|x| *x = 0);
+                    set.iter_mut().for_each(|x| *x = 0);
                     for (c, &x) in row.iter().enumerate() {
-                        if quantize(x) != 0 {
-                            per_band[band[c]] += 1;
-                        }
+                        set[pos_of[c]] = (quantize(x) != 0) as usize;
                     }
-                    // Non-zeros beyond cut j: those in bands j+1.. .
                     let mut tail = 0;
-                    for j in (0..cuts.len()).rev() {
-                        tail += per_band[j + 1];
+                    for j in (0..dim).rev() {
+                        tail += set[j];
                         most[j] = most[j].max(tail);
                     }
                 }
                 most
             })
             .reduce(
-                || vec![0; cuts.len()],
+                || vec![0; dim + 1],
                 |a, b| a.iter().zip(b).map(|(x, y)| (*x).max(y)).collect(),
             );
-        cuts.iter()
-            .zip(beyond)
-            .map(|(&cut, k)| (cut, k))
-            .min_by_key(|&(cut, k)| (cut + 2 * k, std::cmp::Reverse(cut)))
+        (0..=dim)
+            .map(|cut| (cut, most[cut]))
+            .min_by_key(|&(cut, k)| {
+                let (bytes, stride, _) = layout_for(dim, cut, k);
+                (stride.div_ceil(64), bytes, std::cmp::Reverse(cut))
+            })
             .expect("the all-dense cut is always a candidate")
     }
 
-    /// Writes one row (f32, original column order) in the stored layout.
-    fn store_row(&self, src: &[f32], dst: &mut [i16]) {
-        let (head, tail) = dst.split_at_mut(self.dense);
-        for (d, &c) in head.iter_mut().zip(&self.order) {
-            *d = quantize(src[c]);
+    /// Byte offsets of a row's entry values and positions.
+    fn offsets(&self) -> (usize, usize) {
+        let values = 2 * self.dense;
+        (values, values + 2 * self.pairs)
+    }
+
+    /// Writes one row (f32, original column order) in the stored layout (`dst`: `stride` bytes).
+    fn store_row(&self, src: &[f32], dst: &mut [u8]) {
+        let (values, positions) = self.offsets();
+        for (k, &c) in self.order[..self.dense].iter().enumerate() {
+            dst[2 * k..2 * k + 2].copy_from_slice(&quantize(src[c]).to_ne_bytes());
         }
-        let mut slots = tail.chunks_exact_mut(2);
+        let zero_slot = self.dim - self.dense;
+        let mut m = 0;
+        let mut put = |m: usize, offset: usize, v: i16| {
+            dst[values + 2 * m..values + 2 * m + 2].copy_from_slice(&v.to_ne_bytes());
+            if self.wide {
+                let p = positions + 2 * m;
+                dst[p..p + 2].copy_from_slice(&(offset as u16).to_ne_bytes());
+            } else {
+                dst[positions + m] = offset as u8;
+            }
+        };
         for (pos, &c) in self.order.iter().enumerate().skip(self.dense) {
             let v = quantize(src[c]);
             if v != 0 {
-                let s = slots
-                    .next()
-                    .expect("pairs sized to the row with most non-zeros");
-                s[0] = pos as u16 as i16;
-                s[1] = v;
+                assert!(
+                    m < self.pairs,
+                    "entries sized to the row with most non-zeros"
+                );
+                put(m, pos - self.dense, v);
+                m += 1;
             }
         }
-        for s in slots {
-            s[0] = self.dim as u16 as i16;
-            s[1] = 0;
+        for m in m..self.pairs {
+            put(m, zero_slot, 0);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.data.len().checked_div(self.stride).unwrap_or(0)
+        (self.data.len() * 64).checked_div(self.stride).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
-    /// (dense columns, pairs) of a stored row.
+    /// (dense columns, entries) of a stored row.
     pub fn layout(&self) -> (usize, usize) {
         (self.dense, self.pairs)
     }
 
-    /// Bytes of one stored row (the dense layout would take `2·dim`).
+    /// Bytes of one stored row, padding included (the dense layout would take `2·dim`).
     pub fn row_bytes(&self) -> usize {
-        2 * self.stride
+        self.stride
     }
 
     /// Length of an expanded query.
@@ -209,24 +246,42 @@ impl Quantized {
         self.dim + 1
     }
 
-    /// Stored row i (for prefetching; its layout is private).
+    /// Stored row i, `stride` bytes from the start of a line (for prefetching; its layout is
+    /// private).
     #[inline]
-    pub fn row(&self, i: u32) -> &[i16] {
+    pub fn row(&self, i: u32) -> &[u8] {
         let s = i as usize * self.stride;
-        &self.data[s..s + self.stride]
+        // SAFETY: a Line is 64 plain bytes, so the lines are `64·len` initialised bytes.
+        let all: &[u8] = unsafe {
+            std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.data.len() * 64)
+        };
+        &all[s..s + self.stride]
     }
 
     /// Writes stored point i into `out` as a query: the full vector in the reordered column
     /// order, plus the zero slot.
     pub fn expand(&self, i: u32, out: &mut Vec<i16>) {
         let r = self.row(i);
+        let (values, positions) = self.offsets();
         out.clear();
-        out.extend_from_slice(&r[..self.dense]);
+        out.extend_from_slice(as_i16(&r[..values]));
         out.resize(self.dim + 1, 0);
-        for p in r[self.dense..].chunks_exact(2) {
-            out[p[0] as u16 as usize] = p[1];
+        let vals = as_i16(&r[values..positions]);
+        let tail = &mut out[self.dense..];
+        for (m, &v) in vals.iter().enumerate() {
+            tail[self.position(r, positions, m)] = v;
         }
         out[self.dim] = 0;
+    }
+
+    /// Offset from `dense` of entry m of row `r`.
+    #[inline(always)]
+    fn position(&self, r: &[u8], positions: usize, m: usize) -> usize {
+        if self.wide {
+            u16::from_ne_bytes([r[positions + 2 * m], r[positions + 2 * m + 1]]) as usize
+        } else {
+            r[positions + m] as usize
+        }
     }
 
     /// Point i as an owned query (see [`Quantized::expand`]).
@@ -240,10 +295,19 @@ impl Quantized {
     #[inline]
     pub fn dot_to(&self, q: &[i16], j: u32) -> i32 {
         let r = self.row(j);
-        let (head, tail) = r.split_at(self.dense);
-        let mut s = qdot(&q[..self.dense], head);
-        for p in tail.chunks_exact(2) {
-            s = s.wrapping_add(q[p[0] as u16 as usize] as i32 * p[1] as i32);
+        let (values, positions) = self.offsets();
+        let mut s = qdot(&q[..self.dense], as_i16(&r[..values]));
+        let vals = as_i16(&r[values..positions]);
+        let qt = &q[self.dense..];
+        if self.wide {
+            for (m, &v) in vals.iter().enumerate() {
+                s = s.wrapping_add(qt[self.position(r, positions, m)] as i32 * v as i32);
+            }
+        } else {
+            let pos = &r[positions..positions + self.pairs];
+            for (&p, &v) in pos.iter().zip(vals) {
+                s = s.wrapping_add(qt[p as usize] as i32 * v as i32);
+            }
         }
         s
     }
@@ -368,10 +432,12 @@ mod tests {
         let (n, dim) = (600, 12 + 5 * 8 + 1);
         let v = one_hot_rows(n, 12, 5, 8, 3);
         let q = Quantized::new(&v, dim);
-        // 12 dense columns; 5 one-hot levels plus the rare column in some rows.
+        // 12 dense columns; 5 one-hot levels plus the rare column in some rows: 24 + 6·3 bytes,
+        // one line.
         assert_eq!(q.layout(), (12, 6));
-        assert_eq!(q.row_bytes(), 2 * (12 + 2 * 6));
+        assert_eq!(q.row_bytes(), 64);
         assert_eq!(q.len(), n);
+        assert!((0..n as u32).all(|i| (q.row(i).as_ptr() as usize).is_multiple_of(64)));
         for i in (0..n as u32).step_by(7) {
             let query = q.query(i);
             for j in (0..n as u32).step_by(5) {
@@ -381,6 +447,42 @@ mod tests {
         }
         // A point with itself: distance 0 up to the quantisation.
         assert!(q.dist(3, 3).abs() < 1e-4);
+    }
+
+    #[test]
+    fn rows_take_whole_lines_and_wide_positions_work() {
+        // 300 one-hot columns past 4 numeric ones: positions need two bytes.
+        let (n, dim) = (300, 4 + 3 * 100 + 1);
+        let v = one_hot_rows(n, 4, 3, 100, 11);
+        let q = Quantized::new(&v, dim);
+        let (dense, pairs) = q.layout();
+        assert!(dim - dense > 255, "layout {dense} + {pairs}");
+        assert!(q.wide);
+        // 4 dense i16 and 4 entries of 2 + 2 bytes: 24 bytes, stored in 32.
+        assert_eq!((dense, pairs, q.row_bytes()), (4, 4, 32));
+        for i in 0..n as u32 {
+            let start = q.row(i).as_ptr() as usize % 64;
+            assert_eq!(start % 32, 0);
+            assert!(start + q.row(i).len() <= 64, "row {i} straddles a line");
+        }
+        for i in (0..n as u32).step_by(11) {
+            let query = q.query(i);
+            for j in (0..n as u32).step_by(3) {
+                let (a, b) = (&v[i as usize * dim..][..dim], &v[j as usize * dim..][..dim]);
+                assert_eq!(q.dot_to(&query, j), dense_dot(a, b), "rows {i}, {j}");
+            }
+        }
+        // Short rows: a power of two of bytes, so no row straddles a line.
+        let (n, dim) = (100, 6);
+        let mut r = Rng::new(2);
+        let mut v: Vec<f32> = (0..n * dim).map(|_| r.normal() as f32).collect();
+        normalise(&mut v, dim);
+        let q = Quantized::new(&v, dim);
+        assert_eq!((q.layout(), q.row_bytes(), q.len()), ((6, 0), 16, n));
+        for i in 0..n as u32 {
+            let a = &v[i as usize * dim..][..dim];
+            assert_eq!(q.dot_to(&q.query(i), i), dense_dot(a, a));
+        }
     }
 
     #[test]
@@ -412,7 +514,7 @@ mod tests {
         normalise(&mut v, dim);
         let q = Quantized::new(&v, dim);
         assert_eq!(q.layout(), (dim, 0));
-        assert_eq!(q.row_bytes(), 2 * dim);
+        assert_eq!(q.row_bytes(), 128);
         for (i, j) in [(0u32, 1u32), (5, 199), (77, 77)] {
             let (a, b) = (&v[i as usize * dim..][..dim], &v[j as usize * dim..][..dim]);
             assert_eq!(q.dot_to(&q.query(i), j), dense_dot(a, b));
