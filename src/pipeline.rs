@@ -175,10 +175,10 @@ pub async fn read_encoded(
     use futures::StreamExt;
     let items = read_items(ctx).await?;
     let index_of = Arc::new(vectors::ItemIndex::new(&items.keys));
-    let what = "encoded_features";
+    let what = transform::STREAMED;
     let streams = engine::branch_streams_as_written(
         ctx,
-        "SELECT item_key, feature, dim, value FROM encoded_features",
+        &format!("SELECT item_key, feature, dim, value FROM {what}"),
         what,
     )
     .await?;

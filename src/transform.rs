@@ -71,6 +71,9 @@ pub async fn create_views(
     run_jobs(ctx, files, &jobs, async |_, _: &[bool], _| Ok(())).await
 }
 
+/// The view the Rust tail streams (the contract in sql/README): the last file of 03_encode.
+pub const STREAMED: &str = "encoded_features";
+
 /// How [`run_jobs`] handles one SQL file.
 #[derive(Clone)]
 enum Job {
@@ -291,12 +294,13 @@ pub async fn run_encode(
         if keep.is_some() {
             swap_streamed_inputs(ctx, files, &jobs, done, &mut held).await?;
         }
-        // Readers still to come: files not done yet, and every view (views are read when
-        // encoded_features is streamed, after this function returns).
+        // Readers still to come: files not done yet, and the streamed view (read after this
+        // function returns; `needs` follows the views it reads). A view that only `fit_` files
+        // read is not read again once they are done.
         let pending: Vec<&SqlFile> = jobs
             .iter()
             .zip(done)
-            .filter(|((_, job), d)| !**d || matches!(job, Job::View))
+            .filter(|((f, _), d)| !**d || f.name == STREAMED)
             .map(|((f, _), _)| *f)
             .collect();
         release_unneeded(ctx, files, &mut held, &pending, keep);
@@ -320,13 +324,16 @@ async fn swap_streamed_inputs(
         .map(|(f, _)| *f)
         .collect();
     for f in inputs {
-        let read_by = |view: bool| {
-            jobs.iter().zip(done).any(|((g, job), d)| {
-                let is_view = matches!(job, Job::View);
-                is_view == view && (view || !d) && needs(files, held, &g.body, &f.name)
-            })
-        };
-        if read_by(false) || !read_by(true) {
+        let pending_table = jobs.iter().zip(done).any(|((g, job), d)| {
+            !matches!(job, Job::View) && !d && needs(files, held, &g.body, &f.name)
+        });
+        // Only views the stream reads count: a view that only `fit_` files read (e.g.
+        // enc_target_y when fit_target_prior alone reads it) is never read again, and turning
+        // its input back into a view would plan that input over tables already released.
+        let streamed = jobs
+            .iter()
+            .any(|(g, _)| g.name == STREAMED && needs(files, held, &g.body, &f.name));
+        if pending_table || !streamed {
             continue;
         }
         let _ = ctx.deregister_table(f.name.as_str());
@@ -594,6 +601,48 @@ mod tests {
             sha256: String::new(),
             body: body.into(),
         }
+    }
+
+    /// A view that only a `fit_` file reads is dead once that file is done: the held input it
+    /// reads must not be turned back into a view for it (planned then, the input would read a
+    /// table released already). Found when `enc_target_y` became such a view.
+    #[tokio::test]
+    async fn a_view_only_fits_read_does_not_revive_its_input() {
+        use super::{Mode, STREAMED, compute, register, run_encode};
+        let ctx = crate::engine::new_context();
+        let src = compute(
+            &ctx,
+            "SELECT * FROM (VALUES (1, 2.0), (2, 3.0)) v(k, y)",
+            "t",
+        )
+        .await
+        .unwrap();
+        register(&ctx, "src", src).unwrap();
+        let files = vec![
+            file("02_clean", "src", "SELECT 1"),
+            file("03_encode", "inp", "SELECT k, y FROM src"),
+            file("03_encode", "dead", "SELECT k, y * 2 AS y FROM inp"),
+            file("03_encode", "fit_a", "SELECT sum(y) AS s FROM dead"),
+            file("03_encode", "fit_b", "SELECT max(y) AS m FROM inp"),
+            file("03_encode", "fit_c", "SELECT min(y) AS m FROM inp"),
+            file(
+                "03_encode",
+                STREAMED,
+                "SELECT '1' AS item_key, 'f' AS feature, 'f' AS dim, m AS value FROM fit_b",
+            ),
+        ];
+        // Nothing is kept: src is released once inp is held.
+        let stats = run_encode(&ctx, &files, Mode::Fit { save_dir: None }, Some(&[]))
+            .await
+            .unwrap();
+        let rows = |n: &str| stats.iter().find(|s| s.name == n).unwrap().rows;
+        assert_eq!(rows("inp"), Some(2), "held: two fit_ files read it");
+        assert_eq!(rows("dead"), None);
+        assert_eq!(rows("fit_a"), Some(1));
+        let out = compute(&ctx, &format!("SELECT * FROM {STREAMED}"), "t")
+            .await
+            .unwrap();
+        assert_eq!(out.num_rows(), 1);
     }
 
     #[test]
