@@ -51,9 +51,10 @@ fn main() {
     println!("index build: {:.2} s", t.elapsed().as_secs_f64());
     let (dense, pairs) = quant.layout();
     println!(
-        "construction rows: {dense} dense dims + {pairs} (value, position) entries = {} bytes with padding (dense i16: {})",
+        "construction rows: {dense} dense dims + {pairs} (value, position) entries = {} bytes with padding (dense i16: {}); {} rows with a side list",
         quant.row_bytes(),
-        2 * d
+        2 * d,
+        quant.overflow_rows()
     );
     if own {
         println!(

@@ -16,9 +16,11 @@
 //! * **Whole cache lines.** Rows start on 64-byte boundaries and take whole lines (a power of
 //!   two of bytes below 64), so a row costs exactly its lines; unaligned, a 280-byte row touched
 //!   five or six. The dense prefix is chosen from the data among all cuts, fewest lines first,
-//!   then fewest bytes, then more dense columns; dense data keeps the plain layout. At 325k
-//!   items that is 4 lines a row (96 dense columns and 21 entries: 255 bytes) where the
-//!   unaligned 280-byte layout took 5.4 on average (674 bytes as plain i16).
+//!   then fewest bytes, then more dense columns; dense data keeps the plain layout. Up to 0.1 %
+//!   of the rows may keep their last non-zeros in a side list (see
+//!   [`Quantized::choose_split`]). At 325k items that is 4 lines a row (96 dense columns and 21
+//!   entries: 255 bytes) where the unaligned 280-byte layout took 5.4 on average (674 bytes as
+//!   plain i16); at 1M items 4 lines too (99 + 19, 132 rows with a side list) instead of 5.
 //! * **Queries are expanded.** The point a search starts from is written out as a full vector in
 //!   the reordered column order ([`Quantized::expand`]), so a distance is a SIMD dot product
 //!   over the dense part plus one multiply-add per entry. Padding entries point at an extra
@@ -58,7 +60,21 @@ pub struct Quantized {
     /// `order[k]`: the original column at position k of the reordered order.
     order: Vec<usize>,
     data: Vec<Line>,
+    /// Rows with more non-zeros beyond `dense` than `pairs`: a bit per row (empty if none).
+    extra_bits: Vec<u64>,
+    /// Their remaining (offset, value) entries, by row: `extra[extra_at[r]..extra_at[r + 1]]`
+    /// for the r-th such row (`extra_rows[r]`).
+    extra_rows: Vec<u32>,
+    extra_at: Vec<usize>,
+    extra: Vec<(u16, i16)>,
 }
+
+/// (offset from `dense`, value) entries of one row.
+type Entries = Vec<(u16, i16)>;
+
+/// The most rows, as a share of all, whose non-zeros may exceed a row's entries (the rest go to
+/// a side list, see [`Quantized::choose_split`]).
+const MAX_OVERFLOW_SHARE: f64 = 0.001;
 
 /// The stored row layout for a dense prefix of `cut` columns and `k` entries: (bytes used,
 /// stride, wide positions).
@@ -124,63 +140,112 @@ impl Quantized {
             stride,
             order,
             data: Vec::new(),
+            extra_bits: Vec::new(),
+            extra_rows: Vec::new(),
+            extra_at: vec![0],
+            extra: Vec::new(),
         };
         let mut lines = vec![Line([0; 64]); (n * stride).div_ceil(64)];
         let this = &q;
         // Whole blocks of 64 rows: a block is a whole number of lines for any stride.
         let rows_per_block = 64;
-        lines
+        let overflow: Vec<Vec<(u32, Entries)>> = lines
             .par_chunks_mut(rows_per_block * stride / 64)
             .zip(data.par_chunks(rows_per_block * dim.max(1)))
-            .for_each(|(dst, src)| {
+            .enumerate()
+            .map(|(b, (dst, src))| {
                 // SAFETY: a Line is 64 plain bytes; this is the same memory as bytes.
                 let dst: &mut [u8] = unsafe {
                     std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), dst.len() * 64)
                 };
-                for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(dim)) {
-                    this.store_row(s, d);
+                let mut more = Vec::new();
+                for (k, (d, s)) in dst
+                    .chunks_exact_mut(stride)
+                    .zip(src.chunks_exact(dim))
+                    .enumerate()
+                {
+                    let rest = this.store_row(s, d);
+                    if !rest.is_empty() {
+                        more.push(((b * rows_per_block + k) as u32, rest));
+                    }
                 }
-            });
+                more
+            })
+            .collect();
         q.data = lines;
+        for (row, rest) in overflow.into_iter().flatten() {
+            if q.extra_bits.is_empty() {
+                q.extra_bits = vec![0; n.div_ceil(64)];
+            }
+            q.extra_bits[row as usize >> 6] |= 1 << (row & 63);
+            q.extra_rows.push(row);
+            q.extra.extend(rest);
+            q.extra_at.push(q.extra.len());
+        }
         q
     }
 
-    /// The dense prefix and entry count whose rows take the fewest cache lines (then the fewest
-    /// bytes, then the most dense columns), over every cut of the reordered columns.
+    /// The dense prefix and entry count whose rows take the fewest cache lines, over every cut
+    /// of the reordered columns. A row's entries need not hold every non-zero of every row:
+    /// up to [`MAX_OVERFLOW_SHARE`] of the rows may keep their last non-zeros in a side list,
+    /// read only for them. (At 1M items one row in 50,000 has 24 non-zeros past the best cut,
+    /// most have 16 to 19: sizing every row for the largest took 5 lines a row instead of 4.)
+    /// Ties: fewer rows with a side list, then fewer bytes, then more dense columns.
     fn choose_split(data: &[f32], dim: usize, order: &[usize]) -> (usize, usize) {
+        let n = data.len() / dim;
         let mut pos_of = vec![0usize; dim];
         for (pos, &c) in order.iter().enumerate() {
             pos_of[c] = pos;
         }
-        // most[j]: the most non-zeros of one row at positions j.. of the reordered order.
-        let most: Vec<usize> = data
+        // counts[j·(dim+1) + t]: rows with t non-zeros at positions j.. of the reordered order.
+        let width = dim + 1;
+        let counts: Vec<u32> = data
             .par_chunks(4096 * dim)
-            .map(|rows| {
-                let mut most = vec![0usize; dim + 1];
-                let mut set = vec![0usize; dim];
-                for row in rows.chunks_exact(dim) {
-                    set.iter_mut().for_each(|x| *x = 0);
-                    for (c, &x) in row.iter().enumerate() {
-                        set[pos_of[c]] = (quantize(x) != 0) as usize;
+            .fold(
+                || vec![0u32; width * width],
+                |mut counts, rows| {
+                    let mut set = vec![0usize; dim];
+                    for row in rows.chunks_exact(dim) {
+                        set.iter_mut().for_each(|x| *x = 0);
+                        for (c, &x) in row.iter().enumerate() {
+                            set[pos_of[c]] = (quantize(x) != 0) as usize;
+                        }
+                        let mut tail = 0;
+                        counts[dim * width] += 1;
+                        for j in (0..dim).rev() {
+                            tail += set[j];
+                            counts[j * width + tail] += 1;
+                        }
                     }
-                    let mut tail = 0;
-                    for j in (0..dim).rev() {
-                        tail += set[j];
-                        most[j] = most[j].max(tail);
-                    }
-                }
-                most
-            })
+                    counts
+                },
+            )
             .reduce(
-                || vec![0; dim + 1],
-                |a, b| a.iter().zip(b).map(|(x, y)| (*x).max(y)).collect(),
+                || vec![0; width * width],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    a
+                },
             );
+        let allowed = (n as f64 * MAX_OVERFLOW_SHARE) as usize;
         (0..=dim)
-            .map(|cut| (cut, most[cut]))
-            .min_by_key(|&(cut, k)| {
-                let (bytes, stride, _) = layout_for(dim, cut, k);
-                (stride.div_ceil(64), bytes, std::cmp::Reverse(cut))
+            .map(|cut| {
+                let hist = &counts[cut * width..(cut + 1) * width];
+                // The fewest entries with at most `allowed` rows beyond them.
+                let mut over = 0usize;
+                let mut k = dim;
+                while k > 0 && over + hist[k] as usize <= allowed {
+                    over += hist[k] as usize;
+                    k -= 1;
+                }
+                // (cut, entries, rows with more)
+                (cut, k, over)
             })
+            .min_by_key(|&(cut, k, over)| {
+                let (bytes, stride, _) = layout_for(dim, cut, k);
+                (stride.div_ceil(64), over, bytes, std::cmp::Reverse(cut))
+            })
+            .map(|(cut, k, _)| (cut, k))
             .expect("the all-dense cut is always a candidate")
     }
 
@@ -190,14 +255,16 @@ impl Quantized {
         (values, values + 2 * self.pairs)
     }
 
-    /// Writes one row (f32, original column order) in the stored layout (`dst`: `stride` bytes).
-    fn store_row(&self, src: &[f32], dst: &mut [u8]) {
+    /// Writes one row (f32, original column order) in the stored layout (`dst`: `stride` bytes);
+    /// returns the (offset, value) entries that did not fit, for the side list.
+    fn store_row(&self, src: &[f32], dst: &mut [u8]) -> Entries {
         let (values, positions) = self.offsets();
         for (k, &c) in self.order[..self.dense].iter().enumerate() {
             dst[2 * k..2 * k + 2].copy_from_slice(&quantize(src[c]).to_ne_bytes());
         }
         let zero_slot = self.dim - self.dense;
         let mut m = 0;
+        let mut rest = Vec::new();
         let mut put = |m: usize, offset: usize, v: i16| {
             dst[values + 2 * m..values + 2 * m + 2].copy_from_slice(&v.to_ne_bytes());
             if self.wide {
@@ -210,17 +277,39 @@ impl Quantized {
         for (pos, &c) in self.order.iter().enumerate().skip(self.dense) {
             let v = quantize(src[c]);
             if v != 0 {
-                assert!(
-                    m < self.pairs,
-                    "entries sized to the row with most non-zeros"
-                );
-                put(m, pos - self.dense, v);
-                m += 1;
+                if m < self.pairs {
+                    put(m, pos - self.dense, v);
+                    m += 1;
+                } else {
+                    rest.push(((pos - self.dense) as u16, v));
+                }
             }
         }
         for m in m..self.pairs {
             put(m, zero_slot, 0);
         }
+        rest
+    }
+
+    /// Whether row j has entries in the side list.
+    #[inline(always)]
+    fn has_extra(&self, j: u32) -> bool {
+        !self.extra_bits.is_empty() && self.extra_bits[j as usize >> 6] >> (j & 63) & 1 != 0
+    }
+
+    /// Row j's entries in the side list.
+    #[cold]
+    fn extra_of(&self, j: u32) -> &[(u16, i16)] {
+        let r = self
+            .extra_rows
+            .binary_search(&j)
+            .expect("a row marked in extra_bits is listed");
+        &self.extra[self.extra_at[r]..self.extra_at[r + 1]]
+    }
+
+    /// Rows whose last non-zeros are in the side list.
+    pub fn overflow_rows(&self) -> usize {
+        self.extra_rows.len()
     }
 
     pub fn len(&self) -> usize {
@@ -271,6 +360,11 @@ impl Quantized {
         for (m, &v) in vals.iter().enumerate() {
             tail[self.position(r, positions, m)] = v;
         }
+        if self.has_extra(i) {
+            for &(p, v) in self.extra_of(i) {
+                tail[p as usize] = v;
+            }
+        }
         out[self.dim] = 0;
     }
 
@@ -306,6 +400,11 @@ impl Quantized {
         } else {
             let pos = &r[positions..positions + self.pairs];
             for (&p, &v) in pos.iter().zip(vals) {
+                s = s.wrapping_add(qt[p as usize] as i32 * v as i32);
+            }
+        }
+        if self.has_extra(j) {
+            for &(p, v) in self.extra_of(j) {
                 s = s.wrapping_add(qt[p as usize] as i32 * v as i32);
             }
         }
@@ -482,6 +581,37 @@ mod tests {
         for i in 0..n as u32 {
             let a = &v[i as usize * dim..][..dim];
             assert_eq!(q.dot_to(&q.query(i), i), dense_dot(a, a));
+        }
+    }
+
+    #[test]
+    fn a_few_fuller_rows_go_to_the_side_list() {
+        // 3,000 rows of 12 numeric columns and 5 one-hot blocks; two rows also have 10 rare
+        // columns set. Sizing every row for those two would take 16 entries instead of 5.
+        let (n, base) = (3000, 12 + 5 * 8 + 1);
+        let dim = base + 10;
+        let v0 = one_hot_rows(n, 12, 5, 8, 21);
+        let mut v = vec![0f32; n * dim];
+        for (i, row) in v.chunks_exact_mut(dim).enumerate() {
+            row[..base].copy_from_slice(&v0[i * base..(i + 1) * base]);
+            if i == 5 || i == 1700 {
+                row[base..].iter_mut().for_each(|x| *x = 0.2);
+            }
+        }
+        normalise(&mut v, dim);
+        let q = Quantized::new(&v, dim);
+        let (dense, pairs) = q.layout();
+        assert_eq!(q.overflow_rows(), 2, "layout {dense} + {pairs}");
+        assert!(pairs < 16, "layout {dense} + {pairs}");
+        for i in [0u32, 5, 6, 1700, 2999] {
+            let query = q.query(i);
+            let a = &v[i as usize * dim..][..dim];
+            let want: Vec<i16> = q.order.iter().map(|&c| quantize(a[c])).collect();
+            assert_eq!(&query[..dim], &want[..], "row {i} expanded");
+            for j in [0u32, 5, 77, 1700, 2500] {
+                let b = &v[j as usize * dim..][..dim];
+                assert_eq!(q.dot_to(&query, j), dense_dot(a, b), "rows {i}, {j}");
+            }
         }
     }
 
