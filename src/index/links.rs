@@ -60,6 +60,7 @@ impl Links {
 
     pub fn reserve(&mut self, n: usize) {
         self.level0.reserve(n * self.lines);
+        super::advise_huge_pages(&self.level0);
         self.upper.reserve(n);
     }
 

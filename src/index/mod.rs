@@ -13,3 +13,32 @@ pub mod links;
 pub mod quant;
 
 pub use hnsw::{Hnsw, HnswParams};
+
+/// Asks Linux to back `v`'s allocated capacity with transparent huge pages, before it is written
+/// (a hint: results do not depend on it, and it does nothing elsewhere or when the kernel's THP
+/// setting is `never`). Construction reads rows and neighbour lists at random all over tens to
+/// hundreds of MB: with 4 KiB pages nearly every read also misses the TLB, and in a virtual
+/// machine a miss walks two page tables.
+pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        const HUGE: usize = 2 << 20;
+        const MADV_HUGEPAGE: i32 = 14;
+        unsafe extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        let start = (v.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (v.as_ptr() as usize + v.capacity() * std::mem::size_of::<T>()) & !(PAGE - 1);
+        if end >= start + HUGE {
+            // SAFETY: [start, end) lies inside the vector's allocation, which is mapped; the
+            // advice changes how pages are backed, never their contents. A failure (an old
+            // kernel, THP compiled out) leaves ordinary pages, so the result is ignored.
+            unsafe {
+                madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}

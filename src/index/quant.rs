@@ -145,7 +145,10 @@ impl Quantized {
             extra_at: vec![0],
             extra: Vec::new(),
         };
-        let mut lines = vec![Line([0; 64]); (n * stride).div_ceil(64)];
+        let len = (n * stride).div_ceil(64);
+        let mut lines = Vec::with_capacity(len);
+        super::advise_huge_pages(&lines);
+        lines.resize(len, Line([0; 64]));
         let this = &q;
         // Whole blocks of 64 rows: a block is a whole number of lines for any stride.
         let rows_per_block = 64;
