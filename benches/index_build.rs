@@ -2,7 +2,8 @@
 //! `trainer run` after the SQL, without rerunning the SQL. Run by `make bench` (scripts/bench)
 //! after the 325k-item `trainer run`; standalone: `TRAINER_BENCH_MODEL=models cargo bench --bench
 //! index_build` (`TRAINER_BENCH_M` / `TRAINER_BENCH_EFC` override the model's M and
-//! ef_construction, to weigh a parameter change before making it the default).
+//! ef_construction, and `TRAINER_BENCH_NEAREST_EF` the similarity check's beam width, to weigh a
+//! parameter change before making it the default).
 //!
 //! Prints build wall time (all cores), whether the rebuilt graph equals the saved one (it must,
 //! with the model's own parameters: the build is deterministic), recall@10 at the model's
@@ -64,13 +65,14 @@ fn main() {
     }
     drop(saved);
 
+    let beam = env_usize("TRAINER_BENCH_NEAREST_EF").unwrap_or(NEAREST_OTHER_EF);
     let t = Instant::now();
     let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
         .into_par_iter()
-        .map(|i| with_visited(|vis| h.nearest_other(&quant, i, NEAREST_OTHER_EF, vis)))
+        .map(|i| with_visited(|vis| h.nearest_other(&quant, i, beam, vis)))
         .collect();
     println!(
-        "similarity pass (nearest other of every item, ef {NEAREST_OTHER_EF}): {:.2} s",
+        "similarity pass (nearest other of every item, ef {beam}): {:.2} s",
         t.elapsed().as_secs_f64()
     );
 
