@@ -8,7 +8,8 @@
 //! Prints build wall time (all cores), whether the rebuilt graph equals the saved one (it must,
 //! with the model's own parameters: the build is deterministic), recall@10 at the model's
 //! ef_search against exact search on 500 queries (stored vectors with seeded noise), the
-//! similarity pass over every item and how often its nearest other agrees with exact search.
+//! similarity pass over every item and how often its nearest other agrees with exact search, and
+//! how many of the items it calls LOW are LOW by exact search too.
 
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ mod common;
 use rayon::prelude::*;
 use trainer::index::hnsw::with_visited;
 use trainer::index::{Hnsw, HnswParams};
-use trainer::pipeline::NEAREST_OTHER_EF;
+use trainer::pipeline::{NEAREST_OTHER_EF, similarity_nearest};
 use trainer::rng::Rng;
 
 fn env_usize(name: &str) -> Option<usize> {
@@ -25,6 +26,17 @@ fn env_usize(name: &str) -> Option<usize> {
         v.parse()
             .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
     })
+}
+
+/// The model's similarity threshold, from its `training_metadata.json`.
+fn similarity_threshold(dir: &std::path::Path) -> f64 {
+    let path = dir.join("training_metadata.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let meta: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta["similarity_threshold"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{}: no `similarity_threshold`", path.display()))
 }
 
 fn main() {
@@ -66,13 +78,27 @@ fn main() {
     drop(saved);
 
     let beam = env_usize("TRAINER_BENCH_NEAREST_EF").unwrap_or(NEAREST_OTHER_EF);
+    let threshold = similarity_threshold(&model.dir);
     let t = Instant::now();
     let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
         .into_par_iter()
-        .map(|i| with_visited(|vis| h.nearest_other(&quant, i, beam, vis)))
+        .map(|i| {
+            with_visited(|vis| {
+                if beam == NEAREST_OTHER_EF {
+                    similarity_nearest(&h, &quant, i, ef, threshold, vis)
+                } else {
+                    h.nearest_other(&quant, i, beam, vis)
+                }
+            })
+        })
         .collect();
     println!(
-        "similarity pass (nearest other of every item, ef {beam}): {:.2} s",
+        "similarity pass (nearest other of every item, ef {beam}{}): {:.2} s",
+        if beam == NEAREST_OTHER_EF {
+            ", LOW ones searched again"
+        } else {
+            ""
+        },
         t.elapsed().as_secs_f64()
     );
 
@@ -112,5 +138,21 @@ fn main() {
     println!(
         "nearest other as close as the exact one: {:.4} of 2000 sampled items",
         agree as f64 / 2000.0
+    );
+    // The tier decision where it matters: every item the similarity pass calls LOW, checked
+    // against its exact nearest other.
+    let low: Vec<u32> = (0..n as u32)
+        .filter(|&i| nearest[i as usize].is_some_and(|x| ((1.0 - x.0) as f64) < threshold))
+        .collect();
+    let truly_low = low
+        .par_iter()
+        .filter(|&&i| {
+            h.brute_force_other(i)
+                .is_none_or(|x| ((1.0 - x.0) as f64) < threshold)
+        })
+        .count();
+    println!(
+        "LOW items (nearest other below {threshold}): {}, of which LOW by exact search too: {truly_low}",
+        low.len()
     );
 }

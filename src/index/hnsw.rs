@@ -554,10 +554,7 @@ impl Hnsw {
             .map(|&j| Cand(metric.dist(j), j))
             .collect();
         if entries.is_empty() {
-            return self
-                .search(q, 2, ef.max(2), visited)
-                .into_iter()
-                .find(|r| r.1 != i);
+            return self.search_other(i, ef, visited);
         }
         self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i))
             .iter()
@@ -565,6 +562,14 @@ impl Hnsw {
             .map(|c| Cand(self.dist(q, c.1), c.1))
             .min()
             .map(|c| (c.0, c.1))
+    }
+
+    /// The nearest other stored point of stored point `i` by a full search at `ef` (as a query
+    /// would find it; an exact duplicate of `i` counts as other), as (cosine distance, id).
+    pub fn search_other(&self, i: u32, ef: usize, visited: &mut Visited) -> Option<(f32, u32)> {
+        self.search(self.vector(i), 2, ef.max(2), visited)
+            .into_iter()
+            .find(|r| r.1 != i)
     }
 
     /// Exact nearest other stored point of `i` by brute force (for checks).
