@@ -82,23 +82,10 @@ fn main() {
     let t = Instant::now();
     let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
         .into_par_iter()
-        .map(|i| {
-            with_visited(|vis| {
-                if beam == NEAREST_OTHER_EF {
-                    similarity_nearest(&h, &quant, i, ef, threshold, vis)
-                } else {
-                    h.nearest_other(&quant, i, beam, vis)
-                }
-            })
-        })
+        .map(|i| with_visited(|vis| similarity_nearest(&h, &quant, i, beam, ef, threshold, vis)))
         .collect();
     println!(
-        "similarity pass (nearest other of every item, ef {beam}{}): {:.2} s",
-        if beam == NEAREST_OTHER_EF {
-            ", LOW ones searched again"
-        } else {
-            ""
-        },
+        "similarity pass (nearest other of every item, beam {beam}, LOW ones searched again): {:.2} s",
         t.elapsed().as_secs_f64()
     );
 

@@ -452,8 +452,16 @@ fn index_checks(h: &Hnsw, sample: &[u32], ef: usize, threshold: f64) -> (f64, f6
                 let got: Vec<u32> = h.search(qv, 10, ef, vis).iter().map(|x| x.1).collect();
                 let hits = exact10.iter().filter(|e| got.contains(e)).count();
                 let exact_other = exact.iter().find(|x| x.1 != q).map(|x| x.0);
-                let other =
-                    pipeline::similarity_nearest(h, &quant, q, ef, threshold, vis).map(|x| x.0);
+                let other = pipeline::similarity_nearest(
+                    h,
+                    &quant,
+                    q,
+                    NEAREST_OTHER_EF,
+                    ef,
+                    threshold,
+                    vis,
+                )
+                .map(|x| x.0);
                 let same = match (other, exact_other) {
                     (Some(a), Some(b)) => a <= b,
                     (None, None) => true,

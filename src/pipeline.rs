@@ -42,7 +42,7 @@ pub const NEAREST_OTHER_EF: usize = 10;
 pub const LOW_RECHECK_EF: usize = 1024;
 
 /// The similarity check's nearest other of item `i`, as (cosine distance, id): the beam of
-/// [`Hnsw::nearest_other`], and for an item it leaves below `threshold` (LOW, so queued for
+/// [`Hnsw::nearest_other`] (width `beam`, [`NEAREST_OTHER_EF`] in `trainer run`), and for an item it leaves below `threshold` (LOW, so queued for
 /// review) also a full search at [`LOW_RECHECK_EF`], the closer of the two. A search can only
 /// miss a closer item, never report one closer than exists, so a HIGH answer is final while a
 /// LOW one is worth a second look; LOW items are outliers, which a graph search finds least
@@ -53,11 +53,12 @@ pub fn similarity_nearest(
     h: &Hnsw,
     quant: &Quantized,
     i: u32,
+    beam: usize,
     ef_search: usize,
     threshold: f64,
     vis: &mut Visited,
 ) -> Option<(f32, u32)> {
-    let beam = h.nearest_other(quant, i, NEAREST_OTHER_EF, vis)?;
+    let beam = h.nearest_other(quant, i, beam, vis)?;
     if (1.0 - beam.0) as f64 >= threshold {
         return Some(beam);
     }
@@ -554,7 +555,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             {
                 b.inc(1024.min(n as u64 - i as u64));
             }
-            match with_visited(|vis| similarity_nearest(&h, &quant, i, ef, thr, vis)) {
+            match with_visited(|vis| {
+                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)
+            }) {
                 Some((dist, j)) => (Some(j), 1.0 - dist),
                 None => (None, 0.0),
             }
@@ -822,7 +825,8 @@ mod tests {
             let beam = h
                 .nearest_other(&quant, i, NEAREST_OTHER_EF, &mut vis)
                 .unwrap();
-            let got = similarity_nearest(&h, &quant, i, 16, thr, &mut vis).unwrap();
+            let got =
+                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, 16, thr, &mut vis).unwrap();
             let exact = h.brute_force_other(i).unwrap();
             assert_ne!(got.1, i);
             assert!(
