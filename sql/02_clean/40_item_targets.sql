@@ -1,16 +1,20 @@
--- version: 3
+-- version: 4
 -- grain: one row per item_key that has a current routing
 -- purpose: what target encoding learns from: log total standard time, log operation count,
 --          outsourced share of the current routing, log actual hours (where reported); and the
 --          current JOB_CD sequence (for evaluation and review); and the routing fingerprint
 --
--- Routing fingerprint t_route_1..8: component r is sum over the operations of s_r(JOB_CD), a
+-- Routing fingerprint t_route_1..12: component r is sum over the operations of s_r(JOB_CD), a
 -- fixed pseudo-random sign (the parity of the first hex digit of md5(JOB_CD || '#r')), divided by
 -- sqrt(operation count). Items with the same set of operations have the same fingerprint;
 -- target-encoding it tells apart levels whose routings differ by one operation (a sibling
 -- operation code, an extra finishing step) even when time, count and outsourcing are alike.
+-- Twelve components (version 3 had 8): `trainer eval` on 30k generated items, four holdout
+-- seeds, top-1 routing match +1.7 points and hit@5 +0.9 on average over 8; 16 gained another
+-- 1.0 and 0.6 for 20 more dimensions, 3-4 s more and 940 MiB peak at 325k items; 4 lost 5.4
+-- points top-1 (one seed).
 WITH sig AS (
-    -- one row per distinct operation code: its 8 signs (md5 once per code, not per row)
+    -- one row per distinct operation code: its 12 signs (md5 once per code, not per row)
     SELECT
         job_cd,
         CASE WHEN ascii(md5(job_cd || '#1')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s1,
@@ -20,7 +24,11 @@ WITH sig AS (
         CASE WHEN ascii(md5(job_cd || '#5')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s5,
         CASE WHEN ascii(md5(job_cd || '#6')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s6,
         CASE WHEN ascii(md5(job_cd || '#7')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s7,
-        CASE WHEN ascii(md5(job_cd || '#8')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s8
+        CASE WHEN ascii(md5(job_cd || '#8')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s8,
+        CASE WHEN ascii(md5(job_cd || '#9')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s9,
+        CASE WHEN ascii(md5(job_cd || '#10')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s10,
+        CASE WHEN ascii(md5(job_cd || '#11')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s11,
+        CASE WHEN ascii(md5(job_cd || '#12')) % 2 = 0 THEN 1.0 ELSE -1.0 END AS s12
     FROM (SELECT DISTINCT coalesce(job_cd, '') AS job_cd FROM clean_routings) d
 ),
 cur AS (
@@ -40,7 +48,11 @@ cur AS (
         sum(g.s5) AS r5,
         sum(g.s6) AS r6,
         sum(g.s7) AS r7,
-        sum(g.s8) AS r8
+        sum(g.s8) AS r8,
+        sum(g.s9) AS r9,
+        sum(g.s10) AS r10,
+        sum(g.s11) AS r11,
+        sum(g.s12) AS r12
     FROM clean_routings r
     JOIN sig g ON g.job_cd = coalesce(r.job_cd, '')
     GROUP BY r.item_key
@@ -62,6 +74,10 @@ SELECT
     c.r5 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_5,
     c.r6 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_6,
     c.r7 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_7,
-    c.r8 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_8
+    c.r8 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_8,
+    c.r9 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_9,
+    c.r10 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_10,
+    c.r11 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_11,
+    c.r12 / sqrt(CAST(c.op_count AS DOUBLE)) AS t_route_12
 FROM cur c
 LEFT JOIN clean_work_orders w ON w.item_key = c.item_key

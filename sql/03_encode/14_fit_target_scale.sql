@@ -1,4 +1,4 @@
--- version: 3
+-- version: 4
 -- grain: one row per target
 -- purpose: FITTED STATE. Weighted mean and standard deviation of each routing target over the
 --          training items, so that target encodings come out in standard units
@@ -15,6 +15,10 @@ WITH y AS (
     UNION ALL SELECT w, 'route_6', t_route_6 FROM target_rows
     UNION ALL SELECT w, 'route_7', t_route_7 FROM target_rows
     UNION ALL SELECT w, 'route_8', t_route_8 FROM target_rows
+    UNION ALL SELECT w, 'route_9', t_route_9 FROM target_rows
+    UNION ALL SELECT w, 'route_10', t_route_10 FROM target_rows
+    UNION ALL SELECT w, 'route_11', t_route_11 FROM target_rows
+    UNION ALL SELECT w, 'route_12', t_route_12 FROM target_rows
 ),
 m AS (
     SELECT target, sum(w * y) / sum(w) AS mean

@@ -1,4 +1,4 @@
--- version: 3
+-- version: 4
 -- grain: one row per training item_key x target (items with a current routing only)
 -- purpose: standardised targets with the item's sample weight and fold, the input of the
 --          target-encoding statistics
@@ -15,6 +15,10 @@ WITH y AS (
     UNION ALL SELECT item_key, fold, w, 'route_6', t_route_6 FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'route_7', t_route_7 FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'route_8', t_route_8 FROM target_rows
+    UNION ALL SELECT item_key, fold, w, 'route_9', t_route_9 FROM target_rows
+    UNION ALL SELECT item_key, fold, w, 'route_10', t_route_10 FROM target_rows
+    UNION ALL SELECT item_key, fold, w, 'route_11', t_route_11 FROM target_rows
+    UNION ALL SELECT item_key, fold, w, 'route_12', t_route_12 FROM target_rows
 )
 SELECT
     y.item_key,

@@ -261,8 +261,8 @@ fn new_item_uses_full_data_statistics_and_no_leakage() {
         }
     }
     assert_eq!(
-        checked, 84,
-        "7 target-encoded features x 12 targets (4 routing figures, 8 fingerprint components)"
+        checked, 80,
+        "5 target-encoded features x 16 targets (4 routing figures, 12 fingerprint components)"
     );
     // No leakage: for a training item whose level is seen in that item only, the encoding is
     // exactly its fold's prior: its own target does not enter.
