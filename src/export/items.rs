@@ -12,8 +12,8 @@ use arrow::record_batch::RecordBatch;
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write_with;
 
-/// One item's row, borrowing its texts from the item table (at 325k items, owned copies were
-/// ~45 MB of the artifacts stage's memory peak).
+/// One item's row, borrowing its texts from the item table: owned copies of four strings per
+/// item added to the artifacts stage's memory peak.
 pub struct ItemRow<'a> {
     pub item_key: &'a str,
     pub item_cd: &'a str,
