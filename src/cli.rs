@@ -96,6 +96,50 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Add the items created since training to a model without retraining: encode only the new
+    /// items with the model's fitted state, insert them into its index, re-check the items they
+    /// came close to, and keep the retrain queue. Swaps the model in atomically, like `run`.
+    Update {
+        /// Pipeline configuration (its sources are read; the model's own transforms are used).
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// Model directory (default: the config's output.models_dir).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Only write the log file, print nothing but errors and the summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Propose routings for items: the nearest items that have a routing, why they are similar,
+    /// and their operations with standard times and work-order actuals. Needs only the model
+    /// directory; never modifies it.
+    Recommend {
+        /// ITEM_CDs of items in the model.
+        items: Vec<String>,
+        /// New items in the item view's own columns: a CSV file with a header, or JSON lines
+        /// (one object per line); `-` reads standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Model directory written by `trainer run` / `trainer update`.
+        #[arg(long, default_value = "models")]
+        model: PathBuf,
+        /// Neighbours with a routing to propose per item.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Features shown per neighbour in the table: the ones adding most to the similarity
+        /// and the ones where the two items differ most (JSON and CSV carry all).
+        #[arg(long, default_value_t = 3)]
+        explain: usize,
+        /// Work-order reports an operation needs before its actuals are called trustworthy.
+        #[arg(long, default_value_t = 3)]
+        min_reports: i64,
+        /// One JSON object per input item, one per line.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV: one row per input item x neighbour x operation.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Vectorise the items of the config's sources with a trained model's fitted state.
     Vectorize {
         /// Model directory written by `trainer run`.

@@ -33,6 +33,7 @@ pub struct Config {
     pub encoding: Encoding,
     pub weights: Weights,
     pub hnsw: HnswConfig,
+    pub update: UpdateConfig,
     pub output: Output,
 }
 
@@ -134,6 +135,17 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     pub ef_search: usize,
     pub seed: u64,
+}
+
+/// When `trainer update` advises a full retraining (it never retrains by itself).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Items added by updates since training, as a share of the trained items.
+    pub retrain_share: f64,
+    /// Share of an update's new items that carry a categorical level outside the fitted one-hot
+    /// vocabularies (never seen, or too rare at training to get a dimension of its own).
+    pub unseen_level_share: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -278,6 +290,14 @@ impl Config {
                 "an integer in 1..=10000, e.g. 256",
                 h.ef_search.to_string(),
             );
+        }
+        for (key, v) in [
+            ("update.retrain_share", self.update.retrain_share),
+            ("update.unseen_level_share", self.update.unseen_level_share),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(key, "a share in (0, 1], e.g. 0.1", v.to_string());
+            }
         }
         if self.model_version.trim().is_empty() {
             return bad("model_version", "a non-empty version label", "\"\"".into());

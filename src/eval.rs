@@ -262,6 +262,7 @@ async fn train(
         &TrainOptions {
             fitted_dir: None,
             holdout: Some(holdout),
+            model_dir: None,
         },
         log,
         &mut timer,

@@ -15,8 +15,10 @@
 //! `pipeline.rs` runs the stages; `eval.rs` scores them (held-out routings against two
 //! baselines); `main.rs` only parses the command line and renders errors.
 
+pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod csv;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -24,9 +26,12 @@ pub mod export;
 pub mod fsutil;
 pub mod index;
 pub mod mapping;
+pub mod model;
 pub mod pipeline;
+pub mod recommend;
 pub mod rng;
 pub mod sample;
 pub mod transform;
+pub mod update;
 pub mod vectors;
 pub mod weights;

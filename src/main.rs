@@ -122,6 +122,69 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 doc["snapshot_id"].as_str().unwrap_or("")
             );
         }
+        Command::Update {
+            config,
+            model,
+            quiet,
+        } => {
+            let s = trainer::update::update(&config, model.as_deref(), quiet).await?;
+            if s.update == 0 {
+                println!(
+                    "nothing new: {} items in the model, unchanged ({} changed and {} gone since training, see the log); log {}",
+                    s.items,
+                    s.changed,
+                    s.disappeared,
+                    s.log_path.display()
+                );
+            } else {
+                println!(
+                    "update {}: added {} items ({} LOW, queued) in {:.2} s; {} existing items now nearest to a new one, {} queued items resolved; {} changed and {} gone since training (see the log); model in {} ({} items), log {}",
+                    s.update,
+                    s.added,
+                    s.low,
+                    s.seconds,
+                    s.rechecked,
+                    s.resolved,
+                    s.changed,
+                    s.disappeared,
+                    s.models_dir.display(),
+                    s.items,
+                    s.log_path.display()
+                );
+            }
+            for a in &s.advice {
+                println!("advice: {a}");
+            }
+        }
+        Command::Recommend {
+            items,
+            input,
+            model,
+            top_k,
+            explain,
+            min_reports,
+            json,
+            csv,
+        } => {
+            let opts = trainer::recommend::Options {
+                top_k,
+                explain,
+                min_reports,
+                format: if json {
+                    trainer::recommend::Format::Json
+                } else if csv {
+                    trainer::recommend::Format::Csv
+                } else {
+                    trainer::recommend::Format::Table
+                },
+            };
+            let out = trainer::recommend::recommend(&model, &items, input.as_deref(), &opts).await?;
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(out.as_bytes())
+                .map_err(|e| trainer::error::Error::output(std::path::Path::new("stdout"), e.to_string()))?;
+        }
         Command::Vectorize { model, config, out } => {
             let v = trainer::pipeline::vectorize(&config, &model).await?;
             std::fs::create_dir_all(&out)

@@ -20,7 +20,7 @@ use crate::engine::sources::parquet::hex;
 use crate::engine::sqlfiles::{self, SqlFile};
 use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
 use crate::error::{Error, Result};
-use crate::export::items::{ItemRow, write_items, write_retrain_queue};
+use crate::export::items::{ItemRow, low_entries, write_items, write_queue};
 use crate::export::log::{RunLog, peak_rss_bytes, start_stage_peak_rss, take_stage_peak_rss};
 use crate::export::projector::{self, MetaRow};
 use crate::fsutil::{StagedDir, atomic_write, atomic_write_with};
@@ -143,7 +143,11 @@ impl Timer {
         }
         self.t = Instant::now();
     }
-    fn json(&self) -> (serde_json::Value, serde_json::Value) {
+    /// The largest peak RSS seen so far.
+    pub fn peak(&self) -> Option<u64> {
+        self.peak
+    }
+    pub fn json(&self) -> (serde_json::Value, serde_json::Value) {
         let secs = self
             .stages
             .iter()
@@ -158,7 +162,7 @@ impl Timer {
     }
 }
 
-fn mib(b: Option<u64>) -> String {
+pub fn mib(b: Option<u64>) -> String {
     b.map(|b| format!("{} MiB", b / (1024 * 1024)))
         .unwrap_or_else(|| "?".into())
 }
@@ -269,7 +273,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
-fn git_commit(dir: &Path) -> String {
+pub fn git_commit(dir: &Path) -> String {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -334,6 +338,9 @@ pub struct TrainOptions<'a> {
     pub fitted_dir: Option<&'a Path>,
     /// Cleaned item keys whose routing and work-order rows are left out (`trainer eval`).
     pub holdout: Option<&'a [String]>,
+    /// The model folder (staging) that gets what `recommend` and `update` read besides the
+    /// vectors: `routings.parquet` and `item_features.parquet` (none: not written).
+    pub model_dir: Option<&'a Path>,
 }
 
 /// What training produces before the index: the session (every view of `sql/` registered), the
@@ -346,6 +353,8 @@ pub struct TrainedVectors {
     pub vectors: Array2<f32>,
     pub dims_dropped: usize,
     pub rows: serde_json::Map<String, serde_json::Value>,
+    /// Per item (label order): whether it has a current routing.
+    pub has_routing: Vec<bool>,
 }
 
 /// The training path up to the vectors (stages `read`, `sql_transforms`, `vectors`), shared
@@ -399,6 +408,14 @@ pub async fn train_vectors(
         src_items - clean_items,
         rows["item_targets"]
     ));
+
+    // What recommend proposes and explains, read while the clean layer's tables are held (the
+    // encode layer drops them).
+    let routed_keys = routed_item_keys(ctx).await?;
+    if let Some(dir) = opts.model_dir {
+        save_query(ctx, ROUTING_OPS_SQL, "routing_ops", &dir.join(ROUTINGS_FILE)).await?;
+        save_query(ctx, ITEM_FEATURES_SQL, "clean_items", &dir.join(ITEM_FEATURES_FILE)).await?;
+    }
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
     let sample = weights::fit_item_sample(ctx, cfg).await?;
@@ -476,6 +493,11 @@ pub async fn train_vectors(
         "vectors: {n} items x {d} dimensions (float32, L2-normalised)"
     ));
     timer.lap("vectors", log);
+    let has_routing = items
+        .keys
+        .iter()
+        .map(|k| routed_keys.binary_search(k).is_ok())
+        .collect();
     Ok(TrainedVectors {
         sources,
         items,
@@ -483,8 +505,84 @@ pub async fn train_vectors(
         vectors: vecs,
         dims_dropped: dropped.len(),
         rows,
+        has_routing,
     })
 }
+
+/// `models/routings.parquet`: every operation of each routed item's current routing, with the
+/// work-order actuals (the `routing_ops` view).
+pub const ROUTINGS_FILE: &str = "routings.parquet";
+/// `models/item_features.parquet`: the cleaned attributes of every item (`clean_items`), for
+/// `recommend`'s explanations and `update`'s change detection.
+pub const ITEM_FEATURES_FILE: &str = "item_features.parquet";
+const ROUTING_OPS_SQL: &str = "SELECT * FROM routing_ops ORDER BY item_key, proc_seq, rout_no";
+const ITEM_FEATURES_SQL: &str = "SELECT * FROM clean_items ORDER BY item_key";
+
+/// The keys of the items with a current routing, sorted.
+pub async fn routed_item_keys(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<String>> {
+    let batches = engine::collect(
+        ctx,
+        "SELECT item_key FROM item_targets ORDER BY item_key",
+        "item_targets",
+    )
+    .await?;
+    let mut keys = Vec::new();
+    for b in &batches {
+        let k = column_as(b, "item_key", &DataType::Utf8, "item_targets")?;
+        keys.extend(strings(&k).iter().map(|x| x.unwrap_or_default().to_string()));
+    }
+    Ok(keys)
+}
+
+/// Runs `sql` and saves its result as one Parquet file.
+pub async fn save_query(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    what: &str,
+    path: &Path,
+) -> Result<usize> {
+    let batch = save_query_batch(ctx, sql, what).await?;
+    crate::sample::write_parquet(path, &batch)?;
+    Ok(batch.num_rows())
+}
+
+/// Runs `sql` and returns its result as one batch (of the query's schema, also when empty).
+pub async fn save_query_batch(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    what: &str,
+) -> Result<arrow::record_batch::RecordBatch> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = engine::collect_df(df, what).await?;
+    engine::concat(&schema, &batches)
+}
+
+/// Copies the SQL files and the mapping a model was trained with into `fitted/`, so that
+/// `update` and `recommend` encode new items with exactly these transforms, whatever the working
+/// tree's `sql/` holds later.
+pub fn save_transforms(cfg: &Config, files: &[SqlFile], fitted_dir: &Path) -> Result<()> {
+    for f in files {
+        let to = fitted_dir.join(SQL_COPY_DIR).join(&f.rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(parent, "create the directory", e))?;
+        }
+        let bytes = std::fs::read(&f.path)
+            .map_err(|e| Error::input(f.path.display().to_string(), e.to_string()))?;
+        atomic_write(&to, &bytes)?;
+    }
+    let bytes = std::fs::read(&cfg.mapping)
+        .map_err(|e| Error::input(cfg.mapping.display().to_string(), e.to_string()))?;
+    atomic_write(&fitted_dir.join(MAPPING_COPY), &bytes)
+}
+
+/// Where [`save_transforms`] puts the SQL layers and the mapping, under `fitted/`.
+pub const SQL_COPY_DIR: &str = "sql";
+pub const MAPPING_COPY: &str = "schema_mappings.yaml";
 
 /// `trainer run`.
 pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
@@ -512,6 +610,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         &TrainOptions {
             fitted_dir: Some(&fitted_dir),
             holdout: None,
+            model_dir: Some(&out),
         },
         &mut log,
         &mut timer,
@@ -524,7 +623,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         vectors: vecs,
         dims_dropped,
         rows,
+        has_routing,
     } = trained;
+    save_transforms(&cfg, &files, &fitted_dir)?;
     let (n, d) = vecs.dim();
 
     // ---- index ---------------------------------------------------------------------------------
@@ -581,18 +682,8 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         100.0 * high as f64 / n.max(1) as f64,
         100.0 * low as f64 / n.max(1) as f64
     ));
-    let mut hist = [0usize; 10];
-    for (_, s) in &nearest {
-        hist[((s.max(0.0) * 10.0) as usize).min(9)] += 1;
-    }
-    for (k, c) in hist.iter().enumerate() {
-        log.info(format!(
-            "similarity histogram [{:.1}, {:.1}{}: {c}",
-            k as f64 / 10.0,
-            (k + 1) as f64 / 10.0,
-            if k == 9 { "]" } else { ")" }
-        ));
-    }
+    let hist = similarity_histogram(nearest.iter().map(|x| x.1));
+    log_histogram(&mut log, "similarity histogram", &hist);
     let rows_out: Vec<ItemRow> = (0..n)
         .map(|i| ItemRow {
             item_key: &items.keys[i],
@@ -602,6 +693,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             item_weight: sample.item_weight[i],
             nearest_label: nearest[i].0.map(|x| x as u64),
             nearest_similarity: nearest[i].1,
+            has_routing: has_routing[i],
             tier: if nearest[i].1 as f64 >= thr {
                 "HIGH"
             } else {
@@ -644,7 +736,11 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         format!("{}\n", serde_json::to_string_pretty(&sidecar).unwrap()).as_bytes(),
     )?;
     write_items(&out.join("items.parquet"), &rows_out)?;
-    let queued = write_retrain_queue(&out.join("retrain_queue.csv"), &rows_out, thr)?;
+    let created_at = chrono::Local::now().to_rfc3339();
+    let queued = write_queue(
+        &out.join(crate::model::QUEUE_FILE),
+        &low_entries(&rows_out, 0, thr, "run", &created_at),
+    )?;
     let meta: Vec<MetaRow> = rows_out
         .iter()
         .map(|r| MetaRow {
@@ -675,6 +771,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let total = started.elapsed().as_secs_f64();
     let (stage_seconds, stage_rss) = timer.json();
     let training = json!({
+        "model_format_version": crate::model::MODEL_FORMAT_VERSION,
         "model_version": cfg.model_version,
         "data_version": cfg.data_version,
         "trainer_version": env!("CARGO_PKG_VERSION"),
@@ -690,15 +787,17 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         "items": n,
         "dims": d,
         "dims_dropped_constant": dims_dropped,
+        "item_weight_fit": {"max_volume": sample.max_volume},
         "similarity": {"high": high, "low": low, "histogram_0_to_1_by_0.1": hist, "retrain_queue": queued},
         "stage_seconds": stage_seconds,
         "stage_peak_rss_bytes": stage_rss,
         "total_seconds": total,
         "peak_rss_bytes": peak,
-        "created_at": chrono::Local::now().to_rfc3339(),
+        "created_at": created_at,
+        "updates": [],
     });
     atomic_write(
-        &out.join("training_metadata.json"),
+        &out.join(crate::model::METADATA_FILE),
         format!("{}\n", serde_json::to_string_pretty(&training).unwrap()).as_bytes(),
     )?;
     staged.commit()?;
@@ -718,6 +817,26 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     })
 }
 
+/// Counts of similarities in [0, 0.1), [0.1, 0.2), ... [0.9, 1] (negatives count as 0).
+pub fn similarity_histogram(sims: impl Iterator<Item = f32>) -> [usize; 10] {
+    let mut hist = [0usize; 10];
+    for s in sims {
+        hist[((s.max(0.0) * 10.0) as usize).min(9)] += 1;
+    }
+    hist
+}
+
+pub fn log_histogram(log: &mut RunLog, what: &str, hist: &[usize; 10]) {
+    for (k, c) in hist.iter().enumerate() {
+        log.info(format!(
+            "{what} [{:.1}, {:.1}{}: {c}",
+            k as f64 / 10.0,
+            (k + 1) as f64 / 10.0,
+            if k == 9 { "]" } else { ")" }
+        ));
+    }
+}
+
 fn log_views(log: &mut RunLog, stats: &[transform::ViewStat]) {
     for v in stats {
         match v.rows {
@@ -735,7 +854,7 @@ fn log_views(log: &mut RunLog, stats: &[transform::ViewStat]) {
     }
 }
 
-fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+pub fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return None;

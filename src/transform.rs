@@ -274,9 +274,10 @@ pub async fn run_encode(
                         path: state_dir.join(format!("{}.parquet", f.name)),
                     },
                 }
-            } else if held_input(&encode[k + 1..], f) {
+            } else if matches!(mode, Mode::Fit { .. }) && held_input(&encode[k + 1..], f) {
                 // Inputs that several fitted statistics read are computed once and held until
-                // the last file that reads them is done.
+                // the last file that reads them is done. (When fitted state is loaded, those
+                // statistics are not computed and the stream reads views: nothing is held.)
                 Job::Materialize
             } else {
                 Job::View

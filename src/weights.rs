@@ -30,6 +30,8 @@ pub struct ItemSample {
     pub item_weight: Vec<f64>,
     pub sample_weight: Vec<f64>,
     pub fold: Vec<i64>,
+    /// max_j (P_j + S_j) over the training items (new items' volume weights are relative to it).
+    pub max_volume: f64,
 }
 
 pub fn feature_weight(cfg: &Config, feature: &str) -> Option<f64> {
@@ -40,8 +42,12 @@ pub fn fold_of(key: &str, seed: u64, folds: i64) -> i64 {
     (mix64(fnv1a64(key.as_bytes()) ^ mix64(seed)) % folds as u64) as i64
 }
 
-/// Computes the item sample from `clean_items` and `item_metadata`.
-pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemSample> {
+/// Per item of `clean_items` (item_key order): key, volume `P + S`, and the weighted share of
+/// the domain columns present.
+async fn weight_inputs(
+    ctx: &SessionContext,
+    cfg: &Config,
+) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
     let iw = &cfg.weights.item;
     let schema = ctx
         .table("clean_items")
@@ -97,30 +103,56 @@ pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemS
             dom_num.push(if wsum > 0.0 { d / wsum } else { 0.0 });
         }
     }
+    Ok((keys, volume, dom_num))
+}
+
+/// `(v, d, h)`: the volume, domain and item weight of an item with volume `P + S` and weighted
+/// share `dom` of domain columns present; `max_volume` is the training items' largest volume.
+pub fn item_weight(volume: f64, dom: f64, floor: f64, max_volume: f64) -> (f64, f64, f64) {
+    let a = floor;
+    let v = if max_volume > 0.0 {
+        a + (1.0 - a) * (1.0 + volume).ln() / (1.0 + max_volume).ln()
+    } else {
+        1.0
+    };
+    let d = a + (1.0 - a) * dom;
+    (v, d, 2.0 * v * d / (v + d))
+}
+
+/// Item weights `h_i` of the items of `clean_items` that are not training items, with the
+/// training's `max_volume` (see [`item_weight`]), in item_key order. An item bigger than every
+/// training item counts as big as the biggest.
+pub async fn new_item_weights(
+    ctx: &SessionContext,
+    cfg: &Config,
+    max_volume: f64,
+) -> Result<Vec<f64>> {
+    let (_, volume, dom) = weight_inputs(ctx, cfg).await?;
+    Ok(volume
+        .iter()
+        .zip(&dom)
+        .map(|(&v, &d)| item_weight(v.min(max_volume), d, cfg.weights.item.volume_floor, max_volume).2)
+        .collect())
+}
+
+/// Computes the item sample from `clean_items` and `item_metadata`.
+pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemSample> {
+    let (keys, volume, dom_num) = weight_inputs(ctx, cfg).await?;
     if keys.is_empty() {
         return Err(Error::input(
             "clean_items",
             "no items left after cleaning: is the item view empty?",
         ));
     }
-    let a = iw.volume_floor;
     let max_v = volume.iter().cloned().fold(0.0f64, f64::max);
-    let volume_weight: Vec<f64> = volume
+    let vdh: Vec<(f64, f64, f64)> = volume
         .iter()
-        .map(|&x| {
-            if max_v > 0.0 {
-                a + (1.0 - a) * (1.0 + x).ln() / (1.0 + max_v).ln()
-            } else {
-                1.0
-            }
-        })
+        .zip(&dom_num)
+        .map(|(&v, &d)| item_weight(v, d, cfg.weights.item.volume_floor, max_v))
         .collect();
-    let domain_weight: Vec<f64> = dom_num.iter().map(|&d| a + (1.0 - a) * d).collect();
-    let item_weight: Vec<f64> = volume_weight
-        .iter()
-        .zip(&domain_weight)
-        .map(|(v, d)| 2.0 * v * d / (v + d))
-        .collect();
+    let volume_weight: Vec<f64> = vdh.iter().map(|x| x.0).collect();
+    let domain_weight: Vec<f64> = vdh.iter().map(|x| x.1).collect();
+    let item_weight: Vec<f64> = vdh.iter().map(|x| x.2).collect();
     let mean = item_weight.iter().sum::<f64>() / item_weight.len() as f64;
     let sample_weight = item_weight.iter().map(|h| h / mean).collect();
     let fold = keys
@@ -134,6 +166,7 @@ pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemS
         item_weight,
         sample_weight,
         fold,
+        max_volume: max_v,
     })
 }
 

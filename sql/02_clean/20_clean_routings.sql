@@ -1,7 +1,8 @@
--- version: 2
+-- version: 3
 -- grain: one row per operation of each item's current routing (item_key x proc_seq)
 -- purpose: pick the current routing (latest INSRT_DT, tie: ROUT_NO descending), times in minutes,
---          the outsourcing flag split out of the operation rows
+--          the outsourcing flag split out of the operation rows; setup and run minutes kept apart
+--          for the routings `trainer recommend` proposes (routing_ops)
 WITH r AS (
     SELECT
         upper(norm_text(item_cd)) AS item_key,
@@ -18,7 +19,8 @@ WITH r AS (
             ELSE 1.0
         END AS minutes_per_unit,
         setup_time,
-        run_time
+        run_time,
+        run_time_qty
     FROM map_routings
     WHERE norm_text(item_cd) IS NOT NULL AND norm_text(rout_no) IS NOT NULL AND proc_seq IS NOT NULL
 ),
@@ -54,7 +56,11 @@ SELECT
         THEN 1.0 ELSE 0.0
     END AS outsourced,
     (greatest(coalesce(r.setup_time, 0.0), 0.0) + greatest(coalesce(r.run_time, 0.0), 0.0))
-        * r.minutes_per_unit AS std_minutes
+        * r.minutes_per_unit AS std_minutes,
+    greatest(r.setup_time, 0.0) * r.minutes_per_unit AS setup_minutes,
+    greatest(r.run_time, 0.0) * r.minutes_per_unit AS run_minutes,
+    -- RUN_TIME is per RUN_TIME_QTY units; 0 and missing mean one unit.
+    CASE WHEN r.run_time_qty > 0 THEN r.run_time_qty ELSE 1.0 END AS run_time_qty
 FROM r
 JOIN ranked k ON k.item_key = r.item_key AND k.rout_no = r.rout_no
 WHERE k.is_current

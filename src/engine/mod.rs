@@ -240,21 +240,14 @@ impl Engine {
     ) -> Result<Engine> {
         let ctx = new_context();
         let sources = sources::register_all(&ctx, cfg, mapping).await?;
-        if let Some(keys) = holdout {
-            let schema = Arc::new(Schema::new(vec![Field::new(
-                "item_key",
-                DataType::Utf8,
-                false,
-            )]));
-            let batch = RecordBatch::try_new(
-                schema,
-                vec![Arc::new(StringArray::from(keys.to_vec())) as ArrayRef],
-            )
-            .map_err(|e| Error::internal(format!("holdout table: {e}")))?;
-            ctx.register_batch("eval_holdout", batch)
-                .map_err(|e| Error::internal(format!("registering eval_holdout: {e}")))?;
-        }
-        register_mapping_views(&ctx, mapping, holdout.is_some()).await?;
+        let filter = match holdout {
+            Some(keys) => {
+                register_keys(&ctx, "eval_holdout", keys)?;
+                RowFilter::ExceptHoldout
+            }
+            None => RowFilter::All,
+        };
+        register_mapping_views(&ctx, mapping, filter).await?;
         ctx.register_batch("params", params_batch(cfg))
             .map_err(|e| Error::internal(format!("registering params: {e}")))?;
         ctx.register_batch("item_metadata", volumes.to_batch())
@@ -263,25 +256,44 @@ impl Engine {
     }
 }
 
-/// `CREATE VIEW erp_<logical> AS SELECT "ERP_COL" AS std_name, ... FROM <erp view>` per view.
-/// With `holdout`, the routing and work-order views leave out the items of table `eval_holdout`.
+/// Which routing and work-order rows the mapping views let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFilter {
+    /// Every row.
+    All,
+    /// Leave out the items of table `eval_holdout` (`trainer eval`: as if their routings were
+    /// not written yet).
+    ExceptHoldout,
+    /// Only the items of table `only_items` (`trainer update`: the new items).
+    OnlyListed,
+}
+
+/// `CREATE VIEW erp_<logical> AS SELECT "ERP_COL" AS std_name, ... FROM <erp view>` per view
+/// (replacing an earlier definition). The item view is never filtered; the routing and
+/// work-order views are filtered by `filter` on the cleaned item key.
 pub async fn register_mapping_views(
     ctx: &SessionContext,
     mapping: &Mapping,
-    holdout: bool,
+    filter: RowFilter,
 ) -> Result<()> {
     for v in VIEWS {
         let select = mapping.select_sql(v.erp_name);
-        let sql = if holdout && v.logical != "items" {
-            format!(
+        let key = "upper(norm_text(src.item_cd))";
+        let sql = match filter {
+            _ if v.logical == "items" => format!("CREATE VIEW erp_{} AS {select}", v.logical),
+            RowFilter::All => format!("CREATE VIEW erp_{} AS {select}", v.logical),
+            RowFilter::ExceptHoldout => format!(
                 "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
-                 LEFT JOIN eval_holdout h ON h.item_key = upper(norm_text(src.item_cd)) \
-                 WHERE h.item_key IS NULL",
+                 LEFT JOIN eval_holdout h ON h.item_key = {key} WHERE h.item_key IS NULL",
                 v.logical
-            )
-        } else {
-            format!("CREATE VIEW erp_{} AS {select}", v.logical)
+            ),
+            RowFilter::OnlyListed => format!(
+                "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
+                 WHERE {key} IN (SELECT item_key FROM only_items)",
+                v.logical
+            ),
         };
+        let _ = ctx.deregister_table(format!("erp_{}", v.logical).as_str());
         ctx.sql(&sql).await.map_err(|e| {
             Error::sql(
                 mapping.file.display().to_string(),
@@ -289,6 +301,24 @@ pub async fn register_mapping_views(
             )
         })?;
     }
+    Ok(())
+}
+
+/// Registers (or replaces) the one-column table `name(item_key)`.
+pub fn register_keys(ctx: &SessionContext, name: &str, keys: &[String]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "item_key",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(keys.to_vec())) as ArrayRef],
+    )
+    .map_err(|e| Error::internal(format!("{name} table: {e}")))?;
+    let _ = ctx.deregister_table(name);
+    ctx.register_batch(name, batch)
+        .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
     Ok(())
 }
 

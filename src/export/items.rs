@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Float32Array, Float64Array, StringArray, UInt64Array};
+use arrow::array::{BooleanArray, Float32Array, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
@@ -22,6 +22,8 @@ pub struct ItemRow<'a> {
     pub item_weight: f64,
     pub nearest_label: Option<u64>,
     pub nearest_similarity: f32,
+    /// Whether the item has a current routing (only those are proposed).
+    pub has_routing: bool,
     pub tier: &'static str,
 }
 
@@ -36,6 +38,7 @@ pub fn write_items(path: &Path, rows: &[ItemRow]) -> Result<()> {
         Field::new("nearest_other_label", DataType::UInt64, true),
         Field::new("nearest_other_similarity", DataType::Float32, false),
         Field::new("similarity_tier", DataType::Utf8, false),
+        Field::new("has_routing", DataType::Boolean, false),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -57,45 +60,152 @@ pub fn write_items(path: &Path, rows: &[ItemRow]) -> Result<()> {
                 rows.iter().map(|r| r.nearest_similarity),
             )),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.tier))),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| r.has_routing).collect::<Vec<_>>(),
+            )),
         ],
     )
     .map_err(|e| Error::internal(format!("items batch: {e}")))?;
     crate::sample::write_parquet(path, &batch)
 }
 
-/// CSV with a header; fields are quoted when they contain a comma, quote or newline.
-pub fn write_retrain_queue(path: &Path, rows: &[ItemRow], threshold: f64) -> Result<usize> {
-    let q = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let mut count = 0;
-    atomic_write_with(path, |w| {
-        writeln!(
-            w,
-            "ITEM_CD,PartNm,SealType,nearest_other_ITEM_CD,nearest_other_similarity,threshold"
-        )?;
-        for r in rows.iter().filter(|r| r.tier == "LOW") {
-            count += 1;
-            let other = r
+/// One row of `models/retrain_queue.csv`: an item whose nearest other item was below the
+/// similarity threshold when a run or update looked at it. Rows are kept across updates; a row
+/// is resolved when a later update finds the item HIGH (a new item came close to it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEntry {
+    pub item_cd: String,
+    pub part_nm: String,
+    pub seal_type: String,
+    pub nearest_item_cd: String,
+    pub similarity: f32,
+    pub threshold: f64,
+    /// `run` or `update N`.
+    pub queued_by: String,
+    pub queued_at: String,
+    /// Empty while open.
+    pub resolved_by: String,
+    pub resolved_at: String,
+    pub resolved_similarity: Option<f32>,
+}
+
+impl QueueEntry {
+    pub fn is_open(&self) -> bool {
+        self.resolved_by.is_empty()
+    }
+}
+
+const QUEUE_HEADER: &str = "ITEM_CD,PartNm,SealType,nearest_other_ITEM_CD,nearest_other_similarity,threshold,\
+status,queued_by,queued_at,resolved_by,resolved_at,resolved_similarity";
+
+/// Queue entries for the LOW rows among `rows[from..]` (a run: all rows; an update: the items it
+/// added), queued by `queued_by` at `at`.
+pub fn low_entries(
+    rows: &[ItemRow],
+    from: usize,
+    threshold: f64,
+    queued_by: &str,
+    at: &str,
+) -> Vec<QueueEntry> {
+    rows[from..]
+        .iter()
+        .filter(|r| r.tier == "LOW")
+        .map(|r| QueueEntry {
+            item_cd: r.item_cd.to_string(),
+            part_nm: r.part_nm.unwrap_or("").to_string(),
+            seal_type: r.seal_type.unwrap_or("").to_string(),
+            nearest_item_cd: r
                 .nearest_label
-                .map(|l| rows[l as usize].item_cd)
-                .unwrap_or("");
+                .map(|l| rows[l as usize].item_cd.to_string())
+                .unwrap_or_default(),
+            similarity: r.nearest_similarity,
+            threshold,
+            queued_by: queued_by.to_string(),
+            queued_at: at.to_string(),
+            resolved_by: String::new(),
+            resolved_at: String::new(),
+            resolved_similarity: None,
+        })
+        .collect()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes the queue as CSV with a header; fields are quoted when they contain a comma, quote or
+/// newline. Returns the number of open entries.
+pub fn write_queue(path: &Path, entries: &[QueueEntry]) -> Result<usize> {
+    atomic_write_with(path, |w| {
+        writeln!(w, "{QUEUE_HEADER}")?;
+        for e in entries {
             writeln!(
                 w,
-                "{},{},{},{},{:.6},{}",
-                q(r.item_cd),
-                q(r.part_nm.unwrap_or("")),
-                q(r.seal_type.unwrap_or("")),
-                q(other),
-                r.nearest_similarity,
-                threshold
+                "{},{},{},{},{:.6},{},{},{},{},{},{},{}",
+                csv_field(&e.item_cd),
+                csv_field(&e.part_nm),
+                csv_field(&e.seal_type),
+                csv_field(&e.nearest_item_cd),
+                e.similarity,
+                e.threshold,
+                if e.is_open() { "open" } else { "resolved" },
+                csv_field(&e.queued_by),
+                csv_field(&e.queued_at),
+                csv_field(&e.resolved_by),
+                csv_field(&e.resolved_at),
+                e.resolved_similarity
+                    .map(|s| format!("{s:.6}"))
+                    .unwrap_or_default(),
             )?;
         }
         Ok(())
     })?;
-    Ok(count)
+    Ok(entries.iter().filter(|e| e.is_open()).count())
+}
+
+/// Reads a queue written by [`write_queue`]; errors name the file and line.
+pub fn read_queue(path: &Path) -> Result<Vec<QueueEntry>> {
+    let what = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::input(&what, e.to_string()))?;
+    let mut records = crate::csv::parse(&text).map_err(|e| Error::input(&what, e))?;
+    if records.is_empty() || records[0].1.join(",") != QUEUE_HEADER {
+        return Err(Error::input(
+            &what,
+            "not a retrain queue of this trainer version (header differs); retrain with `trainer run`",
+        ));
+    }
+    records.remove(0);
+    let mut out = Vec::with_capacity(records.len());
+    for (line, f) in records {
+        let bad = |m: &str| Error::input(format!("{what}, line {line}"), m.to_string());
+        if f.len() != 12 {
+            return Err(bad(&format!("{} fields, expected 12", f.len())));
+        }
+        let num = |s: &str, name: &str| -> Result<f64> {
+            s.parse::<f64>()
+                .map_err(|_| bad(&format!("`{name}` is not a number: {s:?}")))
+        };
+        out.push(QueueEntry {
+            item_cd: f[0].clone(),
+            part_nm: f[1].clone(),
+            seal_type: f[2].clone(),
+            nearest_item_cd: f[3].clone(),
+            similarity: num(&f[4], "nearest_other_similarity")? as f32,
+            threshold: num(&f[5], "threshold")?,
+            queued_by: f[7].clone(),
+            queued_at: f[8].clone(),
+            resolved_by: f[9].clone(),
+            resolved_at: f[10].clone(),
+            resolved_similarity: if f[11].is_empty() {
+                None
+            } else {
+                Some(num(&f[11], "resolved_similarity")? as f32)
+            },
+        });
+    }
+    Ok(out)
 }

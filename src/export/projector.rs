@@ -67,21 +67,51 @@ pub fn tsv_field(s: &str) -> String {
 pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
-    let (n, d) = vectors.dim();
+    atomic_write_with(&dir.join("vectors.tsv"), |w| write_rows(w, vectors))?;
+    write_rest(dir, vectors.dim(), meta)
+}
+
+/// The projector of a model that grew by `added` rows (`trainer update`): the old model's
+/// `vectors.tsv` is copied and the new rows' text appended (the old rows' text does not change,
+/// and formatting all of it again is the expensive part); the metadata is written anew, since
+/// tiers of old items can change.
+pub fn write_grown(
+    old_dir: &Path,
+    dir: &Path,
+    all: ArrayView2<'_, f32>,
+    added: usize,
+    meta: &[MetaRow<'_>],
+) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
+    let n = all.nrows();
+    let old = old_dir.join("vectors.tsv");
     atomic_write_with(&dir.join("vectors.tsv"), |w| {
-        // Blocks of rows are formatted on all cores, a round at a time, and written in order.
-        let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
-        for round in starts.chunks(ROUND_BLOCKS) {
-            let texts: Vec<Vec<u8>> = round
-                .par_iter()
-                .map(|&s| format_rows(vectors.slice(s![s..(s + BLOCK_ROWS).min(n), ..])))
-                .collect();
-            for t in &texts {
-                w.write_all(t)?;
-            }
-        }
-        Ok(())
+        let mut src = std::fs::File::open(&old)?;
+        std::io::copy(&mut src, w)?;
+        write_rows(w, all.slice(s![n - added.., ..]))
     })?;
+    write_rest(dir, all.dim(), meta)
+}
+
+/// Rows as text: blocks of rows are formatted on all cores, a round at a time, written in order.
+fn write_rows(w: &mut impl Write, vectors: ArrayView2<'_, f32>) -> std::io::Result<()> {
+    let n = vectors.nrows();
+    let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
+    for round in starts.chunks(ROUND_BLOCKS) {
+        let texts: Vec<Vec<u8>> = round
+            .par_iter()
+            .map(|&s| format_rows(vectors.slice(s![s..(s + BLOCK_ROWS).min(n), ..])))
+            .collect();
+        for t in &texts {
+            w.write_all(t)?;
+        }
+    }
+    Ok(())
+}
+
+/// `metadata.tsv` and the two projector configs.
+fn write_rest(dir: &Path, (n, d): (usize, usize), meta: &[MetaRow<'_>]) -> Result<()> {
     atomic_write_with(&dir.join("metadata.tsv"), |w| {
         w.write_all(b"ITEM_CD\tPartNm\tSealType\tsimilarity_tier\n")?;
         for r in meta {

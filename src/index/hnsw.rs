@@ -616,7 +616,8 @@ impl Hnsw {
 
     /// Appends points (incremental insertion, one at a time, deterministic). New points draw
     /// their levels from the same seeded sequence as `build`, so they reach upper levels too.
-    pub fn insert_all(&mut self, data: &[f32], seed: u64) {
+    /// Returns the quantised vectors of all points (for [`Hnsw::nearest_other`]).
+    pub fn insert_all(&mut self, data: &[f32], seed: u64) -> Quantized {
         let start = self.len();
         let add = data.len() / self.dim;
         let all_levels = Self::draw_levels(start + add, self.m, seed);
@@ -631,6 +632,7 @@ impl Hnsw {
             let plan = self_plan(self, &quant, i as u32, &mut visited);
             self.commit(i as u32, plan, &quant);
         }
+        quant
     }
 }
 

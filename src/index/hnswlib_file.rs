@@ -118,6 +118,19 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
         ));
     }
     let dim = (s - l0 - 8) / 4;
+    // Sizes come from the file: check them against its length before allocating.
+    if n.checked_mul(s)
+        .and_then(|x| x.checked_add(HEADER_BYTES))
+        .is_none_or(|x| x > b.len())
+    {
+        return Err(format!(
+            "{} bytes cannot hold the {n} elements of {s} bytes its header announces (truncated?)",
+            b.len()
+        ));
+    }
+    if maxlevel >= 0 && entry as usize >= n {
+        return Err(format!("entry point {entry} is not one of the {n} elements"));
+    }
     let mut data = Vec::with_capacity(n * dim);
     let mut links: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n);
     let mut o = HEADER_BYTES;
@@ -134,6 +147,9 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
         let l: Vec<u32> = (0..cnt)
             .map(|k| u32::from_le_bytes(rec[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
             .collect();
+        if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
+            return Err(format!("element {i} links to {bad}, beyond the {n} elements"));
+        }
         links.push(vec![l]);
         for k in 0..dim {
             data.push(f32::from_le_bytes(
@@ -153,16 +169,23 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
             ));
         }
         let level = size / block;
+        if level > maxlevel.max(0) as usize {
+            return Err(format!(
+                "element {i} has {level} upper levels, above the header's maximum level {maxlevel}"
+            ));
+        }
         for _ in 0..level {
             let blk = b
                 .get(o..o + block)
                 .ok_or(format!("truncated in upper levels of element {i}"))?;
             let cnt = u16::from_le_bytes([blk[0], blk[1]]) as usize;
-            li.push(
-                (0..cnt.min(m))
-                    .map(|k| u32::from_le_bytes(blk[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
-                    .collect(),
-            );
+            let l: Vec<u32> = (0..cnt.min(m))
+                .map(|k| u32::from_le_bytes(blk[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
+                .collect();
+            if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
+                return Err(format!("element {i} links to {bad}, beyond the {n} elements"));
+            }
+            li.push(l);
             o += block;
         }
         levels.push(level as u8);

@@ -68,7 +68,7 @@ fn unknown_config_key() {
 
 #[test]
 fn out_of_range_config_value() {
-    let p = Project::with(&sample_dir(), |t| t.replace("  m: 16\n", "  m: 1\n"));
+    let p = Project::with(&sample_dir(), |t| t.replace("  m: 32\n", "  m: 1\n"));
     let (code, err) = stderr_of(&p);
     assert_eq!(code, 2);
     snapshots().bind(|| insta::assert_snapshot!(err));

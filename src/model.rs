@@ -1,0 +1,419 @@
+//! A trained model directory (`models/`): its file names, its format version, and reading back
+//! what `update` and `recommend` need (metadata, items, routings, cleaned attributes, index,
+//! vector layout).
+//!
+//! Everything read here is untrusted input: a file that is missing, truncated or from another
+//! format version gives an error naming the file and saying what to do (retrain), never a panic.
+//! Stage 3 reads the same files; `docs/stage3.md` is the contract, and
+//! [`MODEL_FORMAT_VERSION`] changes whenever a file, column or meaning it describes changes in a
+//! way an existing reader would get wrong (a new optional column does not change it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, BooleanArray, Float32Array, Float64Array, StringArray, UInt64Array};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::index::{Hnsw, hnswlib_file};
+use crate::transform;
+use crate::vectors::Dims;
+
+/// The version of the model directory's layout (see the module docs and `docs/stage3.md`).
+pub const MODEL_FORMAT_VERSION: u64 = 1;
+
+pub const METADATA_FILE: &str = "training_metadata.json";
+pub const QUEUE_FILE: &str = "retrain_queue.csv";
+pub const INDEX_FILE: &str = "hnsw_index.bin";
+pub const SIDECAR_FILE: &str = "hnsw_index.json";
+pub const ITEMS_FILE: &str = "items.parquet";
+pub const VECTORS_FILE: &str = "vectors.npy";
+pub const PROJECTOR_DIR: &str = "tb_projector";
+pub const FITTED_DIR: &str = "fitted";
+pub use crate::pipeline::{ITEM_FEATURES_FILE, MAPPING_COPY, ROUTINGS_FILE, SQL_COPY_DIR};
+
+fn input(path: &Path, msg: impl Into<String>) -> Error {
+    Error::input(path.display().to_string(), msg)
+}
+
+/// `training_metadata.json`, checked for this trainer's format version.
+pub fn read_metadata(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join(METADATA_FILE);
+    if !dir.is_dir() {
+        return Err(input(
+            dir,
+            "no model directory here; train one with `trainer run` (or pass --model DIR)",
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        input(
+            &path,
+            format!("cannot read the model's metadata: {e}; retrain with `trainer run`"),
+        )
+    })?;
+    let meta: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| input(&path, format!("not valid JSON: {e}; retrain with `trainer run`")))?;
+    match meta.get("model_format_version").and_then(|v| v.as_u64()) {
+        Some(MODEL_FORMAT_VERSION) => Ok(meta),
+        Some(v) => Err(input(
+            &path,
+            format!(
+                "model format version {v}, this trainer reads version {MODEL_FORMAT_VERSION}; \
+                 retrain with this trainer (`trainer run`)"
+            ),
+        )),
+        None => Err(input(
+            &path,
+            format!(
+                "no `model_format_version`: the model was written by an older trainer; \
+                 retrain with this one (`trainer run`) to get format version {MODEL_FORMAT_VERSION}"
+            ),
+        )),
+    }
+}
+
+fn meta_f64(meta: &serde_json::Value, path: &Path, key: &str) -> Result<f64> {
+    meta.pointer(key)
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| input(path, format!("`{key}` is missing or not a number")))
+}
+
+fn meta_usize(meta: &serde_json::Value, path: &Path, key: &str) -> Result<usize> {
+    meta.pointer(key)
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize)
+        .ok_or_else(|| input(path, format!("`{key}` is missing or not a whole number")))
+}
+
+/// `items.parquet`, one entry per label.
+#[derive(Debug, Clone, Default)]
+pub struct Items {
+    pub item_cd: Vec<String>,
+    pub item_key: Vec<String>,
+    pub part_nm: Vec<Option<String>>,
+    pub seal_type: Vec<Option<String>>,
+    pub item_weight: Vec<f64>,
+    pub nearest_label: Vec<Option<u64>>,
+    pub nearest_similarity: Vec<f32>,
+    pub tier: Vec<String>,
+    pub has_routing: Vec<bool>,
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, ty: &DataType, path: &Path) -> Result<&'a T> {
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| input(path, format!("column `{name}` is missing; retrain")))?;
+    if c.data_type() != ty {
+        return Err(input(
+            path,
+            format!("column `{name}` is {}, expected {ty}; retrain", c.data_type()),
+        ));
+    }
+    c.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| input(path, format!("column `{name}` has an unexpected layout")))
+}
+
+fn opt_strings(a: &StringArray) -> Vec<Option<String>> {
+    a.iter().map(|x| x.map(str::to_string)).collect()
+}
+
+fn req_strings(a: &StringArray, name: &str, path: &Path) -> Result<Vec<String>> {
+    a.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.map(str::to_string)
+                .ok_or_else(|| input(path, format!("row {i}: `{name}` is empty")))
+        })
+        .collect()
+}
+
+impl Items {
+    pub fn load(path: &Path) -> Result<Items> {
+        let b = transform::load_table(path)?;
+        let label = col::<UInt64Array>(&b, "label", &DataType::UInt64, path)?;
+        if label.null_count() > 0 || label.values().iter().enumerate().any(|(i, &l)| l != i as u64)
+        {
+            return Err(input(path, "`label` must be the row number 0..N-1; retrain"));
+        }
+        let nl = col::<UInt64Array>(&b, "nearest_other_label", &DataType::UInt64, path)?;
+        let n = b.num_rows();
+        if let Some(bad) = nl.iter().flatten().find(|&l| l as usize >= n) {
+            return Err(input(
+                path,
+                format!("nearest_other_label {bad} is not a label (N = {n}); retrain"),
+            ));
+        }
+        Ok(Items {
+            item_cd: req_strings(
+                col::<StringArray>(&b, "ITEM_CD", &DataType::Utf8, path)?,
+                "ITEM_CD",
+                path,
+            )?,
+            item_key: req_strings(
+                col::<StringArray>(&b, "item_key", &DataType::Utf8, path)?,
+                "item_key",
+                path,
+            )?,
+            part_nm: opt_strings(col::<StringArray>(&b, "PartNm", &DataType::Utf8, path)?),
+            seal_type: opt_strings(col::<StringArray>(&b, "SealType", &DataType::Utf8, path)?),
+            item_weight: col::<Float64Array>(&b, "item_weight", &DataType::Float64, path)?
+                .values()
+                .to_vec(),
+            nearest_label: nl.iter().collect(),
+            nearest_similarity: col::<Float32Array>(
+                &b,
+                "nearest_other_similarity",
+                &DataType::Float32,
+                path,
+            )?
+            .values()
+            .to_vec(),
+            tier: req_strings(
+                col::<StringArray>(&b, "similarity_tier", &DataType::Utf8, path)?,
+                "similarity_tier",
+                path,
+            )?,
+            has_routing: col::<BooleanArray>(&b, "has_routing", &DataType::Boolean, path)?
+                .iter()
+                .map(|x| x.unwrap_or(false))
+                .collect(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.item_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.item_key.is_empty()
+    }
+
+    /// item_key -> label.
+    pub fn by_key(&self) -> HashMap<&str, u32> {
+        self.item_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i as u32))
+            .collect()
+    }
+}
+
+/// A table saved sorted by `item_key` (`routings.parquet`, `item_features.parquet`), with the
+/// row range of each key found by binary search instead of a hash map built at load time.
+pub struct ByKey {
+    pub batch: RecordBatch,
+    keys: StringArray,
+    pub path: PathBuf,
+}
+
+impl ByKey {
+    pub fn load(path: &Path) -> Result<ByKey> {
+        let batch = transform::load_table(path)?;
+        let keys = col::<StringArray>(&batch, "item_key", &DataType::Utf8, path)?.clone();
+        if keys.null_count() > 0 {
+            return Err(input(path, "`item_key` has empty rows; retrain"));
+        }
+        if keys
+            .iter()
+            .zip(keys.iter().skip(1))
+            .any(|(a, b)| a.unwrap_or_default() > b.unwrap_or_default())
+        {
+            return Err(input(path, "rows are not sorted by item_key; retrain"));
+        }
+        Ok(ByKey {
+            batch,
+            keys,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The rows of `key` (empty if none).
+    pub fn rows(&self, key: &str) -> std::ops::Range<usize> {
+        let n = self.keys.len();
+        let lo = partition(n, |i| self.keys.value(i) < key);
+        let hi = partition(n, |i| self.keys.value(i) <= key);
+        lo..hi
+    }
+
+    pub fn column(&self, name: &str) -> Option<&std::sync::Arc<dyn Array>> {
+        self.batch.column_by_name(name)
+    }
+}
+
+/// The first index in `0..n` where `pred` turns false (pred must be true then false).
+fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
+}
+
+/// One operation of a routing, as `routings.parquet` holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Operation {
+    pub proc_seq: i64,
+    pub job_cd: Option<String>,
+    pub res_cd: Option<String>,
+    pub setup_minutes: Option<f64>,
+    pub run_minutes: Option<f64>,
+    pub run_time_qty: f64,
+    pub std_minutes: f64,
+    pub outsourced: bool,
+    /// Work-order reports against this operation.
+    pub reports: i64,
+    /// Median actual hours per unit over the reports.
+    pub actual_hours_per_unit: Option<f64>,
+    /// Median absolute deviation of the actual hours per unit.
+    pub actual_hours_per_unit_mad: Option<f64>,
+}
+
+/// An item's current routing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Routing {
+    pub rout_no: String,
+    pub operations: Vec<Operation>,
+}
+
+impl ByKey {
+    /// The routing of `key` from `routings.parquet` (`None`: the item has none).
+    pub fn routing(&self, key: &str) -> Result<Option<Routing>> {
+        let rows = self.rows(key);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let p = &self.path;
+        let b = &self.batch;
+        let f64c = |name: &str| col::<Float64Array>(b, name, &DataType::Float64, p);
+        let strc = |name: &str| col::<StringArray>(b, name, &DataType::Utf8, p);
+        let rout = strc("rout_no")?;
+        let seq = b
+            .column_by_name("proc_seq")
+            .ok_or_else(|| input(p, "column `proc_seq` is missing; retrain"))?;
+        let seq = arrow::compute::cast(seq, &DataType::Int64)
+            .map_err(|e| input(p, format!("proc_seq: {e}")))?;
+        let seq = seq.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let reports = arrow::compute::cast(
+            b.column_by_name("reports")
+                .ok_or_else(|| input(p, "column `reports` is missing; retrain"))?,
+            &DataType::Int64,
+        )
+        .map_err(|e| input(p, format!("reports: {e}")))?;
+        let reports = reports
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        let (job, res) = (strc("job_cd")?, strc("res_cd")?);
+        let (setup, run, qty, std) = (
+            f64c("setup_minutes")?,
+            f64c("run_minutes")?,
+            f64c("run_time_qty")?,
+            f64c("std_minutes")?,
+        );
+        let outs = col::<BooleanArray>(b, "outsourced", &DataType::Boolean, p)?;
+        let (act, mad) = (
+            f64c("actual_hours_per_unit")?,
+            f64c("actual_hours_per_unit_mad")?,
+        );
+        let opt = |a: &Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
+        let ops = rows
+            .clone()
+            .map(|i| Operation {
+                proc_seq: seq.value(i),
+                job_cd: (!job.is_null(i)).then(|| job.value(i).to_string()),
+                res_cd: (!res.is_null(i)).then(|| res.value(i).to_string()),
+                setup_minutes: opt(setup, i),
+                run_minutes: opt(run, i),
+                run_time_qty: opt(qty, i).unwrap_or(1.0),
+                std_minutes: opt(std, i).unwrap_or(0.0),
+                outsourced: outs.value(i),
+                reports: reports.value(i),
+                actual_hours_per_unit: opt(act, i),
+                actual_hours_per_unit_mad: opt(mad, i),
+            })
+            .collect();
+        Ok(Some(Routing {
+            rout_no: rout.value(rows.start).to_string(),
+            operations: ops,
+        }))
+    }
+}
+
+/// What the index sidecar and the metadata say about search.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParams {
+    pub threshold: f64,
+    pub ef_search: usize,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub seed: u64,
+}
+
+impl SearchParams {
+    pub fn from_metadata(dir: &Path, meta: &serde_json::Value) -> Result<SearchParams> {
+        let path = dir.join(METADATA_FILE);
+        Ok(SearchParams {
+            threshold: meta_f64(meta, &path, "/similarity_threshold")?,
+            ef_search: meta_usize(meta, &path, "/config/hnsw/ef_search")?,
+            m: meta_usize(meta, &path, "/config/hnsw/m")?,
+            ef_construction: meta_usize(meta, &path, "/config/hnsw/ef_construction")?,
+            seed: meta_usize(meta, &path, "/config/hnsw/seed")? as u64,
+        })
+    }
+}
+
+/// A model loaded for searching: metadata, items, index, vector layout.
+pub struct Model {
+    pub dir: PathBuf,
+    pub meta: serde_json::Value,
+    pub params: SearchParams,
+    pub items: Items,
+    pub index: Hnsw,
+    pub dims: Dims,
+}
+
+impl Model {
+    pub fn load(dir: &Path) -> Result<Model> {
+        let meta = read_metadata(dir)?;
+        let params = SearchParams::from_metadata(dir, &meta)?;
+        let items = Items::load(&dir.join(ITEMS_FILE))?;
+        let dims = Dims::from_batch(&transform::load_table(
+            &dir.join(FITTED_DIR).join("dims.parquet"),
+        )?)?;
+        let index_path = dir.join(INDEX_FILE);
+        let index = hnswlib_file::read(&index_path, params.ef_construction)?;
+        if index.len() != items.len() || index.dim != dims.names.len() {
+            return Err(input(
+                &index_path,
+                format!(
+                    "{} vectors of {} dims, but items.parquet has {} items and the layout {} dims: \
+                     the model files do not belong together; retrain",
+                    index.len(),
+                    index.dim,
+                    items.len(),
+                    dims.names.len()
+                ),
+            ));
+        }
+        if index.m != params.m {
+            return Err(input(
+                &index_path,
+                format!(
+                    "M is {} in the index and {} in {METADATA_FILE}; retrain",
+                    index.m, params.m
+                ),
+            ));
+        }
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            meta,
+            params,
+            items,
+            index,
+            dims,
+        })
+    }
+}

@@ -1,0 +1,789 @@
+//! `trainer recommend`: which routings for this item, and why.
+//!
+//! For each item asked about (an ITEM_CD of the model, or a new item given in the item view's own
+//! columns) it searches the model's index at its `ef_search`, keeps the nearest items that have a
+//! current routing (never proposing one without), and for each gives the similarity and tier,
+//! the neighbour's routing with standard times and work-order actuals, and why the two are
+//! similar. Everything comes from the model directory, which is only read.
+//!
+//! **Why similar.** Item vectors are unit length and every dimension belongs to one feature, so
+//! the cosine similarity is a sum of per-feature partial dot products, `sim = Σ_f Σ_{d∈f} q_d·n_d`
+//! (the contributions), and the distance splits the same way, `1 − sim = Σ_f ½ Σ_{d∈f} (q_d −
+//! n_d)²` (where they differ). Both are exact; the table shows the largest terms with the two
+//! items' cleaned values.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::Serialize;
+
+use crate::apply::{self, Transforms};
+use crate::engine::{self, RowFilter};
+use crate::error::{Error, Result};
+use crate::index::hnsw::Visited;
+use crate::mapping::Mapping;
+use crate::model::{ByKey, ITEM_FEATURES_FILE, Model, ROUTINGS_FILE, Routing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub top_k: usize,
+    /// Features shown per neighbour in the table.
+    pub explain: usize,
+    pub min_reports: i64,
+    pub format: Format,
+}
+
+/// One feature's part of a pair's similarity.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureTerm {
+    pub feature: String,
+    /// `Σ_{d∈f} q_d·n_d`: the terms add up to the similarity.
+    pub contribution: f64,
+    /// `½ Σ_{d∈f} (q_d − n_d)²`: the terms add up to 1 − similarity.
+    pub distance: f64,
+    /// The cleaned values of the two items (sizes in mm).
+    pub query_value: Option<String>,
+    pub neighbour_value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbour {
+    pub rank: usize,
+    pub label: u32,
+    pub item_cd: String,
+    pub part_nm: Option<String>,
+    pub part_type: Option<String>,
+    pub similarity: f32,
+    pub tier: &'static str,
+    /// Every feature, largest contribution first.
+    pub features: Vec<FeatureTerm>,
+    pub routing: Routing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub item_cd: String,
+    pub item_key: String,
+    /// `model`: the item is in the model and its saved vector was used; `encoded`: a new item,
+    /// encoded with the model's fitted state.
+    pub vector: &'static str,
+    pub part_nm: Option<String>,
+    pub part_type: Option<String>,
+    /// The item's own current routing number, when it is in the model and has one.
+    pub own_rout_no: Option<String>,
+    pub threshold: f64,
+    pub min_reports: i64,
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Where an item's cleaned attributes are: a row of a `clean_items`-shaped table.
+struct Attrs<'a> {
+    batch: &'a RecordBatch,
+    row: usize,
+}
+
+/// A query: the item, its vector, where its attributes are, its own label if in the model.
+struct Query<'a> {
+    item_cd: String,
+    item_key: String,
+    label: Option<u32>,
+    vector: Vec<f32>,
+    attrs: Option<Attrs<'a>>,
+}
+
+/// `trainer recommend`: the rendered output.
+pub async fn recommend(
+    model_dir: &Path,
+    codes: &[String],
+    input: Option<&Path>,
+    opts: &Options,
+) -> Result<String> {
+    if codes.is_empty() && input.is_none() {
+        return Err(Error::usage(
+            "give ITEM_CDs (`trainer recommend 0050000123 ...`) or a file of new items (`--input items.csv`, `--input -` for standard input)",
+        ));
+    }
+    if opts.top_k == 0 {
+        return Err(Error::usage("--top-k must be at least 1"));
+    }
+    let model = Model::load(model_dir)?;
+    let routings = ByKey::load(&model_dir.join(ROUTINGS_FILE))?;
+    let features = ByKey::load(&model_dir.join(ITEM_FEATURES_FILE))?;
+    let by_key = model.items.by_key();
+
+    let mut unknown = Vec::new();
+    let mut queries = Vec::new();
+    for c in codes {
+        let key = item_key(c);
+        match key.as_deref().and_then(|k| by_key.get(k)) {
+            Some(&l) => queries.push(model_query(&model, &features, l)),
+            None => unknown.push(c.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(10).map(String::as_str).collect();
+        return Err(Error::input(
+            format!("ITEM_CD {}", shown.join(", ")),
+            format!(
+                "{} of the {} items asked for are not in the model {}; give a new item's \
+                 attributes with --input (CSV or JSON lines in the item view's columns), or add it \
+                 with `trainer update`",
+                unknown.len(),
+                codes.len(),
+                model_dir.display()
+            ),
+        ));
+    }
+    let new_items;
+    if let Some(path) = input {
+        new_items = read_new_items(&model, model_dir, path).await?;
+        for (k, key) in new_items.keys.iter().enumerate() {
+            match by_key.get(key.as_str()) {
+                Some(&l) => {
+                    eprintln!(
+                        "note: {} is in the model: its saved vector is used (not the file's attributes)",
+                        new_items.item_cd[k]
+                    );
+                    queries.push(model_query(&model, &features, l));
+                }
+                None => queries.push(Query {
+                    item_cd: new_items.item_cd[k].clone(),
+                    item_key: key.clone(),
+                    label: None,
+                    vector: new_items.vectors.row(k).to_vec(),
+                    attrs: Some(Attrs {
+                        batch: &new_items.clean,
+                        row: k,
+                    }),
+                }),
+            }
+        }
+    }
+
+    let groups = FeatureGroups::new(&model.dims.features);
+    let mut vis = Visited::new(model.index.len());
+    let mut answers = Vec::with_capacity(queries.len());
+    for q in &queries {
+        answers.push(answer(&model, &routings, &features, &groups, q, opts, &mut vis)?);
+    }
+    Ok(match opts.format {
+        Format::Table => render_table(&answers, opts),
+        Format::Json => answers
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap() + "\n")
+            .collect(),
+        Format::Csv => render_csv(&answers, opts),
+    })
+}
+
+/// `upper(norm_text(x))`, as the clean layer derives `item_key` from ITEM_CD.
+pub fn item_key(item_cd: &str) -> Option<String> {
+    engine::norm_text(item_cd).map(|s| s.to_uppercase())
+}
+
+fn model_query<'a>(model: &Model, features: &'a ByKey, l: u32) -> Query<'a> {
+    let key = model.items.item_key[l as usize].clone();
+    let rows = features.rows(&key);
+    Query {
+        item_cd: model.items.item_cd[l as usize].clone(),
+        label: Some(l),
+        vector: model.index.vector(l).to_vec(),
+        attrs: (!rows.is_empty()).then_some(Attrs {
+            batch: &features.batch,
+            row: rows.start,
+        }),
+        item_key: key,
+    }
+}
+
+/// The nearest items with a routing to unit vector `q`, other than `exclude`, as (label,
+/// similarity), at most `k`: the index is searched at the model's `ef_search`; if that beam holds
+/// fewer than `k` routed items, it is widened.
+pub fn routed_neighbours(
+    model: &Model,
+    q: &[f32],
+    exclude: Option<u32>,
+    k: usize,
+    vis: &mut Visited,
+) -> Vec<(u32, f32)> {
+    let n = model.index.len();
+    let mut ef = model.params.ef_search.max(k);
+    loop {
+        let found: Vec<(u32, f32)> = model
+            .index
+            .search(q, ef, ef, vis)
+            .into_iter()
+            .filter(|&(_, l)| Some(l) != exclude && model.items.has_routing[l as usize])
+            .take(k)
+            .map(|(d, l)| (l, 1.0 - d))
+            .collect();
+        if found.len() >= k || ef >= n {
+            return found;
+        }
+        ef = (ef * 4).min(n);
+    }
+}
+
+/// Dimension -> feature group, features in order of first appearance.
+struct FeatureGroups {
+    names: Vec<String>,
+    of_dim: Vec<usize>,
+}
+
+impl FeatureGroups {
+    fn new(dim_features: &[String]) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        let mut idx: HashMap<&str, usize> = HashMap::new();
+        let of_dim = dim_features
+            .iter()
+            .map(|f| {
+                *idx.entry(f.as_str()).or_insert_with(|| {
+                    names.push(f.clone());
+                    names.len() - 1
+                })
+            })
+            .collect();
+        FeatureGroups { names, of_dim }
+    }
+}
+
+/// Per feature: (contribution to the similarity, share of the distance), in f64.
+pub fn split_similarity(feature_of_dim: &[usize], n_features: usize, q: &[f32], v: &[f32]) -> Vec<(f64, f64)> {
+    let mut out = vec![(0.0f64, 0.0f64); n_features];
+    for ((&f, &a), &b) in feature_of_dim.iter().zip(q).zip(v) {
+        let (a, b) = (a as f64, b as f64);
+        out[f].0 += a * b;
+        out[f].1 += 0.5 * (a - b) * (a - b);
+    }
+    out
+}
+
+/// Per-feature contributions of two vectors of a model: (feature, contribution, distance).
+pub fn contributions(model: &Model, a: u32, b: u32) -> Vec<(String, f64, f64)> {
+    let g = FeatureGroups::new(&model.dims.features);
+    split_similarity(&g.of_dim, g.names.len(), model.index.vector(a), model.index.vector(b))
+        .into_iter()
+        .zip(&g.names)
+        .map(|((c, d), f)| (f.clone(), c, d))
+        .collect()
+}
+
+fn answer(
+    model: &Model,
+    routings: &ByKey,
+    features: &ByKey,
+    groups: &FeatureGroups,
+    q: &Query,
+    opts: &Options,
+    vis: &mut Visited,
+) -> Result<Answer> {
+    let thr = model.params.threshold;
+    let found = routed_neighbours(model, &q.vector, q.label, opts.top_k, vis);
+    let mut neighbours = Vec::with_capacity(found.len());
+    for (rank, (l, sim)) in found.into_iter().enumerate() {
+        let key = &model.items.item_key[l as usize];
+        let routing = routings.routing(key)?.ok_or_else(|| {
+            Error::input(
+                routings.path.display().to_string(),
+                format!(
+                    "item {} is marked as having a routing in items.parquet but has none here: \
+                     the model files do not belong together; retrain",
+                    model.items.item_cd[l as usize]
+                ),
+            )
+        })?;
+        let nrow = features.rows(key);
+        let nattrs = (!nrow.is_empty()).then_some(Attrs {
+            batch: &features.batch,
+            row: nrow.start,
+        });
+        let split = split_similarity(
+            &groups.of_dim,
+            groups.names.len(),
+            &q.vector,
+            model.index.vector(l),
+        );
+        let mut terms: Vec<FeatureTerm> = split
+            .into_iter()
+            .zip(&groups.names)
+            .map(|((c, d), f)| FeatureTerm {
+                feature: f.clone(),
+                contribution: c,
+                distance: d,
+                query_value: q.attrs.as_ref().and_then(|a| display_value(a, f)),
+                neighbour_value: nattrs.as_ref().and_then(|a| display_value(a, f)),
+            })
+            .collect();
+        terms.sort_by(|a, b| {
+            b.contribution
+                .total_cmp(&a.contribution)
+                .then_with(|| a.feature.cmp(&b.feature))
+        });
+        neighbours.push(Neighbour {
+            rank: rank + 1,
+            label: l,
+            item_cd: model.items.item_cd[l as usize].clone(),
+            part_nm: model.items.part_nm[l as usize].clone(),
+            part_type: nattrs.as_ref().and_then(|a| text_value(a, "part_type")),
+            similarity: sim,
+            tier: if sim as f64 >= thr { "HIGH" } else { "LOW" },
+            features: terms,
+            routing,
+        });
+    }
+    let own = match q.label {
+        Some(_) => routings.routing(&q.item_key)?.map(|r| r.rout_no),
+        None => None,
+    };
+    Ok(Answer {
+        item_cd: q.item_cd.clone(),
+        item_key: q.item_key.clone(),
+        vector: if q.label.is_some() { "model" } else { "encoded" },
+        part_nm: q.attrs.as_ref().and_then(|a| text_value(a, "part_nm")),
+        part_type: q.attrs.as_ref().and_then(|a| text_value(a, "part_type")),
+        own_rout_no: own,
+        threshold: thr,
+        min_reports: opts.min_reports,
+        neighbours,
+    })
+}
+
+fn text_value(a: &Attrs, col: &str) -> Option<String> {
+    let c = a.batch.column_by_name(col)?;
+    let s = c.as_any().downcast_ref::<StringArray>()?;
+    (!s.is_null(a.row)).then(|| s.value(a.row).to_string())
+}
+
+/// Sizes: the clean layer stores lengths as `ln(1 + mm)` (sql/02_clean/10_clean_items.sql).
+fn is_log_length(col: &str) -> bool {
+    col.contains("diameter") || col.contains("thickness") || col.ends_with("_size")
+}
+
+/// A feature's cleaned value as a planner reads it: text as is, sizes back in mm.
+fn display_value(a: &Attrs, col: &str) -> Option<String> {
+    let c = a.batch.column_by_name(col)?;
+    if c.is_null(a.row) {
+        return Some("(missing)".into());
+    }
+    if let Some(s) = c.as_any().downcast_ref::<StringArray>() {
+        return Some(s.value(a.row).to_string());
+    }
+    let x = arrow::compute::cast(&c.slice(a.row, 1), &DataType::Float64).ok()?;
+    let x = x.as_any().downcast_ref::<Float64Array>()?.value(0);
+    Some(if is_log_length(col) {
+        format!("{:.1} mm", x.exp_m1())
+    } else {
+        format!("{x}")
+    })
+}
+
+/// "+12 %" when both values are sizes in mm.
+fn size_change(t: &FeatureTerm) -> Option<String> {
+    let mm = |s: &Option<String>| s.as_deref()?.strip_suffix(" mm")?.parse::<f64>().ok();
+    let (q, n) = (mm(&t.query_value)?, mm(&t.neighbour_value)?);
+    (q > 0.0).then(|| format!("{:+.0} %", 100.0 * (n - q) / q))
+}
+
+fn trusted(reports: i64, min: i64) -> bool {
+    reports >= min
+}
+
+fn render_table(answers: &[Answer], opts: &Options) -> String {
+    let mut o = String::new();
+    for a in answers {
+        let _ = writeln!(
+            o,
+            "== {}  {} {}  ({}{})",
+            a.item_cd,
+            a.part_type.as_deref().unwrap_or("-"),
+            a.part_nm.as_deref().unwrap_or("-"),
+            if a.vector == "model" {
+                "in the model"
+            } else {
+                "new item, encoded with the model's fitted state"
+            },
+            a.own_rout_no
+                .as_ref()
+                .map(|r| format!("; its own routing: {r}"))
+                .unwrap_or_default()
+        );
+        if a.neighbours.is_empty() {
+            let _ = writeln!(o, "   no item with a routing found");
+        }
+        for n in &a.neighbours {
+            let std: f64 = n.routing.operations.iter().map(|x| x.std_minutes).sum();
+            let _ = writeln!(
+                o,
+                "{:>2}. {}  similarity {:.4} {}  {} {}  routing {}: {} operations, {:.1} standard minutes",
+                n.rank,
+                n.item_cd,
+                n.similarity,
+                n.tier,
+                n.part_type.as_deref().unwrap_or("-"),
+                n.part_nm.as_deref().unwrap_or("-"),
+                n.routing.rout_no,
+                n.routing.operations.len(),
+                std
+            );
+            let why: Vec<String> = n
+                .features
+                .iter()
+                .filter(|t| t.contribution > 0.0)
+                .take(opts.explain)
+                .map(|t| {
+                    let same = match (&t.query_value, &t.neighbour_value) {
+                        (Some(q), Some(v)) if q == v => format!(" same {q}"),
+                        _ => String::new(),
+                    };
+                    format!("{} {:.3}{same}", t.feature, t.contribution)
+                })
+                .collect();
+            let _ = writeln!(o, "    why similar: {}", why.join("; "));
+            let mut diff: Vec<&FeatureTerm> = n.features.iter().filter(|t| t.distance > 0.0).collect();
+            diff.sort_by(|a, b| b.distance.total_cmp(&a.distance).then_with(|| a.feature.cmp(&b.feature)));
+            let differs: Vec<String> = diff
+                .iter()
+                .take(opts.explain)
+                .map(|t| {
+                    let vals = match (&t.query_value, &t.neighbour_value) {
+                        (Some(q), Some(v)) if q != v => format!(
+                            " {q} -> {v}{}",
+                            size_change(t).map(|c| format!(" ({c})")).unwrap_or_default()
+                        ),
+                        _ => String::new(),
+                    };
+                    format!("{} {:.3}{vals}", t.feature, t.distance)
+                })
+                .collect();
+            if !differs.is_empty() {
+                let _ = writeln!(o, "    where they differ: {}", differs.join("; "));
+            }
+            let _ = writeln!(
+                o,
+                "    {:>5}  {:<10} {:<10} {:>9} {:>9} {:>5} {:>4}  actual h/unit (median ± MAD, reports)",
+                "seq", "job", "resource", "setup min", "run min", "qty", "out"
+            );
+            for op in &n.routing.operations {
+                let actual = match op.actual_hours_per_unit {
+                    Some(m) if trusted(op.reports, opts.min_reports) => format!(
+                        "{m:.4} ± {:.4} ({})",
+                        op.actual_hours_per_unit_mad.unwrap_or(0.0),
+                        op.reports
+                    ),
+                    Some(m) => format!(
+                        "{m:.4} ({} report{}: too few to trust)",
+                        op.reports,
+                        if op.reports == 1 { "" } else { "s" }
+                    ),
+                    None => "no reports".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "    {:>5}  {:<10} {:<10} {:>9} {:>9} {:>5} {:>4}  {actual}",
+                    op.proc_seq,
+                    op.job_cd.as_deref().unwrap_or("-"),
+                    op.res_cd.as_deref().unwrap_or("-"),
+                    op.setup_minutes.map_or("-".into(), |x| format!("{x:.1}")),
+                    op.run_minutes.map_or("-".into(), |x| format!("{x:.1}")),
+                    format!("{}", op.run_time_qty),
+                    if op.outsourced { "yes" } else { "-" },
+                );
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn render_csv(answers: &[Answer], opts: &Options) -> String {
+    let mut o = String::from(
+        "ITEM_CD,vector,rank,neighbour_ITEM_CD,similarity,tier,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
+setup_minutes,run_minutes,run_time_qty,std_minutes,outsourced,reports,actual_hours_per_unit,\
+actual_hours_per_unit_mad,actuals_trusted\n",
+    );
+    let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    for a in answers {
+        for n in &a.neighbours {
+            let top: Vec<String> = n
+                .features
+                .iter()
+                .filter(|t| t.contribution > 0.0)
+                .take(opts.explain)
+                .map(|t| format!("{}={:.4}", t.feature, t.contribution))
+                .collect();
+            for op in &n.routing.operations {
+                let _ = writeln!(
+                    o,
+                    "{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    csv_field(&a.item_cd),
+                    a.vector,
+                    n.rank,
+                    csv_field(&n.item_cd),
+                    n.similarity,
+                    n.tier,
+                    csv_field(&top.join(" ")),
+                    csv_field(&n.routing.rout_no),
+                    op.proc_seq,
+                    csv_field(op.job_cd.as_deref().unwrap_or("")),
+                    csv_field(op.res_cd.as_deref().unwrap_or("")),
+                    opt(op.setup_minutes),
+                    opt(op.run_minutes),
+                    op.run_time_qty,
+                    op.std_minutes,
+                    op.outsourced,
+                    op.reports,
+                    opt(op.actual_hours_per_unit),
+                    opt(op.actual_hours_per_unit_mad),
+                    op.actual_hours_per_unit.is_some() && trusted(op.reports, opts.min_reports),
+                );
+            }
+        }
+    }
+    o
+}
+
+/// New items read from a file and encoded with the model's fitted state.
+struct NewItems {
+    keys: Vec<String>,
+    item_cd: Vec<String>,
+    vectors: ndarray::Array2<f32>,
+    /// Their `clean_items` rows, in `keys` order.
+    clean: RecordBatch,
+}
+
+/// Reads new items (CSV with a header, or JSON lines) in the item view's own columns, cleans and
+/// encodes them with the model's transforms and fitted state.
+async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<NewItems> {
+    let t = Transforms::load(model_dir)?;
+    let (shown, text) = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Error::input("standard input", e.to_string()))?;
+        ("standard input".to_string(), s)
+    } else {
+        let shown = path.display().to_string();
+        let s = std::fs::read_to_string(path).map_err(|e| {
+            Error::input(&shown, format!("cannot read the items file: {e}"))
+        })?;
+        (shown, s)
+    };
+    let batch = item_view_batch(&t.mapping, &shown, &text)?;
+    let ctx = engine::new_context();
+    register_erp_tables(&ctx, &t.mapping, batch)?;
+    t.define_views(&ctx, RowFilter::All).await?;
+    let clean = apply::clean_items(&ctx).await?;
+    let enc = apply::encode(&ctx, &t, clean.clone()).await?;
+    if enc.vectors.ncols() != model.index.dim {
+        return Err(Error::internal("encoded vectors do not match the model's dimension"));
+    }
+    Ok(NewItems {
+        keys: enc.items.keys,
+        item_cd: enc.items.item_cd,
+        vectors: enc.vectors,
+        clean,
+    })
+}
+
+/// The ERP item view's mapped columns with their contract types (text where the contract has
+/// none), and the type each gets.
+fn item_columns(mapping: &Mapping) -> Vec<(String, DataType)> {
+    let contract = crate::sample::item_schema();
+    mapping
+        .columns(crate::mapping::VIEWS[0].erp_name)
+        .keys()
+        .map(|c| {
+            let ty = contract
+                .field_with_name(c)
+                .map(|f| f.data_type().clone())
+                .unwrap_or(DataType::Utf8);
+            (c.clone(), ty)
+        })
+        .collect()
+}
+
+/// Parses the input (CSV with a header, or JSON lines: detected from the first character) into a
+/// batch of the item view. Numbers are checked here so that an error names the line and column;
+/// `''`, `nan`, `null` and `none` are missing, as in the ERP.
+fn item_view_batch(mapping: &Mapping, shown: &str, text: &str) -> Result<RecordBatch> {
+    let cols = item_columns(mapping);
+    let names: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
+    let key_col = mapping
+        .columns(crate::mapping::VIEWS[0].erp_name)
+        .iter()
+        .find(|(_, std)| std.as_str() == "item_cd")
+        .map(|(erp, _)| erp.clone())
+        .unwrap_or_else(|| "ITEM_CD".into());
+    // rows: (line, column -> raw text)
+    let mut rows: Vec<(usize, HashMap<String, Option<String>>)> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Error::input(format!("{shown}, line {}", i + 1), format!("not a JSON object: {e}"))
+            })?;
+            let obj = v.as_object().ok_or_else(|| {
+                Error::input(format!("{shown}, line {}", i + 1), "not a JSON object")
+            })?;
+            let mut row = HashMap::new();
+            for (k, val) in obj {
+                if !names.contains(k) && !unknown.contains(k) {
+                    unknown.push(k.clone());
+                }
+                let s = match val {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                };
+                row.insert(k.clone(), s);
+            }
+            rows.push((i + 1, row));
+        }
+    } else {
+        let records = crate::csv::parse(text).map_err(|e| Error::input(shown, e))?;
+        let Some(((_, header), body)) = records.split_first() else {
+            return Err(Error::input(shown, "empty: expected a header line and one item per line"));
+        };
+        for h in header {
+            if !names.contains(h) && !unknown.contains(h) {
+                unknown.push(h.clone());
+            }
+        }
+        for (line, rec) in body {
+            if rec.len() != header.len() {
+                return Err(Error::input(
+                    format!("{shown}, line {line}"),
+                    format!("{} fields, the header has {}", rec.len(), header.len()),
+                ));
+            }
+            rows.push((
+                *line,
+                header
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(|v| Some(v.clone())))
+                    .collect(),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return Err(Error::input(shown, "no items in the file"));
+    }
+    if !unknown.is_empty() {
+        eprintln!(
+            "note: {shown}: columns not in the item view's mapping are ignored: {}",
+            unknown
+                .iter()
+                .map(|u| {
+                    let near = crate::mapping::close_matches(u, &names);
+                    if near.is_empty() {
+                        u.clone()
+                    } else {
+                        format!("{u} (did you mean {}?)", near.join(" or "))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (line, row) in &rows {
+        if row
+            .get(&key_col)
+            .and_then(|v| v.as_deref())
+            .and_then(engine::norm_text)
+            .is_none()
+        {
+            return Err(Error::input(
+                format!("{shown}, line {line}"),
+                format!("`{key_col}` is empty: every item needs its ITEM_CD"),
+            ));
+        }
+    }
+    let missing = |s: &str| {
+        let t = s.trim();
+        t.is_empty() || ["nan", "null", "none"].contains(&t.to_ascii_lowercase().as_str())
+    };
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (name, ty) in &cols {
+        let raw = rows.iter().map(|(_, r)| r.get(name).cloned().flatten());
+        let array: ArrayRef = match ty {
+            DataType::Float64 => {
+                let mut vals = Vec::with_capacity(rows.len());
+                for ((line, _), v) in rows.iter().zip(raw) {
+                    vals.push(match v {
+                        Some(s) if !missing(&s) => Some(s.trim().parse::<f64>().map_err(|_| {
+                            Error::input(
+                                format!("{shown}, line {line}, column {name}"),
+                                format!("`{s}` is not a number (missing values may be empty, nan or null)"),
+                            )
+                        })?),
+                        _ => None,
+                    });
+                }
+                Arc::new(Float64Array::from(vals))
+            }
+            _ => Arc::new(StringArray::from(raw.collect::<Vec<Option<String>>>())),
+        };
+        let ty = array.data_type().clone();
+        fields.push(Field::new(name, ty, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| Error::internal(format!("items batch: {e}")))
+}
+
+/// Registers the item view from `items` and empty routing and work-order views (every mapped
+/// column, typed as the contract says) under their ERP names.
+fn register_erp_tables(
+    ctx: &datafusion::prelude::SessionContext,
+    mapping: &Mapping,
+    items: RecordBatch,
+) -> Result<()> {
+    let reg = |name: &str, b: RecordBatch| {
+        ctx.register_batch(name, b)
+            .map(|_| ())
+            .map_err(|e| Error::internal(format!("registering {name}: {e}")))
+    };
+    reg(crate::mapping::VIEWS[0].erp_name, items)?;
+    for (view, contract) in [
+        (crate::mapping::VIEWS[1].erp_name, crate::sample::routing_schema()),
+        (crate::mapping::VIEWS[2].erp_name, crate::sample::work_order_schema()),
+    ] {
+        let fields: Vec<Field> = mapping
+            .columns(view)
+            .keys()
+            .map(|c| {
+                let ty = contract
+                    .field_with_name(c)
+                    .map(|f| f.data_type().clone())
+                    .unwrap_or(DataType::Utf8);
+                Field::new(c, ty, true)
+            })
+            .collect();
+        reg(view, RecordBatch::new_empty(Arc::new(Schema::new(fields))))?;
+    }
+    Ok(())
+}

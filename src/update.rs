@@ -1,0 +1,676 @@
+//! `trainer update`: add the items created since training to a model, without retraining.
+//!
+//! The configured sources are read and cleaned with the model's own transforms; items whose
+//! `item_key` the model does not have are encoded with the fitted state (as `vectorize` encodes
+//! a new item), inserted into the saved index (same parameters, levels from the same seeded
+//! sequence, so the same inputs give the same bytes), and given their nearest other item and
+//! tier. Existing items whose nearest other is now one of the new items are re-checked (their
+//! similarity can only rise). Items already in the model are never re-encoded: items whose
+//! cleaned attributes changed and items that disappeared are counted and listed, as candidates
+//! for the next full retraining. Every artifact is rewritten into a staging folder and swapped in
+//! as a whole, like `run`; an update with nothing new changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, make_comparator};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take, take_record_batch};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::apply::{self, Transforms};
+use crate::config::Config;
+use crate::engine::{self, ItemVolumes, RowFilter, sources};
+use crate::error::{Error, Result};
+use crate::export::items::{ItemRow, low_entries, read_queue, write_items, write_queue};
+use crate::export::log::RunLog;
+use crate::export::projector::{self, MetaRow};
+use crate::fsutil::{StagedDir, atomic_write};
+use crate::index::hnsw::with_visited;
+use crate::index::hnswlib_file;
+use crate::mapping::Mapping;
+use crate::model::{
+    self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
+    QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,
+};
+use crate::pipeline::{
+    self, NEAREST_OTHER_EF, Timer, log_histogram, similarity_histogram, similarity_nearest,
+    write_npy,
+};
+
+/// What an update did.
+#[derive(Debug, Clone)]
+pub struct UpdateSummary {
+    /// The update's number (1 for the first update after training); 0 when nothing was new.
+    pub update: usize,
+    pub added: usize,
+    /// New items below the threshold (queued).
+    pub low: usize,
+    /// Existing items whose nearest other is now a new item.
+    pub rechecked: usize,
+    /// Queued items that became HIGH.
+    pub resolved: usize,
+    pub changed: usize,
+    pub disappeared: usize,
+    /// Reasons to retrain (empty: none).
+    pub advice: Vec<String>,
+    pub items: usize,
+    pub models_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub seconds: f64,
+}
+
+/// Items to list in the log per kind (all are counted).
+const LIST: usize = 50;
+
+/// `trainer update`.
+pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -> Result<UpdateSummary> {
+    let started = Instant::now();
+    let cfg = Config::load(config_path)?;
+    let dir = model_dir.map_or_else(|| cfg.output.models_dir.clone(), Path::to_path_buf);
+    let meta = model::read_metadata(&dir)?;
+    let params = SearchParams::from_metadata(&dir, &meta)?;
+    let meta_path = dir.join(METADATA_FILE);
+    let trained_cfg: Config = serde_json::from_value(meta["config"].clone()).map_err(|e| {
+        Error::input(
+            meta_path.display().to_string(),
+            format!("its `config` cannot be read back ({e}); retrain with `trainer run`"),
+        )
+    })?;
+    let max_volume = meta
+        .pointer("/item_weight_fit/max_volume")
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| {
+            Error::input(
+                meta_path.display().to_string(),
+                "`item_weight_fit.max_volume` is missing; retrain with `trainer run`",
+            )
+        })?;
+    let t = Transforms::load(&dir)?;
+    let mut log = RunLog::open(&cfg.output.logs_dir, quiet)?;
+    log.info(format!(
+        "trainer {} update: model {}, config {}",
+        env!("CARGO_PKG_VERSION"),
+        dir.display(),
+        config_path.display()
+    ));
+    let mut advice = Vec::new();
+    if let (Ok(files), Ok(mapping)) = (
+        crate::engine::sqlfiles::load(&cfg.sql_dir),
+        Mapping::load(&cfg.mapping),
+    ) {
+        let edited = t.edited_since(&files, &mapping);
+        if !edited.is_empty() {
+            let msg = format!(
+                "changed since training: {}; new items are encoded with the model's own copies, \
+                 a full `trainer run` picks the changes up",
+                edited.join(", ")
+            );
+            log.warn(&msg);
+            advice.push(msg);
+        }
+    }
+    let mut timer = Timer::new();
+
+    // ---- read: the sources, cleaned with the model's transforms ---------------------------------
+    let ctx = engine::new_context();
+    let srcs = sources::register_all(&ctx, &cfg, &t.mapping).await?;
+    t.define_views(&ctx, RowFilter::All).await?;
+    let current = apply::clean_items(&ctx).await?;
+    let items = Items::load(&dir.join(ITEMS_FILE))?;
+    let old_features = ByKey::load(&dir.join(ITEM_FEATURES_FILE))?;
+    timer.lap("read", &mut log);
+
+    // ---- what is new, changed, gone ------------------------------------------------------------
+    let diff = compare(&current, &items, &old_features)?;
+    log.info(format!(
+        "items: {} in the sources, {} in the model; {} new, {} changed since training, {} no longer in the sources",
+        current.num_rows(),
+        items.len(),
+        diff.new_rows.len(),
+        diff.changed.len(),
+        diff.disappeared.len()
+    ));
+    for (cd, cols) in diff.changed.iter().take(LIST) {
+        log.info(format!(
+            "changed since training (not re-encoded; retrain to pick it up): {cd} ({})",
+            cols.join(", ")
+        ));
+    }
+    if diff.changed.len() > LIST {
+        log.info(format!("... and {} more changed items", diff.changed.len() - LIST));
+    }
+    for cd in diff.disappeared.iter().take(LIST) {
+        log.info(format!("no longer in the sources (still in the model): {cd}"));
+    }
+    if diff.disappeared.len() > LIST {
+        log.info(format!(
+            "... and {} more items no longer in the sources",
+            diff.disappeared.len() - LIST
+        ));
+    }
+    let nothing = |log: &mut RunLog, advice: Vec<String>| {
+        log.info(format!(
+            "nothing new: the model in {} is unchanged",
+            dir.display()
+        ));
+        UpdateSummary {
+            update: 0,
+            added: 0,
+            low: 0,
+            rechecked: 0,
+            resolved: 0,
+            changed: diff.changed.len(),
+            disappeared: diff.disappeared.len(),
+            advice,
+            items: items.len(),
+            models_dir: dir.clone(),
+            log_path: log.path.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    };
+    if diff.new_rows.is_empty() {
+        return Ok(nothing(&mut log, advice));
+    }
+
+    // ---- encode the new items ------------------------------------------------------------------
+    let idx = UInt32Array::from(diff.new_rows.clone());
+    let chosen = take_record_batch(&current, &idx)
+        .map_err(|e| Error::internal(format!("new items: {e}")))?;
+    let new_keys: Vec<String> = key_column(&chosen)?
+        .iter()
+        .map(|k| k.unwrap_or_default().to_string())
+        .collect();
+    engine::register_keys(&ctx, "only_items", &new_keys)?;
+    t.define_views(&ctx, RowFilter::OnlyListed).await?;
+    let enc = apply::encode(&ctx, &t, chosen.clone()).await?;
+    if enc.items.keys != new_keys {
+        return Err(Error::internal("encoded items differ from the new items"));
+    }
+    let unseen = items_with_unseen_levels(&ctx).await?;
+    let new_routings = pipeline::save_query_batch(
+        &ctx,
+        "SELECT * FROM routing_ops ORDER BY item_key, proc_seq, rout_no",
+        "routing_ops",
+    )
+    .await?;
+    let routed: Vec<String> = pipeline::routed_item_keys(&ctx).await?;
+    transform_register_volumes(&ctx, &cfg)?;
+    let new_weights = crate::weights::new_item_weights(&ctx, &trained_cfg, max_volume).await?;
+    drop(ctx);
+    timer.lap("encode", &mut log);
+
+    // ---- insert into the index -----------------------------------------------------------------
+    let index_path = dir.join(INDEX_FILE);
+    let mut h = hnswlib_file::read(&index_path, params.ef_construction)?;
+    if h.len() != items.len() || h.dim != enc.vectors.ncols() {
+        return Err(Error::input(
+            index_path.display().to_string(),
+            format!(
+                "{} vectors of {} dims, but items.parquet has {} items and the layout {} dims; retrain",
+                h.len(),
+                h.dim,
+                items.len(),
+                enc.vectors.ncols()
+            ),
+        ));
+    }
+    let start = h.len();
+    let added = new_keys.len();
+    let flat = enc
+        .vectors
+        .as_slice()
+        .ok_or_else(|| Error::internal("vectors not contiguous"))?;
+    let quant = h.insert_all(flat, params.seed);
+    let n = h.len();
+    timer.lap("index_insert", &mut log);
+
+    // ---- similarity: the new items, and the old items they came close to -----------------------
+    let thr = params.threshold;
+    let ef = params.ef_search;
+    let new_nearest: Vec<(Option<u32>, f32)> = (start as u32..n as u32)
+        .into_par_iter()
+        .map(|i| {
+            match with_visited(|vis| similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)) {
+                Some((d, j)) => (Some(j), 1.0 - d),
+                None => (None, 0.0),
+            }
+        })
+        .collect();
+    drop(quant);
+    // An old item's nearest other can only become a new item that is closer: look at the old
+    // items among each new item's ef_search nearest.
+    let found: Vec<Vec<(u32, u32, f32)>> = (start as u32..n as u32)
+        .into_par_iter()
+        .map(|i| {
+            with_visited(|vis| h.search(h.vector(i), ef, ef, vis))
+                .into_iter()
+                .filter(|&(_, j)| (j as usize) < start)
+                .map(|(d, j)| (j, i, 1.0 - d))
+                .collect()
+        })
+        .collect();
+    let mut nearest_label = items.nearest_label.clone();
+    let mut nearest_sim = items.nearest_similarity.clone();
+    let mut rechecked = 0usize;
+    let mut raised = Vec::new();
+    for (j, i, sim) in found.into_iter().flatten() {
+        let j = j as usize;
+        let better = sim > nearest_sim[j]
+            || (sim == nearest_sim[j] && nearest_label[j].is_some_and(|l| (i as u64) < l));
+        if better {
+            if nearest_label[j].is_none_or(|l| (l as usize) < start) {
+                rechecked += 1;
+            }
+            if (nearest_sim[j] as f64) < thr && (sim as f64) >= thr {
+                raised.push(j);
+            }
+            nearest_sim[j] = sim;
+            nearest_label[j] = Some(i as u64);
+        }
+    }
+    nearest_label.extend(new_nearest.iter().map(|x| x.0.map(u64::from)));
+    nearest_sim.extend(new_nearest.iter().map(|x| x.1));
+    let tier = |s: f32| if s as f64 >= thr { "HIGH" } else { "LOW" };
+    let low = new_nearest.iter().filter(|x| (x.1 as f64) < thr).count();
+    let hist = similarity_histogram(new_nearest.iter().map(|x| x.1));
+    timer.lap("similarity_check", &mut log);
+
+    // ---- the items table, the queue ------------------------------------------------------------
+    let update_no = meta["updates"].as_array().map_or(0, Vec::len) + 1;
+    let at = chrono::Local::now().to_rfc3339();
+    let new_part: Vec<Option<String>> = enc.items.part_nm.clone();
+    let new_seal: Vec<Option<String>> = enc.items.seal_type.clone();
+    let rows: Vec<ItemRow> = (0..n)
+        .map(|i| {
+            let (key, cd, part, seal, w, has) = if i < start {
+                (
+                    items.item_key[i].as_str(),
+                    items.item_cd[i].as_str(),
+                    items.part_nm[i].as_deref(),
+                    items.seal_type[i].as_deref(),
+                    items.item_weight[i],
+                    items.has_routing[i],
+                )
+            } else {
+                let k = i - start;
+                (
+                    enc.items.keys[k].as_str(),
+                    enc.items.item_cd[k].as_str(),
+                    new_part[k].as_deref(),
+                    new_seal[k].as_deref(),
+                    new_weights[k],
+                    routed.binary_search(&enc.items.keys[k]).is_ok(),
+                )
+            };
+            ItemRow {
+                item_key: key,
+                item_cd: cd,
+                part_nm: part,
+                seal_type: seal,
+                item_weight: w,
+                nearest_label: nearest_label[i],
+                nearest_similarity: nearest_sim[i],
+                has_routing: has,
+                tier: tier(nearest_sim[i]),
+            }
+        })
+        .collect();
+    let by_cd: std::collections::HashMap<&str, usize> =
+        rows.iter().enumerate().map(|(i, r)| (r.item_cd, i)).collect();
+    let mut queue = read_queue(&dir.join(QUEUE_FILE))?;
+    let mut resolved = 0usize;
+    for e in queue.iter_mut().filter(|e| e.is_open()) {
+        if let Some(&i) = by_cd.get(e.item_cd.as_str())
+            && nearest_sim[i] as f64 >= thr
+        {
+            e.resolved_by = format!("update {update_no}");
+            e.resolved_at = at.clone();
+            e.resolved_similarity = Some(nearest_sim[i]);
+            resolved += 1;
+        }
+    }
+    let fresh = low_entries(&rows, start, thr, &format!("update {update_no}"), &at);
+    queue.extend(fresh);
+
+    log.info(format!(
+        "self-supervised update results: {added} items added ({} HIGH, {low} LOW -> queued), \
+         {rechecked} existing items now nearest to a new item ({} of them LOW -> HIGH), \
+         {resolved} queued items resolved",
+        added - low,
+        raised.len()
+    ));
+    log_histogram(&mut log, "new items' similarity histogram", &hist);
+    for r in rows[start..].iter().filter(|r| r.tier == "LOW").take(LIST) {
+        log.warn(format!(
+            "LOW similarity: {} ({}) nearest other {:.4} -> queued for review",
+            r.item_cd,
+            r.part_nm.unwrap_or("-"),
+            r.nearest_similarity
+        ));
+    }
+
+    // ---- advice --------------------------------------------------------------------------------
+    let trained_items = meta["items"].as_u64().unwrap_or(start as u64) as usize;
+    let added_before: usize = meta["updates"]
+        .as_array()
+        .map_or(0, |u| u.iter().filter_map(|x| x["added"].as_u64()).sum::<u64>() as usize);
+    let share = (added_before + added) as f64 / trained_items.max(1) as f64;
+    if share > cfg.update.retrain_share {
+        advice.push(format!(
+            "{} items were added since training, {:.1} % of the {trained_items} trained items \
+             (update.retrain_share {}): retrain with `trainer run`",
+            added_before + added,
+            100.0 * share,
+            cfg.update.retrain_share
+        ));
+    }
+    let unseen_share = unseen as f64 / added as f64;
+    if unseen_share > cfg.update.unseen_level_share {
+        advice.push(format!(
+            "{unseen} of the {added} new items ({:.1} %) carry a category level the model has no \
+             dimension for (update.unseen_level_share {}): retrain with `trainer run`",
+            100.0 * unseen_share,
+            cfg.update.unseen_level_share
+        ));
+    }
+    for a in &advice {
+        log.warn(format!("advice: {a}"));
+    }
+
+    // ---- artifacts -----------------------------------------------------------------------------
+    let staged = StagedDir::create(&dir)?;
+    let out = staged.path().to_path_buf();
+    let rewritten = [
+        INDEX_FILE,
+        SIDECAR_FILE,
+        VECTORS_FILE,
+        ITEMS_FILE,
+        ITEM_FEATURES_FILE,
+        ROUTINGS_FILE,
+        QUEUE_FILE,
+        PROJECTOR_DIR,
+        METADATA_FILE,
+    ];
+    copy_others(&dir, &out, &rewritten)?;
+    let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
+        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
+    let meta_rows: Vec<MetaRow> = rows
+        .iter()
+        .map(|r| MetaRow {
+            item_cd: r.item_cd,
+            part_nm: r.part_nm.unwrap_or(""),
+            seal_type: r.seal_type.unwrap_or(""),
+            tier: r.tier,
+        })
+        .collect();
+    let (binary, rest) = rayon::join(
+        || -> Result<()> {
+            hnswlib_file::write(&h, &out.join(INDEX_FILE))?;
+            write_npy(&out.join(VECTORS_FILE), vecs)
+        },
+        || -> Result<()> {
+            projector::write_grown(
+                &dir.join(PROJECTOR_DIR),
+                &out.join(PROJECTOR_DIR),
+                vecs,
+                added,
+                &meta_rows,
+            )?;
+            write_items(&out.join(ITEMS_FILE), &rows)?;
+            let features = append_sorted(&old_features.batch, &chosen, &["item_key"])?;
+            crate::sample::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
+            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
+            let routings = append_sorted(
+                &routings.batch,
+                &new_routings,
+                &["item_key", "proc_seq", "rout_no"],
+            )?;
+            crate::sample::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+        },
+    );
+    binary?;
+    rest?;
+    write_queue(&out.join(QUEUE_FILE), &queue)?;
+    let mut sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(SIDECAR_FILE))
+            .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?,
+    )
+    .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?;
+    sidecar["N"] = json!(n);
+    atomic_write(
+        &out.join(SIDECAR_FILE),
+        format!("{}\n", serde_json::to_string_pretty(&sidecar).unwrap()).as_bytes(),
+    )?;
+    let meta_sha = pipeline::sha256_file(&cfg.item_metadata)?;
+    timer.lap("artifacts", &mut log);
+    let (stage_seconds, stage_rss) = timer.json();
+    let mut meta = meta;
+    let entry = json!({
+        "update": update_no,
+        "at": at,
+        "data_snapshot_id": pipeline::snapshot_id(&srcs, &meta_sha),
+        "sources": srcs.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
+        "added": added,
+        "low": low,
+        "existing_items_rechecked": rechecked,
+        "existing_items_low_to_high": raised.len(),
+        "queued_resolved": resolved,
+        "changed_since_training": diff.changed.len(),
+        "disappeared": diff.disappeared.len(),
+        "new_items_with_unseen_levels": unseen,
+        "histogram_0_to_1_by_0.1": hist,
+        "items_after": n,
+        "advice": advice,
+        "stage_seconds": stage_seconds,
+        "stage_peak_rss_bytes": stage_rss,
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
+    match meta["updates"].as_array_mut() {
+        Some(u) => u.push(entry),
+        None => meta["updates"] = json!([entry]),
+    }
+    atomic_write(
+        &out.join(METADATA_FILE),
+        format!("{}\n", serde_json::to_string_pretty(&meta).unwrap()).as_bytes(),
+    )?;
+    staged.commit()?;
+    let seconds = started.elapsed().as_secs_f64();
+    log.info(format!(
+        "update {update_no} done in {seconds:.2} s: {n} items in the model, written to {}",
+        dir.display()
+    ));
+    Ok(UpdateSummary {
+        update: update_no,
+        added,
+        low,
+        rechecked,
+        resolved,
+        changed: diff.changed.len(),
+        disappeared: diff.disappeared.len(),
+        advice,
+        items: n,
+        models_dir: dir,
+        log_path: log.path.clone(),
+        seconds,
+    })
+}
+
+fn transform_register_volumes(ctx: &datafusion::prelude::SessionContext, cfg: &Config) -> Result<()> {
+    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
+    let _ = ctx.deregister_table("item_metadata");
+    ctx.register_batch("item_metadata", volumes.to_batch())
+        .map_err(|e| Error::internal(format!("registering item_metadata: {e}")))?;
+    Ok(())
+}
+
+fn key_column(b: &RecordBatch) -> Result<&StringArray> {
+    b.column_by_name("item_key")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::sql("clean_items", "the view must return a text column `item_key`"))
+}
+
+/// The sources' items against the model's.
+struct Diff {
+    /// Rows of the current `clean_items` whose item_key the model does not have.
+    new_rows: Vec<u32>,
+    /// ITEM_CD and the columns that differ from training, of items in both.
+    changed: Vec<(String, Vec<String>)>,
+    /// ITEM_CDs of model items no longer in the sources.
+    disappeared: Vec<String>,
+}
+
+fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
+    let by_key = items.by_key();
+    let keys = key_column(current)?;
+    let mut seen = vec![false; items.len()];
+    let mut new_rows = Vec::new();
+    let mut pairs = Vec::new();
+    for (r, k) in keys.iter().enumerate() {
+        let k = k.unwrap_or_default();
+        match by_key.get(k) {
+            Some(&l) => {
+                seen[l as usize] = true;
+                let rows = old.rows(k);
+                if !rows.is_empty() {
+                    pairs.push((r, rows.start, l));
+                }
+            }
+            None => new_rows.push(r as u32),
+        }
+    }
+    let schema = current.schema();
+    let mut cmps = Vec::new();
+    for (c, f) in schema.fields().iter().enumerate() {
+        if f.name() == "item_key" {
+            continue;
+        }
+        let Some(o) = old.column(f.name()) else {
+            // A column the model never saw: every item differs in it.
+            cmps.push((f.name().clone(), None));
+            continue;
+        };
+        let cur = current.column(c);
+        let o = if o.data_type() != cur.data_type() {
+            arrow::compute::cast(o, cur.data_type())
+                .map_err(|e| Error::internal(format!("comparing `{}`: {e}", f.name())))?
+        } else {
+            Arc::clone(o)
+        };
+        let cmp = make_comparator(cur.as_ref(), o.as_ref(), SortOptions::default())
+            .map_err(|e| Error::internal(format!("comparing `{}`: {e}", f.name())))?;
+        cmps.push((f.name().clone(), Some(cmp)));
+    }
+    let mut changed = Vec::new();
+    for (r, o, l) in pairs {
+        let cols: Vec<String> = cmps
+            .iter()
+            .filter(|(_, c)| c.as_ref().is_none_or(|c| c(r, o).is_ne()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !cols.is_empty() {
+            changed.push((items.item_cd[l as usize].clone(), cols));
+        }
+    }
+    let disappeared = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| items.item_cd[i].clone())
+        .collect();
+    Ok(Diff {
+        new_rows,
+        changed,
+        disappeared,
+    })
+}
+
+/// New items (of the session's `clean_items`) with at least one one-hot level outside the fitted
+/// vocabulary (encoded as OTHER; missing is a level of its own and does not count).
+async fn items_with_unseen_levels(ctx: &datafusion::prelude::SessionContext) -> Result<usize> {
+    let sql = "SELECT count(DISTINCT i.item_key) AS n FROM enc_onehot_input i \
+               LEFT JOIN fit_onehot_vocab v ON v.feature = i.feature AND v.level = i.level \
+               WHERE v.level IS NULL AND i.level <> '(missing)'";
+    let b = engine::collect(ctx, sql, "enc_onehot_input").await?;
+    let a = engine::column_as(&b[0], "n", &DataType::Int64, "enc_onehot_input")?;
+    Ok(engine::i64s(&a).value(0) as usize)
+}
+
+/// `old` with the rows of `new` appended (columns matched by name and cast to `old`'s types),
+/// sorted by `by` (stable: ties keep old rows first).
+fn append_sorted(old: &RecordBatch, new: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
+    let schema = old.schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (c, f) in schema.fields().iter().enumerate() {
+        let add = new.column_by_name(f.name()).ok_or_else(|| {
+            Error::internal(format!("new rows lack column `{}`", f.name()))
+        })?;
+        let add = arrow::compute::cast(add, f.data_type())
+            .map_err(|e| Error::internal(format!("column `{}`: {e}", f.name())))?;
+        let both = arrow::compute::concat(&[old.column(c).as_ref(), add.as_ref()])
+            .map_err(|e| Error::internal(format!("column `{}`: {e}", f.name())))?;
+        cols.push(both);
+    }
+    let mut sort: Vec<SortColumn> = by
+        .iter()
+        .map(|name| {
+            let i = schema
+                .index_of(name)
+                .map_err(|e| Error::internal(format!("sort column: {e}")))?;
+            Ok(SortColumn {
+                values: Arc::clone(&cols[i]),
+                options: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    // A stable order: the row number breaks ties.
+    let n = cols.first().map_or(0, |c| c.len());
+    sort.push(SortColumn {
+        values: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+        options: None,
+    });
+    let idx = lexsort_to_indices(&sort, None).map_err(|e| Error::internal(format!("sort: {e}")))?;
+    let cols = cols
+        .iter()
+        .map(|c| take(c.as_ref(), &idx, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(format!("sort: {e}")))?;
+    RecordBatch::try_new(schema, cols).map_err(|e| Error::internal(format!("append: {e}")))
+}
+
+/// Copies everything in `from` except the names in `skip` into `to` (recursively): files a
+/// model carries that an update does not change (`fitted/`, an `eval_report.json`).
+fn copy_others(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
+    let rd = std::fs::read_dir(from)
+        .map_err(|e| Error::input(from.display().to_string(), e.to_string()))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::input(from.display().to_string(), e.to_string()))?;
+        let name = e.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        copy_tree(&e.path(), &to.join(&name))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).map_err(|e| Error::io(to, "create the directory", e))?;
+        let rd = std::fs::read_dir(from)
+            .map_err(|e| Error::input(from.display().to_string(), e.to_string()))?;
+        for e in rd {
+            let e = e.map_err(|e| Error::input(from.display().to_string(), e.to_string()))?;
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|e| Error::io(to, "copy the file", e))
+    }
+}
