@@ -123,3 +123,13 @@ impl Drop for StagedDir {
         }
     }
 }
+
+/// Test hook: when the environment variable `TRAINER_FAILPOINT` names this point, the process
+/// aborts here, as a `kill -9` would stop it (no destructor runs, nothing is cleaned up). The
+/// tests use it to show that a crash at any phase leaves the previous model intact.
+pub fn failpoint(name: &str) {
+    if std::env::var_os("TRAINER_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("TRAINER_FAILPOINT={name}: aborting");
+        std::process::abort();
+    }
+}

@@ -118,6 +118,7 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
 
     // ---- read: the sources, cleaned with the model's transforms ---------------------------------
     let ctx = engine::new_context();
+    crate::fsutil::failpoint("update:read");
     let srcs = sources::register_all(&ctx, &cfg, &t.mapping).await?;
     t.define_views(&ctx, RowFilter::All).await?;
     let current = apply::clean_items(&ctx).await?;
@@ -225,6 +226,7 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
         .vectors
         .as_slice()
         .ok_or_else(|| Error::internal("vectors not contiguous"))?;
+    crate::fsutil::failpoint("update:index");
     let quant = h.insert_all(flat, params.seed);
     let n = h.len();
     timer.lap("index_insert", &mut log);
@@ -396,6 +398,7 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
         PROJECTOR_DIR,
         METADATA_FILE,
     ];
+    crate::fsutil::failpoint("update:staging");
     copy_others(&dir, &out, &rewritten)?;
     let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
         .map_err(|e| Error::internal(format!("vectors: {e}")))?;
@@ -478,6 +481,7 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
         &out.join(METADATA_FILE),
         format!("{}\n", serde_json::to_string_pretty(&meta).unwrap()).as_bytes(),
     )?;
+    crate::fsutil::failpoint("update:before_swap");
     staged.commit()?;
     let seconds = started.elapsed().as_secs_f64();
     log.info(format!(

@@ -3,7 +3,8 @@
 -- purpose: what `trainer recommend` proposes: each operation of the current routing with its
 --          standard times, and the actuals reported against it in the work orders (reports,
 --          median hours per unit and the median absolute deviation around it, robust to the
---          odd report booked against the wrong quantity). Saved as models/routings.parquet.
+--          odd report booked against the wrong quantity). Saved as models/routings.parquet; only
+--          the routings of items in clean_items (a routing of an unknown item is never proposed).
 WITH wo AS (
     SELECT
         upper(norm_text(item_cd)) AS item_key,
@@ -43,4 +44,5 @@ SELECT
 FROM clean_routings r
 LEFT JOIN typical t ON t.item_key = r.item_key AND t.rout_no = r.rout_no AND t.proc_seq = r.proc_seq
 LEFT JOIN spread s ON s.item_key = r.item_key AND s.rout_no = r.rout_no AND s.proc_seq = r.proc_seq
+WHERE r.item_key IN (SELECT item_key FROM clean_items)
 ORDER BY r.item_key, r.proc_seq

@@ -8,3 +8,4 @@ mod odbc;
 mod pipeline;
 mod real_clients;
 mod transforms;
+mod update;

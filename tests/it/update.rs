@@ -1,0 +1,376 @@
+//! `trainer update`: a model trained without some items takes them in from the full sources;
+//! exactly the new items are added, old rows keep their vectors, new vectors are the ones
+//! `vectorize` gives, the index stays consistent and loadable, the retrain queue keeps and
+//! resolves rows, nothing new changes nothing, and a failed or killed update leaves the model.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, BooleanArray, StringArray, UInt64Array};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::datatypes::DataType;
+use trainer::index::hnswlib_file;
+use trainer::transform::load_table;
+
+use crate::common::{Project, python, read_bytes, read_npy, sample_dir, trainer};
+
+const VIEWS: [&str; 3] = [
+    "dbo_BI_ITEM_INFO_VIEW",
+    "dbo_BI_ROUTING_VIEW",
+    "dbo_BI_WORK_ORDER_RESULTS",
+];
+
+fn key(s: &str) -> String {
+    s.trim().to_uppercase()
+}
+
+/// Every 50th item of the sample (20 items), by cleaned key.
+fn dropped_keys() -> Vec<String> {
+    let b = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
+    let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
+    let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+    let mut keys: Vec<String> = c.iter().flatten().map(key).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().skip(7).step_by(50).collect()
+}
+
+/// A copy of the sample without the rows of `drop` in any view (as the ERP was before those
+/// items existed).
+pub fn sample_without(to: &Path, drop: &HashSet<String>) {
+    std::fs::create_dir_all(to).unwrap();
+    for view in VIEWS {
+        let b = load_table(&sample_dir().join(format!("{view}.parquet"))).unwrap();
+        let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        let keep: BooleanArray = c
+            .iter()
+            .map(|v| Some(!v.is_some_and(|s| drop.contains(&key(s)))))
+            .collect();
+        let f = filter_record_batch(&b, &keep).unwrap();
+        trainer::sample::write_parquet(&to.join(format!("{view}.parquet")), &f).unwrap();
+    }
+    std::fs::copy(
+        sample_dir().join("item_metadata.json"),
+        to.join("item_metadata.json"),
+    )
+    .unwrap();
+}
+
+/// A model trained without the dropped items, and a config whose sources are `full`.
+pub struct Setup {
+    pub _data: tempfile::TempDir,
+    pub trained: Project,
+    pub full: Project,
+    pub dropped: Vec<String>,
+}
+
+pub fn setup(full: &Path) -> Setup {
+    let dropped = dropped_keys();
+    let data = tempfile::tempdir().unwrap();
+    sample_without(data.path(), &dropped.iter().cloned().collect());
+    let trained = Project::new(data.path());
+    trained.run_ok();
+    Setup {
+        _data: data,
+        trained,
+        full: Project::new(full),
+        dropped,
+    }
+}
+
+fn update(config: &Path, models: &Path, env: Option<(&str, &str)>) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.args([
+        "update",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        models.to_str().unwrap(),
+    ]);
+    if let Some((k, v)) = env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn update_ok(s: &Setup) -> String {
+    let out = update(&s.full.config, &s.trained.models(), None);
+    assert!(
+        out.status.success(),
+        "trainer update failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn strings(b: &arrow::record_batch::RecordBatch, c: &str) -> Vec<String> {
+    let a = b.column_by_name(c).unwrap();
+    let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+    a.iter().map(|x| x.unwrap_or_default().to_string()).collect()
+}
+
+/// Every file of a model directory with its bytes (relative path order).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), read_bytes(&p)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
+    let s = setup(&sample_dir());
+    let m = s.trained.models();
+    let before_items = load_table(&m.join("items.parquet")).unwrap();
+    let (n0, d, before_vecs) = read_npy(&m.join("vectors.npy"));
+    assert_eq!(n0, 1000 - s.dropped.len());
+
+    let stdout = update_ok(&s);
+    assert!(stdout.starts_with("update 1: added 20 items"), "{stdout}");
+
+    let items = load_table(&m.join("items.parquet")).unwrap();
+    assert_eq!(items.num_rows(), 1000);
+    // Old rows keep their keys and labels; the new rows are exactly the dropped items, sorted.
+    assert_eq!(
+        strings(&items, "item_key")[..n0],
+        strings(&before_items, "item_key")[..]
+    );
+    assert_eq!(strings(&items, "item_key")[n0..], s.dropped[..]);
+    let labels = items.column_by_name("label").unwrap();
+    let labels = labels.as_any().downcast_ref::<UInt64Array>().unwrap();
+    assert!(labels.values().iter().enumerate().all(|(i, &l)| l == i as u64));
+
+    // Old vectors unchanged to the bit; new ones are what `vectorize` gives with this model.
+    let (n, d2, vecs) = read_npy(&m.join("vectors.npy"));
+    assert_eq!((n, d2), (1000, d));
+    assert!(
+        vecs[..n0 * d]
+            .iter()
+            .zip(&before_vecs)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let v = rt
+        .block_on(trainer::pipeline::vectorize(&s.full.config, &m))
+        .unwrap();
+    for (k, key) in s.dropped.iter().enumerate() {
+        let row = v.keys.iter().position(|x| x == key).unwrap();
+        let got = &vecs[(n0 + k) * d..(n0 + k + 1) * d];
+        assert!(
+            got.iter()
+                .zip(v.vectors.row(row).iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{key}: update and vectorize differ"
+        );
+    }
+
+    // The index holds all items, the same vectors, and searches find the new ones.
+    let h = hnswlib_file::read(&m.join("hnsw_index.bin"), 200).unwrap();
+    assert_eq!(h.len(), 1000);
+    assert_eq!(h.data, vecs);
+    let mut vis = trainer::index::hnsw::Visited::new(h.len());
+    for i in n0..n {
+        let r = h.search(h.vector(i as u32), 1, 256, &mut vis);
+        assert!(r[0].0 < 1e-6, "new item {i} does not find itself");
+    }
+    // Nearest others are consistent with the similarities recorded.
+    let nl = items.column_by_name("nearest_other_label").unwrap();
+    let nl = nl.as_any().downcast_ref::<UInt64Array>().unwrap();
+    for i in n0..n {
+        let j = nl.value(i) as usize;
+        assert_ne!(i, j);
+    }
+
+    // The new items' routings are there; the metadata keeps training's fields and records it.
+    let routings = load_table(&m.join("routings.parquet")).unwrap();
+    let rkeys: HashSet<String> = strings(&routings, "item_key").into_iter().collect();
+    let has = items.column_by_name("has_routing").unwrap();
+    let has = has.as_any().downcast_ref::<BooleanArray>().unwrap();
+    for (i, k) in strings(&items, "item_key").iter().enumerate() {
+        assert_eq!(has.value(i), rkeys.contains(k), "{k}");
+    }
+    assert!(s.dropped.iter().filter(|k| rkeys.contains(*k)).count() > 5);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&read_bytes(&m.join("training_metadata.json"))).unwrap();
+    assert_eq!(meta["items"], n0);
+    assert_eq!(meta["updates"][0]["added"], 20);
+    assert_eq!(meta["updates"][0]["items_after"], 1000);
+    let side: serde_json::Value =
+        serde_json::from_slice(&read_bytes(&m.join("hnsw_index.json"))).unwrap();
+    assert_eq!(side["N"], 1000);
+    let tsv = std::fs::read_to_string(m.join("tb_projector/vectors.tsv")).unwrap();
+    assert_eq!(tsv.lines().count(), 1000);
+    let meta_tsv = std::fs::read_to_string(m.join("tb_projector/metadata.tsv")).unwrap();
+    assert_eq!(meta_tsv.lines().count(), 1001);
+
+    // Nothing new: nothing changes, and it says so.
+    let files = snapshot(&m);
+    let again = update_ok(&s);
+    assert!(again.starts_with("nothing new: 1000 items in the model"), "{again}");
+    assert!(snapshot(&m) == files, "a no-op update changed the model");
+
+    // The real hnswlib loads the updated index and finds the same neighbours.
+    if let Some(py) = python() {
+        let out = std::process::Command::new(py)
+            .arg(crate::common::repo().join("tests/python/check_hnswlib.py"))
+            .arg(&m)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["n"], 1000);
+        assert_eq!(r["self_hit_at_1"], 1.0);
+        assert_eq!(r["resave_identical"], true, "{r}");
+        assert!(r["nearest_other_agreement"].as_f64().unwrap() >= 0.99, "{r}");
+    }
+}
+
+#[test]
+fn the_same_update_gives_the_same_bytes() {
+    let a = setup(&sample_dir());
+    let b = setup(&sample_dir());
+    update_ok(&a);
+    update_ok(&b);
+    for f in [
+        "hnsw_index.bin",
+        "vectors.npy",
+        "items.parquet",
+        "routings.parquet",
+        "item_features.parquet",
+        "tb_projector/vectors.tsv",
+        "tb_projector/metadata.tsv",
+    ] {
+        assert!(
+            read_bytes(&a.trained.models().join(f)) == read_bytes(&b.trained.models().join(f)),
+            "{f} differs"
+        );
+    }
+}
+
+/// The sample plus a copy of item `code`'s row under a new ITEM_CD.
+fn sample_with_twin(to: &Path, code: &str, twin: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    for view in VIEWS {
+        std::fs::copy(
+            sample_dir().join(format!("{view}.parquet")),
+            to.join(format!("{view}.parquet")),
+        )
+        .unwrap();
+    }
+    let b = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
+    let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
+    let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+    let pick: BooleanArray = c.iter().map(|v| Some(v.map(key) == Some(code.into()))).collect();
+    let row = filter_record_batch(&b, &pick).unwrap().slice(0, 1);
+    let idx = row.schema().index_of("ITEM_CD").unwrap();
+    let mut cols = row.columns().to_vec();
+    let twin_cd: arrow::array::ArrayRef = std::sync::Arc::new(StringArray::from(vec![twin]));
+    cols[idx] = cast(&twin_cd, cols[idx].data_type()).unwrap();
+    let row = arrow::record_batch::RecordBatch::try_new(row.schema(), cols).unwrap();
+    let all = concat_batches(&b.schema(), &[b.clone(), row]).unwrap();
+    trainer::sample::write_parquet(&to.join("dbo_BI_ITEM_INFO_VIEW.parquet"), &all).unwrap();
+    std::fs::copy(
+        sample_dir().join("item_metadata.json"),
+        to.join("item_metadata.json"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_retrain_queue_keeps_rows_and_resolves_them() {
+    // Train on the sample; take a LOW item and add its twin: its nearest other is now the twin,
+    // similarity ~1, so its queue entry is resolved.
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let m = p.models();
+    let queue0 = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
+    let low_cd = queue0.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+    let open0 = queue0.lines().count() - 1;
+    assert!(open0 > 10);
+    let data = tempfile::tempdir().unwrap();
+    sample_with_twin(data.path(), &low_cd, "ZZTWIN0001");
+    let full = Project::new(data.path());
+    let out = update(&full.config, &m, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("added 1 items"), "{stdout}");
+    assert!(stdout.contains("1 queued items resolved"), "{stdout}");
+    let queue = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
+    let rows: Vec<&str> = queue.lines().skip(1).collect();
+    // Every earlier row is kept, in order; one is resolved by update 1; nothing new is LOW.
+    assert_eq!(rows.len(), open0);
+    let resolved: Vec<&&str> = rows.iter().filter(|r| r.contains(",resolved,")).collect();
+    assert_eq!(resolved.len(), 1);
+    assert!(resolved[0].starts_with(&format!("{low_cd},")));
+    assert!(resolved[0].contains(",run,") && resolved[0].contains(",update 1,"));
+    for (a, b) in queue0.lines().skip(1).zip(&rows) {
+        assert_eq!(a.split(',').next(), b.split(',').next());
+    }
+    let items = load_table(&m.join("items.parquet")).unwrap();
+    let cds = strings(&items, "ITEM_CD");
+    assert_eq!(cds.last().unwrap(), "ZZTWIN0001");
+    let tier = strings(&items, "similarity_tier");
+    let i = cds.iter().position(|c| *c == low_cd).unwrap();
+    assert_eq!(tier[i], "HIGH");
+}
+
+#[test]
+fn a_failed_or_killed_update_leaves_the_model_intact() {
+    let s = setup(&sample_dir());
+    let m = s.trained.models();
+    let files = snapshot(&m);
+    for point in [
+        "update:read",
+        "update:index",
+        "update:staging",
+        "update:before_swap",
+    ] {
+        let out = update(&s.full.config, &m, Some(("TRAINER_FAILPOINT", point)));
+        assert!(!out.status.success(), "{point}: the update did not stop");
+        assert!(snapshot(&m) == files, "{point}: the model changed");
+    }
+    // Bad input: the item view is not Parquet.
+    let data = tempfile::tempdir().unwrap();
+    for view in VIEWS {
+        std::fs::copy(
+            sample_dir().join(format!("{view}.parquet")),
+            data.path().join(format!("{view}.parquet")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        sample_dir().join("item_metadata.json"),
+        data.path().join("item_metadata.json"),
+    )
+    .unwrap();
+    std::fs::write(data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet"), b"not parquet").unwrap();
+    let bad = Project::new(data.path());
+    let out = update(&bad.config, &m, None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(snapshot(&m) == files, "bad input changed the model");
+    // A model written before model_format_version existed is refused (exit 3), untouched.
+    let meta_path = m.join("training_metadata.json");
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    let old = text.replace("\"model_format_version\": 1,", "");
+    std::fs::write(&meta_path, &old).unwrap();
+    let out = update(&s.full.config, &m, None);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retrain"), "{err}");
+    std::fs::write(&meta_path, text).unwrap();
+    // After all that, the update still works.
+    update_ok(&s);
+    let _ = trainer(&["--version"]);
+}
