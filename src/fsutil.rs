@@ -60,6 +60,7 @@ impl StagedDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "models".into());
+        remove_leftovers(parent, &name);
         let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
         if staging.exists() {
             let _ = fs::remove_dir_all(&staging);
@@ -113,6 +114,37 @@ impl StagedDir {
         }
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Removes the staging and set-aside folders (`.<name>.staging-PID`, `.<name>.old-PID`) that
+/// runs killed before they could clean up left beside `<name>`: those whose process is gone.
+/// (At 325k items each is hundreds of MB.)
+fn remove_leftovers(parent: &Path, name: &str) {
+    let Ok(rd) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let pid = [".staging-", ".old-"].iter().find_map(|kind| {
+            file.strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|p| p.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !process_alive(pid)
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        // Without /proc, keep what may belong to a live run.
+        true
     }
 }
 

@@ -178,12 +178,13 @@ async fn dispatch(cmd: Command) -> Result<()> {
                     trainer::recommend::Format::Table
                 },
             };
-            let out = trainer::recommend::recommend(&model, &items, input.as_deref(), &opts).await?;
+            let out =
+                trainer::recommend::recommend(&model, &items, input.as_deref(), &opts).await?;
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(out.as_bytes())
-                .map_err(|e| trainer::error::Error::output(std::path::Path::new("stdout"), e.to_string()))?;
+            stdout.write_all(out.as_bytes()).map_err(|e| {
+                trainer::error::Error::output(std::path::Path::new("stdout"), e.to_string())
+            })?;
         }
         Command::Vectorize { model, config, out } => {
             let v = trainer::pipeline::vectorize(&config, &model).await?;

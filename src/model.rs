@@ -52,8 +52,12 @@ pub fn read_metadata(dir: &Path) -> Result<serde_json::Value> {
             format!("cannot read the model's metadata: {e}; retrain with `trainer run`"),
         )
     })?;
-    let meta: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| input(&path, format!("not valid JSON: {e}; retrain with `trainer run`")))?;
+    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        input(
+            &path,
+            format!("not valid JSON: {e}; retrain with `trainer run`"),
+        )
+    })?;
     match meta.get("model_format_version").and_then(|v| v.as_u64()) {
         Some(MODEL_FORMAT_VERSION) => Ok(meta),
         Some(v) => Err(input(
@@ -100,14 +104,22 @@ pub struct Items {
     pub has_routing: Vec<bool>,
 }
 
-fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str, ty: &DataType, path: &Path) -> Result<&'a T> {
+fn col<'a, T: 'static>(
+    b: &'a RecordBatch,
+    name: &str,
+    ty: &DataType,
+    path: &Path,
+) -> Result<&'a T> {
     let c = b
         .column_by_name(name)
         .ok_or_else(|| input(path, format!("column `{name}` is missing; retrain")))?;
     if c.data_type() != ty {
         return Err(input(
             path,
-            format!("column `{name}` is {}, expected {ty}; retrain", c.data_type()),
+            format!(
+                "column `{name}` is {}, expected {ty}; retrain",
+                c.data_type()
+            ),
         ));
     }
     c.as_any()
@@ -133,9 +145,17 @@ impl Items {
     pub fn load(path: &Path) -> Result<Items> {
         let b = transform::load_table(path)?;
         let label = col::<UInt64Array>(&b, "label", &DataType::UInt64, path)?;
-        if label.null_count() > 0 || label.values().iter().enumerate().any(|(i, &l)| l != i as u64)
+        if label.null_count() > 0
+            || label
+                .values()
+                .iter()
+                .enumerate()
+                .any(|(i, &l)| l != i as u64)
         {
-            return Err(input(path, "`label` must be the row number 0..N-1; retrain"));
+            return Err(input(
+                path,
+                "`label` must be the row number 0..N-1; retrain",
+            ));
         }
         let nl = col::<UInt64Array>(&b, "nearest_other_label", &DataType::UInt64, path)?;
         let n = b.num_rows();
@@ -295,7 +315,10 @@ impl ByKey {
             .ok_or_else(|| input(p, "column `proc_seq` is missing; retrain"))?;
         let seq = arrow::compute::cast(seq, &DataType::Int64)
             .map_err(|e| input(p, format!("proc_seq: {e}")))?;
-        let seq = seq.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let seq = seq
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
         let reports = arrow::compute::cast(
             b.column_by_name("reports")
                 .ok_or_else(|| input(p, "column `reports` is missing; retrain"))?,

@@ -413,8 +413,20 @@ pub async fn train_vectors(
     // encode layer drops them).
     let routed_keys = routed_item_keys(ctx).await?;
     if let Some(dir) = opts.model_dir {
-        save_query(ctx, ROUTING_OPS_SQL, "routing_ops", &dir.join(ROUTINGS_FILE)).await?;
-        save_query(ctx, ITEM_FEATURES_SQL, "clean_items", &dir.join(ITEM_FEATURES_FILE)).await?;
+        save_query(
+            ctx,
+            ROUTING_OPS_SQL,
+            "routing_ops",
+            &dir.join(ROUTINGS_FILE),
+        )
+        .await?;
+        save_query(
+            ctx,
+            ITEM_FEATURES_SQL,
+            "clean_items",
+            &dir.join(ITEM_FEATURES_FILE),
+        )
+        .await?;
     }
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
@@ -529,7 +541,11 @@ pub async fn routed_item_keys(ctx: &datafusion::prelude::SessionContext) -> Resu
     let mut keys = Vec::new();
     for b in &batches {
         let k = column_as(b, "item_key", &DataType::Utf8, "item_targets")?;
-        keys.extend(strings(&k).iter().map(|x| x.unwrap_or_default().to_string()));
+        keys.extend(
+            strings(&k)
+                .iter()
+                .map(|x| x.unwrap_or_default().to_string()),
+        );
     }
     Ok(keys)
 }

@@ -175,7 +175,9 @@ pub async fn recommend(
     let mut vis = Visited::new(model.index.len());
     let mut answers = Vec::with_capacity(queries.len());
     for q in &queries {
-        answers.push(answer(&model, &routings, &features, &groups, q, opts, &mut vis)?);
+        answers.push(answer(
+            &model, &routings, &features, &groups, q, opts, &mut vis,
+        )?);
     }
     Ok(match opts.format {
         Format::Table => render_table(&answers, opts),
@@ -259,7 +261,12 @@ impl FeatureGroups {
 }
 
 /// Per feature: (contribution to the similarity, share of the distance), in f64.
-pub fn split_similarity(feature_of_dim: &[usize], n_features: usize, q: &[f32], v: &[f32]) -> Vec<(f64, f64)> {
+pub fn split_similarity(
+    feature_of_dim: &[usize],
+    n_features: usize,
+    q: &[f32],
+    v: &[f32],
+) -> Vec<(f64, f64)> {
     let mut out = vec![(0.0f64, 0.0f64); n_features];
     for ((&f, &a), &b) in feature_of_dim.iter().zip(q).zip(v) {
         let (a, b) = (a as f64, b as f64);
@@ -272,11 +279,16 @@ pub fn split_similarity(feature_of_dim: &[usize], n_features: usize, q: &[f32], 
 /// Per-feature contributions of two vectors of a model: (feature, contribution, distance).
 pub fn contributions(model: &Model, a: u32, b: u32) -> Vec<(String, f64, f64)> {
     let g = FeatureGroups::new(&model.dims.features);
-    split_similarity(&g.of_dim, g.names.len(), model.index.vector(a), model.index.vector(b))
-        .into_iter()
-        .zip(&g.names)
-        .map(|((c, d), f)| (f.clone(), c, d))
-        .collect()
+    split_similarity(
+        &g.of_dim,
+        g.names.len(),
+        model.index.vector(a),
+        model.index.vector(b),
+    )
+    .into_iter()
+    .zip(&g.names)
+    .map(|((c, d), f)| (f.clone(), c, d))
+    .collect()
 }
 
 fn answer(
@@ -349,7 +361,11 @@ fn answer(
     Ok(Answer {
         item_cd: q.item_cd.clone(),
         item_key: q.item_key.clone(),
-        vector: if q.label.is_some() { "model" } else { "encoded" },
+        vector: if q.label.is_some() {
+            "model"
+        } else {
+            "encoded"
+        },
         part_nm: q.attrs.as_ref().and_then(|a| text_value(a, "part_nm")),
         part_type: q.attrs.as_ref().and_then(|a| text_value(a, "part_type")),
         own_rout_no: own,
@@ -450,8 +466,13 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 })
                 .collect();
             let _ = writeln!(o, "    why similar: {}", why.join("; "));
-            let mut diff: Vec<&FeatureTerm> = n.features.iter().filter(|t| t.distance > 0.0).collect();
-            diff.sort_by(|a, b| b.distance.total_cmp(&a.distance).then_with(|| a.feature.cmp(&b.feature)));
+            let mut diff: Vec<&FeatureTerm> =
+                n.features.iter().filter(|t| t.distance > 0.0).collect();
+            diff.sort_by(|a, b| {
+                b.distance
+                    .total_cmp(&a.distance)
+                    .then_with(|| a.feature.cmp(&b.feature))
+            });
             let differs: Vec<String> = diff
                 .iter()
                 .take(opts.explain)
@@ -459,7 +480,9 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                     let vals = match (&t.query_value, &t.neighbour_value) {
                         (Some(q), Some(v)) if q != v => format!(
                             " {q} -> {v}{}",
-                            size_change(t).map(|c| format!(" ({c})")).unwrap_or_default()
+                            size_change(t)
+                                .map(|c| format!(" ({c})"))
+                                .unwrap_or_default()
                         ),
                         _ => String::new(),
                     };
@@ -570,6 +593,17 @@ struct NewItems {
     clean: RecordBatch,
 }
 
+/// The vectors `recommend` computes for the items of an input file (CSV or JSON lines), in
+/// item_key order: (item_key, vector rows). What `update` would compute for them (tested).
+pub async fn encode_input(
+    model_dir: &Path,
+    path: &Path,
+) -> Result<(Vec<String>, ndarray::Array2<f32>)> {
+    let model = Model::load(model_dir)?;
+    let n = read_new_items(&model, model_dir, path).await?;
+    Ok((n.keys, n.vectors))
+}
+
 /// Reads new items (CSV with a header, or JSON lines) in the item view's own columns, cleans and
 /// encodes them with the model's transforms and fitted state.
 async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<NewItems> {
@@ -581,9 +615,8 @@ async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<
         ("standard input".to_string(), s)
     } else {
         let shown = path.display().to_string();
-        let s = std::fs::read_to_string(path).map_err(|e| {
-            Error::input(&shown, format!("cannot read the items file: {e}"))
-        })?;
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| Error::input(&shown, format!("cannot read the items file: {e}")))?;
         (shown, s)
     };
     let batch = item_view_batch(&t.mapping, &shown, &text)?;
@@ -593,7 +626,9 @@ async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<
     let clean = apply::clean_items(&ctx).await?;
     let enc = apply::encode(&ctx, &t, clean.clone()).await?;
     if enc.vectors.ncols() != model.index.dim {
-        return Err(Error::internal("encoded vectors do not match the model's dimension"));
+        return Err(Error::internal(
+            "encoded vectors do not match the model's dimension",
+        ));
     }
     Ok(NewItems {
         keys: enc.items.keys,
@@ -642,7 +677,10 @@ fn item_view_batch(mapping: &Mapping, shown: &str, text: &str) -> Result<RecordB
                 continue;
             }
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                Error::input(format!("{shown}, line {}", i + 1), format!("not a JSON object: {e}"))
+                Error::input(
+                    format!("{shown}, line {}", i + 1),
+                    format!("not a JSON object: {e}"),
+                )
             })?;
             let obj = v.as_object().ok_or_else(|| {
                 Error::input(format!("{shown}, line {}", i + 1), "not a JSON object")
@@ -664,7 +702,10 @@ fn item_view_batch(mapping: &Mapping, shown: &str, text: &str) -> Result<RecordB
     } else {
         let records = crate::csv::parse(text).map_err(|e| Error::input(shown, e))?;
         let Some(((_, header), body)) = records.split_first() else {
-            return Err(Error::input(shown, "empty: expected a header line and one item per line"));
+            return Err(Error::input(
+                shown,
+                "empty: expected a header line and one item per line",
+            ));
         };
         for h in header {
             if !names.contains(h) && !unknown.contains(h) {
@@ -762,15 +803,27 @@ fn register_erp_tables(
     mapping: &Mapping,
     items: RecordBatch,
 ) -> Result<()> {
+    // By their exact (mixed-case) names, as the Parquet and ODBC sources register them.
     let reg = |name: &str, b: RecordBatch| {
-        ctx.register_batch(name, b)
-            .map(|_| ())
-            .map_err(|e| Error::internal(format!("registering {name}: {e}")))
+        let table = datafusion::datasource::MemTable::try_new(b.schema(), vec![vec![b]])
+            .map_err(|e| Error::internal(format!("registering {name}: {e}")))?;
+        ctx.register_table(
+            datafusion::common::TableReference::bare(name),
+            Arc::new(table),
+        )
+        .map(|_| ())
+        .map_err(|e| Error::internal(format!("registering {name}: {e}")))
     };
     reg(crate::mapping::VIEWS[0].erp_name, items)?;
     for (view, contract) in [
-        (crate::mapping::VIEWS[1].erp_name, crate::sample::routing_schema()),
-        (crate::mapping::VIEWS[2].erp_name, crate::sample::work_order_schema()),
+        (
+            crate::mapping::VIEWS[1].erp_name,
+            crate::sample::routing_schema(),
+        ),
+        (
+            crate::mapping::VIEWS[2].erp_name,
+            crate::sample::work_order_schema(),
+        ),
     ] {
         let fields: Vec<Field> = mapping
             .columns(view)

@@ -68,7 +68,11 @@ pub struct UpdateSummary {
 const LIST: usize = 50;
 
 /// `trainer update`.
-pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -> Result<UpdateSummary> {
+pub async fn update(
+    config_path: &Path,
+    model_dir: Option<&Path>,
+    quiet: bool,
+) -> Result<UpdateSummary> {
     let started = Instant::now();
     let cfg = Config::load(config_path)?;
     let dir = model_dir.map_or_else(|| cfg.output.models_dir.clone(), Path::to_path_buf);
@@ -143,10 +147,15 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
         ));
     }
     if diff.changed.len() > LIST {
-        log.info(format!("... and {} more changed items", diff.changed.len() - LIST));
+        log.info(format!(
+            "... and {} more changed items",
+            diff.changed.len() - LIST
+        ));
     }
     for cd in diff.disappeared.iter().take(LIST) {
-        log.info(format!("no longer in the sources (still in the model): {cd}"));
+        log.info(format!(
+            "no longer in the sources (still in the model): {cd}"
+        ));
     }
     if diff.disappeared.len() > LIST {
         log.info(format!(
@@ -237,7 +246,9 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
     let new_nearest: Vec<(Option<u32>, f32)> = (start as u32..n as u32)
         .into_par_iter()
         .map(|i| {
-            match with_visited(|vis| similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)) {
+            match with_visited(|vis| {
+                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)
+            }) {
                 Some((d, j)) => (Some(j), 1.0 - d),
                 None => (None, 0.0),
             }
@@ -322,8 +333,11 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
             }
         })
         .collect();
-    let by_cd: std::collections::HashMap<&str, usize> =
-        rows.iter().enumerate().map(|(i, r)| (r.item_cd, i)).collect();
+    let by_cd: std::collections::HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.item_cd, i))
+        .collect();
     let mut queue = read_queue(&dir.join(QUEUE_FILE))?;
     let mut resolved = 0usize;
     for e in queue.iter_mut().filter(|e| e.is_open()) {
@@ -358,9 +372,9 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
 
     // ---- advice --------------------------------------------------------------------------------
     let trained_items = meta["items"].as_u64().unwrap_or(start as u64) as usize;
-    let added_before: usize = meta["updates"]
-        .as_array()
-        .map_or(0, |u| u.iter().filter_map(|x| x["added"].as_u64()).sum::<u64>() as usize);
+    let added_before: usize = meta["updates"].as_array().map_or(0, |u| {
+        u.iter().filter_map(|x| x["added"].as_u64()).sum::<u64>() as usize
+    });
     let share = (added_before + added) as f64 / trained_items.max(1) as f64;
     if share > cfg.update.retrain_share {
         advice.push(format!(
@@ -440,8 +454,9 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
     rest?;
     write_queue(&out.join(QUEUE_FILE), &queue)?;
     let mut sidecar: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(SIDECAR_FILE))
-            .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?,
+        &std::fs::read_to_string(dir.join(SIDECAR_FILE)).map_err(|e| {
+            Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string())
+        })?,
     )
     .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?;
     sidecar["N"] = json!(n);
@@ -504,7 +519,10 @@ pub async fn update(config_path: &Path, model_dir: Option<&Path>, quiet: bool) -
     })
 }
 
-fn transform_register_volumes(ctx: &datafusion::prelude::SessionContext, cfg: &Config) -> Result<()> {
+fn transform_register_volumes(
+    ctx: &datafusion::prelude::SessionContext,
+    cfg: &Config,
+) -> Result<()> {
     let volumes = ItemVolumes::load(&cfg.item_metadata)?;
     let _ = ctx.deregister_table("item_metadata");
     ctx.register_batch("item_metadata", volumes.to_batch())
@@ -515,7 +533,12 @@ fn transform_register_volumes(ctx: &datafusion::prelude::SessionContext, cfg: &C
 fn key_column(b: &RecordBatch) -> Result<&StringArray> {
     b.column_by_name("item_key")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::sql("clean_items", "the view must return a text column `item_key`"))
+        .ok_or_else(|| {
+            Error::sql(
+                "clean_items",
+                "the view must return a text column `item_key`",
+            )
+        })
 }
 
 /// The sources' items against the model's.
@@ -610,9 +633,9 @@ fn append_sorted(old: &RecordBatch, new: &RecordBatch, by: &[&str]) -> Result<Re
     let schema = old.schema();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (c, f) in schema.fields().iter().enumerate() {
-        let add = new.column_by_name(f.name()).ok_or_else(|| {
-            Error::internal(format!("new rows lack column `{}`", f.name()))
-        })?;
+        let add = new
+            .column_by_name(f.name())
+            .ok_or_else(|| Error::internal(format!("new rows lack column `{}`", f.name())))?;
         let add = arrow::compute::cast(add, f.data_type())
             .map_err(|e| Error::internal(format!("column `{}`: {e}", f.name())))?;
         let both = arrow::compute::concat(&[old.column(c).as_ref(), add.as_ref()])

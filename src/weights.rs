@@ -131,7 +131,15 @@ pub async fn new_item_weights(
     Ok(volume
         .iter()
         .zip(&dom)
-        .map(|(&v, &d)| item_weight(v.min(max_volume), d, cfg.weights.item.volume_floor, max_volume).2)
+        .map(|(&v, &d)| {
+            item_weight(
+                v.min(max_volume),
+                d,
+                cfg.weights.item.volume_floor,
+                max_volume,
+            )
+            .2
+        })
         .collect())
 }
 

@@ -394,7 +394,10 @@ async fn plan_as_written(
     // The config is the context's, which says "create the default catalog": building a state
     // from it would register a fresh, empty default catalog in the catalog list it shares with
     // the context, and every table of the context would be gone after this query.
-    config.options_mut().catalog.create_default_catalog_and_schema = false;
+    config
+        .options_mut()
+        .catalog
+        .create_default_catalog_and_schema = false;
     let state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();

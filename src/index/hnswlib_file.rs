@@ -129,7 +129,9 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
         ));
     }
     if maxlevel >= 0 && entry as usize >= n {
-        return Err(format!("entry point {entry} is not one of the {n} elements"));
+        return Err(format!(
+            "entry point {entry} is not one of the {n} elements"
+        ));
     }
     let mut data = Vec::with_capacity(n * dim);
     let mut links: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n);
@@ -148,7 +150,9 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
             .map(|k| u32::from_le_bytes(rec[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
             .collect();
         if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
-            return Err(format!("element {i} links to {bad}, beyond the {n} elements"));
+            return Err(format!(
+                "element {i} links to {bad}, beyond the {n} elements"
+            ));
         }
         links.push(vec![l]);
         for k in 0..dim {
@@ -183,7 +187,9 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
                 .map(|k| u32::from_le_bytes(blk[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
                 .collect();
             if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
-                return Err(format!("element {i} links to {bad}, beyond the {n} elements"));
+                return Err(format!(
+                    "element {i} links to {bad}, beyond the {n} elements"
+                ));
             }
             li.push(l);
             o += block;

@@ -11,10 +11,18 @@ fn help_texts() {
         vec!["explain", "--help"],
         vec!["sample", "--help"],
         vec!["vectorize", "--help"],
+        vec!["update", "--help"],
+        vec!["recommend", "--help"],
+        vec!["extract", "--help"],
+        vec!["sources", "check", "--help"],
     ] {
         let out = trainer(&args);
         assert!(out.status.success());
-        let name = format!("help_{}", args[0].trim_start_matches('-'));
+        // `help_help` for the top level, `help_sources_check` for `sources check --help`.
+        let name = match &args[..args.len() - 1] {
+            [] => "help_help".to_string(),
+            words => format!("help_{}", words.join("_")),
+        };
         snapshots().bind(|| insta::assert_snapshot!(name, String::from_utf8_lossy(&out.stdout)));
     }
 }

@@ -7,5 +7,6 @@ mod eval;
 mod odbc;
 mod pipeline;
 mod real_clients;
+mod recommend;
 mod transforms;
 mod update;

@@ -140,7 +140,10 @@ fn three_runs_are_bit_identical() {
     }
     // A different HNSW seed changes the graph (the seed is really used).
     let other = Project::with(&sample_dir(), |t| {
-        t.replace("  ef_search: 256\n  seed: 42\n", "  ef_search: 256\n  seed: 7\n")
+        t.replace(
+            "  ef_search: 256\n  seed: 42\n",
+            "  ef_search: 256\n  seed: 7\n",
+        )
     });
     other.run_ok();
     assert_ne!(

@@ -64,3 +64,77 @@ fn tensorboard_serves_the_projector() {
     assert!(!r["first_item"].as_str().unwrap().is_empty());
     assert!(!r["first_part_nm"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn example_client_agrees_with_recommend() {
+    let Some(py) = python() else { return };
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let items = trainer::transform::load_table(&p.models().join("items.parquet")).unwrap();
+    let cds = items.column_by_name("ITEM_CD").unwrap();
+    let cds = cds
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    let asked: Vec<String> = (0..arrow::array::Array::len(cds))
+        .step_by(37)
+        .map(|i| cds.value(i).to_string())
+        .collect();
+    let models = p.models();
+    let mut args = vec![
+        "recommend".to_string(),
+        "--json".into(),
+        "--model".into(),
+        models.display().to_string(),
+    ];
+    args.extend(asked.iter().cloned());
+    let ours = crate::common::trainer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let theirs = Command::new(&py)
+        .arg(repo().join("examples/recommend.py"))
+        .arg(&models)
+        .args(&asked)
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    let parse = |b: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (ours, theirs) = (parse(&ours.stdout), parse(&theirs.stdout));
+    assert_eq!(ours.len(), asked.len());
+    assert_eq!(theirs.len(), asked.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(a["item_cd"], b["item_cd"]);
+        // Neighbours as (similarity to 1e-5, ITEM_CD): the same items in the same order, up to
+        // the order of exact ties.
+        let key = |v: &serde_json::Value| -> Vec<(i64, String, String)> {
+            let mut n: Vec<(i64, String, String)> = v["neighbours"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        -(x["similarity"].as_f64().unwrap() * 1e5).round() as i64,
+                        x["item_cd"].as_str().unwrap().to_string(),
+                        x["routing"]["rout_no"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(key(a), key(b), "{}", a["item_cd"]);
+        assert_eq!(a["neighbours"].as_array().unwrap().len(), 5);
+    }
+}

@@ -108,7 +108,9 @@ fn update_ok(s: &Setup) -> String {
 fn strings(b: &arrow::record_batch::RecordBatch, c: &str) -> Vec<String> {
     let a = b.column_by_name(c).unwrap();
     let a = a.as_any().downcast_ref::<StringArray>().unwrap();
-    a.iter().map(|x| x.unwrap_or_default().to_string()).collect()
+    a.iter()
+        .map(|x| x.unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Every file of a model directory with its bytes (relative path order).
@@ -150,7 +152,13 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     assert_eq!(strings(&items, "item_key")[n0..], s.dropped[..]);
     let labels = items.column_by_name("label").unwrap();
     let labels = labels.as_any().downcast_ref::<UInt64Array>().unwrap();
-    assert!(labels.values().iter().enumerate().all(|(i, &l)| l == i as u64));
+    assert!(
+        labels
+            .values()
+            .iter()
+            .enumerate()
+            .all(|(i, &l)| l == i as u64)
+    );
 
     // Old vectors unchanged to the bit; new ones are what `vectorize` gives with this model.
     let (n, d2, vecs) = read_npy(&m.join("vectors.npy"));
@@ -218,7 +226,10 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     // Nothing new: nothing changes, and it says so.
     let files = snapshot(&m);
     let again = update_ok(&s);
-    assert!(again.starts_with("nothing new: 1000 items in the model"), "{again}");
+    assert!(
+        again.starts_with("nothing new: 1000 items in the model"),
+        "{again}"
+    );
     assert!(snapshot(&m) == files, "a no-op update changed the model");
 
     // The real hnswlib loads the updated index and finds the same neighbours.
@@ -228,12 +239,19 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
             .arg(&m)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["n"], 1000);
         assert_eq!(r["self_hit_at_1"], 1.0);
         assert_eq!(r["resave_identical"], true, "{r}");
-        assert!(r["nearest_other_agreement"].as_f64().unwrap() >= 0.99, "{r}");
+        assert!(
+            r["nearest_other_agreement"].as_f64().unwrap() >= 0.99,
+            "{r}"
+        );
     }
 }
 
@@ -272,7 +290,10 @@ fn sample_with_twin(to: &Path, code: &str, twin: &str) {
     let b = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
     let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
     let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-    let pick: BooleanArray = c.iter().map(|v| Some(v.map(key) == Some(code.into()))).collect();
+    let pick: BooleanArray = c
+        .iter()
+        .map(|v| Some(v.map(key) == Some(code.into())))
+        .collect();
     let row = filter_record_batch(&b, &pick).unwrap().slice(0, 1);
     let idx = row.schema().index_of("ITEM_CD").unwrap();
     let mut cols = row.columns().to_vec();
@@ -296,14 +317,25 @@ fn the_retrain_queue_keeps_rows_and_resolves_them() {
     p.run_ok();
     let m = p.models();
     let queue0 = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
-    let low_cd = queue0.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+    let low_cd = queue0
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
     let open0 = queue0.lines().count() - 1;
     assert!(open0 > 10);
     let data = tempfile::tempdir().unwrap();
     sample_with_twin(data.path(), &low_cd, "ZZTWIN0001");
     let full = Project::new(data.path());
     let out = update(&full.config, &m, None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("added 1 items"), "{stdout}");
     assert!(stdout.contains("1 queued items resolved"), "{stdout}");
@@ -355,7 +387,11 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
         data.path().join("item_metadata.json"),
     )
     .unwrap();
-    std::fs::write(data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet"), b"not parquet").unwrap();
+    std::fs::write(
+        data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet"),
+        b"not parquet",
+    )
+    .unwrap();
     let bad = Project::new(data.path());
     let out = update(&bad.config, &m, None);
     assert_eq!(out.status.code(), Some(3));
@@ -370,7 +406,19 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("retrain"), "{err}");
     std::fs::write(&meta_path, text).unwrap();
-    // After all that, the update still works.
+    // The killed updates' staging folders are left beside the model until the next writer
+    // starts; it removes them.
+    let parent = m.parent().unwrap();
+    let leftovers = |p: &Path| {
+        std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".models."))
+            .count()
+    };
+    assert!(leftovers(parent) > 0);
+    // After all that, the update still works, and cleans up.
     update_ok(&s);
+    assert_eq!(leftovers(parent), 0);
     let _ = trainer(&["--version"]);
 }

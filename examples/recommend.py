@@ -1,0 +1,97 @@
+"""Propose routings for items of a trainer model with the model files and hnswlib alone.
+
+Usage: python examples/recommend.py MODELS_DIR ITEM_CD [ITEM_CD ...] [--top-k 5]
+
+This is what a Stage-3 service does with a model directory (see docs/stage3.md): load the index
+with the real `hnswlib` package, look the item up in items.parquet, search at the model's
+ef_search, keep the nearest items that have a routing (never the item itself), and read their
+routings from routings.parquet. Prints one JSON object per item, one per line, with the fields of
+`trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity, tier,
+routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
+Needs: hnswlib==0.8.0, numpy, pyarrow.
+"""
+import argparse
+import json
+import os
+import sys
+
+import hnswlib
+import numpy as np
+import pyarrow.parquet as pq
+
+MODEL_FORMAT_VERSION = 1
+
+
+def load(models):
+    meta = json.load(open(os.path.join(models, "training_metadata.json")))
+    if meta.get("model_format_version") != MODEL_FORMAT_VERSION:
+        sys.exit(f"{models}: model format {meta.get('model_format_version')}, this client reads {MODEL_FORMAT_VERSION}")
+    side = json.load(open(os.path.join(models, "hnsw_index.json")))
+    index = hnswlib.Index(space="cosine", dim=side["dim"])
+    index.load_index(os.path.join(models, "hnsw_index.bin"), max_elements=0)
+    index.set_ef(side["ef_search"])
+    items = pq.read_table(os.path.join(models, "items.parquet")).to_pydict()
+    routings = {}
+    for row in pq.read_table(os.path.join(models, "routings.parquet")).to_pylist():
+        routings.setdefault(row["item_key"], []).append(row)
+    vectors = np.load(os.path.join(models, "vectors.npy"), mmap_mode="r")
+    return meta, side, index, items, routings, vectors
+
+
+def propose(label, meta, side, index, items, routings, vectors, top_k):
+    n = index.get_current_count()
+    thr = meta["similarity_threshold"]
+    k = max(side["ef_search"], top_k)
+    while True:
+        labels, dists = index.knn_query(np.asarray(vectors[label:label + 1]), k=min(k, n))
+        found = [
+            (int(l), 1.0 - float(d))
+            for l, d in zip(labels[0], dists[0])
+            if l != label and items["has_routing"][l]
+        ][:top_k]
+        if len(found) >= top_k or k >= n:
+            break
+        index.set_ef(min(4 * k, n))
+        k = min(4 * k, n)
+    index.set_ef(side["ef_search"])
+    out = []
+    for rank, (l, sim) in enumerate(found, 1):
+        ops = sorted(routings[items["item_key"][l]], key=lambda r: (r["proc_seq"], r["rout_no"]))
+        out.append({
+            "rank": rank,
+            "label": l,
+            "item_cd": items["ITEM_CD"][l],
+            "similarity": sim,
+            "tier": "HIGH" if sim >= thr else "LOW",
+            "routing": {
+                "rout_no": ops[0]["rout_no"],
+                "operations": [
+                    {k: r[k] for k in ("proc_seq", "job_cd", "res_cd", "setup_minutes", "run_minutes",
+                                       "std_minutes", "outsourced", "reports", "actual_hours_per_unit")}
+                    for r in ops
+                ],
+            },
+        })
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models")
+    ap.add_argument("items", nargs="+")
+    ap.add_argument("--top-k", type=int, default=5)
+    a = ap.parse_args()
+    meta, side, index, items, routings, vectors = load(a.models)
+    by_key = {k: i for i, k in enumerate(items["item_key"])}
+    for cd in a.items:
+        label = by_key.get(" ".join(cd.split()).upper())
+        if label is None:
+            sys.exit(f"ITEM_CD {cd} is not in the model {a.models}")
+        print(json.dumps({
+            "item_cd": items["ITEM_CD"][label],
+            "neighbours": propose(label, meta, side, index, items, routings, vectors, a.top_k),
+        }))
+
+
+if __name__ == "__main__":
+    main()
