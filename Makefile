@@ -10,7 +10,7 @@ CONFIG ?= config/trainer.yml
 APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev odbc-mdbtools odbc-postgresql postgresql python3-venv python3-dev
 PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
 
-.PHONY: deps pyenv build run eval test lint fmt-check sample docker bench bench-odbc
+.PHONY: deps pyenv build run recommend eval test lint fmt-check sample docker bench bench-odbc
 
 ## deps: Debian packages the build and tests need (odbc-api links against unixODBC).
 deps:
@@ -54,6 +54,10 @@ sample:
 
 docker:
 	docker build -t trainer .
+
+## recommend: train on the sample, then propose routings for two of its items.
+recommend: run
+	$(CARGO) run --locked --quiet -- recommend --model models 0050000002 B00009JNC
 
 ## eval: recommendation quality on the bundled sample (held-out routings, two baselines).
 eval: deps
