@@ -12,20 +12,51 @@ pub fn atomic_write_with<F>(path: &Path, f: F) -> Result<()>
 where
     F: FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 {
-    let tmp = tmp_sibling(path);
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        f(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, "write the file", e));
+    let mut file = AtomicFile::create(path)?;
+    f(file.writer()).map_err(|e| Error::io(path, "write the file", e))?;
+    file.commit()
+}
+
+/// A file written under a temporary sibling name and renamed into place by [`AtomicFile::commit`]
+/// (after an fsync); dropped uncommitted, the temporary file is removed.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let tmp = tmp_sibling(path);
+        let file = File::create(&tmp).map_err(|e| Error::io(path, "write the file", e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            w: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
     }
-    Ok(())
+
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.w.as_mut().expect("an uncommitted file has its writer")
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        let w = self.w.take().expect("committed once");
+        let result = (|| -> std::io::Result<()> {
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(&self.tmp, &self.path)
+        })();
+        result.map_err(|e| Error::io(&self.path, "write the file", e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.w.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {

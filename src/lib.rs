@@ -27,6 +27,7 @@ pub mod fsutil;
 pub mod index;
 pub mod mapping;
 pub mod model;
+pub mod parquet_io;
 pub mod pipeline;
 pub mod recommend;
 pub mod rng;

@@ -298,70 +298,93 @@ pub struct Routing {
     pub operations: Vec<Operation>,
 }
 
-impl ByKey {
-    /// The routing of `key` from `routings.parquet` (`None`: the item has none).
-    pub fn routing(&self, key: &str) -> Result<Option<Routing>> {
-        let rows = self.rows(key);
+/// `routings.parquet`, its columns typed once at load.
+pub struct Routings {
+    pub by_key: ByKey,
+    rout_no: StringArray,
+    proc_seq: arrow::array::Int64Array,
+    job_cd: StringArray,
+    res_cd: StringArray,
+    setup: Float64Array,
+    run: Float64Array,
+    qty: Float64Array,
+    std: Float64Array,
+    outsourced: BooleanArray,
+    reports: arrow::array::Int64Array,
+    actual: Float64Array,
+    mad: Float64Array,
+}
+
+impl Routings {
+    pub fn load(path: &Path) -> Result<Routings> {
+        let by_key = ByKey::load(path)?;
+        let b = &by_key.batch;
+        let f64c = |name: &str| col::<Float64Array>(b, name, &DataType::Float64, path).cloned();
+        let strc = |name: &str| col::<StringArray>(b, name, &DataType::Utf8, path).cloned();
+        let int = |name: &str| -> Result<arrow::array::Int64Array> {
+            let c = b
+                .column_by_name(name)
+                .ok_or_else(|| input(path, format!("column `{name}` is missing; retrain")))?;
+            let c = arrow::compute::cast(c, &DataType::Int64)
+                .map_err(|e| input(path, format!("{name}: {e}")))?;
+            Ok(c.as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("cast to Int64")
+                .clone())
+        };
+        Ok(Routings {
+            rout_no: strc("rout_no")?,
+            proc_seq: int("proc_seq")?,
+            job_cd: strc("job_cd")?,
+            res_cd: strc("res_cd")?,
+            setup: f64c("setup_minutes")?,
+            run: f64c("run_minutes")?,
+            qty: f64c("run_time_qty")?,
+            std: f64c("std_minutes")?,
+            outsourced: col::<BooleanArray>(b, "outsourced", &DataType::Boolean, path)?.clone(),
+            reports: int("reports")?,
+            actual: f64c("actual_hours_per_unit")?,
+            mad: f64c("actual_hours_per_unit_mad")?,
+            by_key,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.by_key.path
+    }
+
+    /// The current routing of `key` (`None`: the item has none).
+    pub fn routing(&self, key: &str) -> Option<Routing> {
+        let rows = self.by_key.rows(key);
         if rows.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let p = &self.path;
-        let b = &self.batch;
-        let f64c = |name: &str| col::<Float64Array>(b, name, &DataType::Float64, p);
-        let strc = |name: &str| col::<StringArray>(b, name, &DataType::Utf8, p);
-        let rout = strc("rout_no")?;
-        let seq = b
-            .column_by_name("proc_seq")
-            .ok_or_else(|| input(p, "column `proc_seq` is missing; retrain"))?;
-        let seq = arrow::compute::cast(seq, &DataType::Int64)
-            .map_err(|e| input(p, format!("proc_seq: {e}")))?;
-        let seq = seq
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .unwrap();
-        let reports = arrow::compute::cast(
-            b.column_by_name("reports")
-                .ok_or_else(|| input(p, "column `reports` is missing; retrain"))?,
-            &DataType::Int64,
-        )
-        .map_err(|e| input(p, format!("reports: {e}")))?;
-        let reports = reports
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .unwrap();
-        let (job, res) = (strc("job_cd")?, strc("res_cd")?);
-        let (setup, run, qty, std) = (
-            f64c("setup_minutes")?,
-            f64c("run_minutes")?,
-            f64c("run_time_qty")?,
-            f64c("std_minutes")?,
-        );
-        let outs = col::<BooleanArray>(b, "outsourced", &DataType::Boolean, p)?;
-        let (act, mad) = (
-            f64c("actual_hours_per_unit")?,
-            f64c("actual_hours_per_unit_mad")?,
-        );
         let opt = |a: &Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
-        let ops = rows
+        let text = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+        let operations = rows
             .clone()
             .map(|i| Operation {
-                proc_seq: seq.value(i),
-                job_cd: (!job.is_null(i)).then(|| job.value(i).to_string()),
-                res_cd: (!res.is_null(i)).then(|| res.value(i).to_string()),
-                setup_minutes: opt(setup, i),
-                run_minutes: opt(run, i),
-                run_time_qty: opt(qty, i).unwrap_or(1.0),
-                std_minutes: opt(std, i).unwrap_or(0.0),
-                outsourced: outs.value(i),
-                reports: reports.value(i),
-                actual_hours_per_unit: opt(act, i),
-                actual_hours_per_unit_mad: opt(mad, i),
+                proc_seq: self.proc_seq.value(i),
+                job_cd: text(&self.job_cd, i),
+                res_cd: text(&self.res_cd, i),
+                setup_minutes: opt(&self.setup, i),
+                run_minutes: opt(&self.run, i),
+                run_time_qty: opt(&self.qty, i).unwrap_or(1.0),
+                std_minutes: opt(&self.std, i).unwrap_or(0.0),
+                outsourced: !self.outsourced.is_null(i) && self.outsourced.value(i),
+                reports: if self.reports.is_null(i) {
+                    0
+                } else {
+                    self.reports.value(i)
+                },
+                actual_hours_per_unit: opt(&self.actual, i),
+                actual_hours_per_unit_mad: opt(&self.mad, i),
             })
             .collect();
-        Ok(Some(Routing {
-            rout_no: rout.value(rows.start).to_string(),
-            operations: ops,
-        }))
+        Some(Routing {
+            rout_no: text(&self.rout_no, rows.start).unwrap_or_default(),
+            operations,
+        })
     }
 }
 

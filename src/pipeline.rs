@@ -413,20 +413,23 @@ pub async fn train_vectors(
     // encode layer drops them).
     let routed_keys = routed_item_keys(ctx).await?;
     if let Some(dir) = opts.model_dir {
-        save_query(
-            ctx,
-            ROUTING_OPS_SQL,
-            "routing_ops",
-            &dir.join(ROUTINGS_FILE),
-        )
-        .await?;
-        save_query(
-            ctx,
-            ITEM_FEATURES_SQL,
-            "clean_items",
-            &dir.join(ITEM_FEATURES_FILE),
-        )
-        .await?;
+        // The clean layer's freed working memory would otherwise stay in the allocator's arenas
+        // under what these writers add.
+        crate::export::log::release_free_memory();
+        for (sql, what, file) in [
+            (ROUTING_OPS_SQL, "routing_ops", ROUTINGS_FILE),
+            (ITEM_FEATURES_SQL, "clean_items", ITEM_FEATURES_FILE),
+        ] {
+            let t = Instant::now();
+            crate::export::log::mark_peak_rss();
+            let n = save_query(ctx, sql, what, &dir.join(file)).await?;
+            log.info(format!(
+                "{file}: {n} rows from {what} in {:.3} s, peak RSS {}",
+                t.elapsed().as_secs_f64(),
+                mib(crate::export::log::mark_peak_rss())
+            ));
+        }
+        crate::export::log::release_free_memory();
     }
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
@@ -527,7 +530,7 @@ pub const ROUTINGS_FILE: &str = "routings.parquet";
 /// `models/item_features.parquet`: the cleaned attributes of every item (`clean_items`), for
 /// `recommend`'s explanations and `update`'s change detection.
 pub const ITEM_FEATURES_FILE: &str = "item_features.parquet";
-const ROUTING_OPS_SQL: &str = "SELECT * FROM routing_ops ORDER BY item_key, proc_seq, rout_no";
+const ROUTING_OPS_SQL: &str = "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq";
 const ITEM_FEATURES_SQL: &str = "SELECT * FROM clean_items ORDER BY item_key";
 
 /// The keys of the items with a current routing, sorted.
@@ -550,16 +553,16 @@ pub async fn routed_item_keys(ctx: &datafusion::prelude::SessionContext) -> Resu
     Ok(keys)
 }
 
-/// Runs `sql` and saves its result as one Parquet file.
+/// Runs `sql` and streams its result into one Parquet file (never held whole). Returns the rows.
 pub async fn save_query(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
     what: &str,
     path: &Path,
 ) -> Result<usize> {
-    let batch = save_query_batch(ctx, sql, what).await?;
-    crate::sample::write_parquet(path, &batch)?;
-    Ok(batch.num_rows())
+    let stream = engine::stream_as_written(ctx, sql, what).await?;
+    let schema = stream.schema();
+    crate::parquet_io::write_stream(path, schema, stream, what).await
 }
 
 /// Runs `sql` and returns its result as one batch (of the query's schema, also when empty).

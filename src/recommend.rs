@@ -19,14 +19,15 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::apply::{self, Transforms};
 use crate::engine::{self, RowFilter};
 use crate::error::{Error, Result};
-use crate::index::hnsw::Visited;
+use crate::index::hnsw::{Visited, with_visited};
 use crate::mapping::Mapping;
-use crate::model::{ByKey, ITEM_FEATURES_FILE, Model, ROUTINGS_FILE, Routing};
+use crate::model::{ByKey, ITEM_FEATURES_FILE, Model, ROUTINGS_FILE, Routing, Routings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -118,7 +119,7 @@ pub async fn recommend(
         return Err(Error::usage("--top-k must be at least 1"));
     }
     let model = Model::load(model_dir)?;
-    let routings = ByKey::load(&model_dir.join(ROUTINGS_FILE))?;
+    let routings = Routings::load(&model_dir.join(ROUTINGS_FILE))?;
     let features = ByKey::load(&model_dir.join(ITEM_FEATURES_FILE))?;
     let by_key = model.items.by_key();
 
@@ -172,13 +173,11 @@ pub async fn recommend(
     }
 
     let groups = FeatureGroups::new(&model.dims.features);
-    let mut vis = Visited::new(model.index.len());
-    let mut answers = Vec::with_capacity(queries.len());
-    for q in &queries {
-        answers.push(answer(
-            &model, &routings, &features, &groups, q, opts, &mut vis,
-        )?);
-    }
+    // Items are answered on all cores (each answer depends on its item only; order is kept).
+    let answers: Vec<Answer> = queries
+        .par_iter()
+        .map(|q| with_visited(|vis| answer(&model, &routings, &features, &groups, q, opts, vis)))
+        .collect::<Result<_>>()?;
     Ok(match opts.format {
         Format::Table => render_table(&answers, opts),
         Format::Json => answers
@@ -293,7 +292,7 @@ pub fn contributions(model: &Model, a: u32, b: u32) -> Vec<(String, f64, f64)> {
 
 fn answer(
     model: &Model,
-    routings: &ByKey,
+    routings: &Routings,
     features: &ByKey,
     groups: &FeatureGroups,
     q: &Query,
@@ -305,9 +304,9 @@ fn answer(
     let mut neighbours = Vec::with_capacity(found.len());
     for (rank, (l, sim)) in found.into_iter().enumerate() {
         let key = &model.items.item_key[l as usize];
-        let routing = routings.routing(key)?.ok_or_else(|| {
+        let routing = routings.routing(key).ok_or_else(|| {
             Error::input(
-                routings.path.display().to_string(),
+                routings.path().display().to_string(),
                 format!(
                     "item {} is marked as having a routing in items.parquet but has none here: \
                      the model files do not belong together; retrain",
@@ -355,7 +354,7 @@ fn answer(
         });
     }
     let own = match q.label {
-        Some(_) => routings.routing(&q.item_key)?.map(|r| r.rout_no),
+        Some(_) => routings.routing(&q.item_key).map(|r| r.rout_no),
         None => None,
     };
     Ok(Answer {

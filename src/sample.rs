@@ -29,12 +29,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write_with;
+use crate::parquet_io::write_parquet;
 use crate::rng::Rng;
 
 pub const ITEM_VIEW: &str = "dbo_BI_ITEM_INFO_VIEW";
@@ -1391,31 +1389,4 @@ fn build_routings(
     let wo = RecordBatch::try_new(wschema, wo_arrays)
         .map_err(|e| Error::internal(format!("building the work-order batch: {e}")))?;
     Ok((routing, wo))
-}
-
-/// Writes one batch as a Parquet file (zstd), atomically.
-pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .set_created_by("trainer".to_string())
-        .build();
-    atomic_write_with(path, |w| {
-        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props.clone()))
-            .map_err(std::io::Error::other)?;
-        // Row groups are cut by the writer; write in slices to bound memory per call.
-        let step = 64 * 1024;
-        let mut off = 0;
-        while off < batch.num_rows() {
-            let len = step.min(batch.num_rows() - off);
-            writer
-                .write(&batch.slice(off, len))
-                .map_err(std::io::Error::other)?;
-            off += len;
-        }
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
-    })
 }

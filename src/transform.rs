@@ -200,13 +200,17 @@ fn held_input<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool
     computed_readers >= 2
 }
 
-/// Whether training computes `f` into a table (every 02_clean file, `fit_` files and the
-/// 03_encode inputs that several computed files read, see `held_input`) rather than defining a
+/// Whether training computes `f` into a table (the 02_clean files later files read, `fit_` files
+/// and the 03_encode inputs that several computed files read, see `held_input`) rather than defining a
 /// view, as [`create_views`] and [`run_encode`] do. `trainer explain` uses it to plan each file
 /// over what training reads.
 pub fn held_in_training(files: &[SqlFile], f: &SqlFile) -> bool {
     match f.layer.as_str() {
-        "02_clean" => true,
+        // Held because later views read them, many times over; one that no file reads
+        // (`routing_ops`, which `run` streams into routings.parquet) stays a view.
+        "02_clean" => files
+            .iter()
+            .any(|g| g.name != f.name && reads(&g.body, &f.name)),
         "03_encode" => {
             let later = files
                 .iter()
@@ -561,7 +565,7 @@ fn register_table(
 }
 
 pub fn save_table(path: &Path, batch: &RecordBatch) -> Result<()> {
-    crate::sample::write_parquet(path, batch)
+    crate::parquet_io::write_parquet(path, batch)
 }
 
 pub fn load_table(path: &Path) -> Result<RecordBatch> {

@@ -204,7 +204,7 @@ pub async fn update(
     let unseen = items_with_unseen_levels(&ctx).await?;
     let new_routings = pipeline::save_query_batch(
         &ctx,
-        "SELECT * FROM routing_ops ORDER BY item_key, proc_seq, rout_no",
+        "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq",
         "routing_ops",
     )
     .await?;
@@ -440,14 +440,14 @@ pub async fn update(
             )?;
             write_items(&out.join(ITEMS_FILE), &rows)?;
             let features = append_sorted(&old_features.batch, &chosen, &["item_key"])?;
-            crate::sample::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
+            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
             let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
             let routings = append_sorted(
                 &routings.batch,
                 &new_routings,
-                &["item_key", "proc_seq", "rout_no"],
+                &["item_key", "rout_no", "proc_seq"],
             )?;
-            crate::sample::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
         },
     );
     binary?;

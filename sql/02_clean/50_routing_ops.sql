@@ -5,6 +5,10 @@
 --          median hours per unit and the median absolute deviation around it, robust to the
 --          odd report booked against the wrong quantity). Saved as models/routings.parquet; only
 --          the routings of items in clean_items (a routing of an unknown item is never proposed).
+--
+-- Join shape: the small tables come first (`actuals RIGHT JOIN ...`, `item keys JOIN
+-- clean_routings`), so the hash tables are built on them and the routing rows stream through in
+-- their order (item_key, rout_no, proc_seq), which routings.parquet keeps.
 WITH wo AS (
     SELECT
         upper(norm_text(item_cd)) AS item_key,
@@ -21,11 +25,13 @@ typical AS (
     FROM wo
     GROUP BY item_key, rout_no, proc_seq
 ),
-spread AS (
-    SELECT w.item_key, w.rout_no, w.proc_seq, median(abs(w.hours_per_unit - t.hpu_median)) AS hpu_mad
-    FROM wo w
-    JOIN typical t ON t.item_key = w.item_key AND t.rout_no = w.rout_no AND t.proc_seq = w.proc_seq
-    GROUP BY w.item_key, w.rout_no, w.proc_seq
+actuals AS (
+    SELECT
+        t.item_key, t.rout_no, t.proc_seq, t.reports, t.hpu_median,
+        median(abs(w.hours_per_unit - t.hpu_median)) AS hpu_mad
+    FROM typical t
+    JOIN wo w ON w.item_key = t.item_key AND w.rout_no = t.rout_no AND w.proc_seq = t.proc_seq
+    GROUP BY t.item_key, t.rout_no, t.proc_seq, t.reports, t.hpu_median
 )
 SELECT
     r.item_key,
@@ -38,11 +44,12 @@ SELECT
     r.run_time_qty,
     r.std_minutes,
     r.outsourced = 1.0 AS outsourced,
-    coalesce(t.reports, 0) AS reports,
-    t.hpu_median AS actual_hours_per_unit,
-    s.hpu_mad AS actual_hours_per_unit_mad
-FROM clean_routings r
-LEFT JOIN typical t ON t.item_key = r.item_key AND t.rout_no = r.rout_no AND t.proc_seq = r.proc_seq
-LEFT JOIN spread s ON s.item_key = r.item_key AND s.rout_no = r.rout_no AND s.proc_seq = r.proc_seq
-WHERE r.item_key IN (SELECT item_key FROM clean_items)
-ORDER BY r.item_key, r.proc_seq
+    coalesce(a.reports, 0) AS reports,
+    a.hpu_median AS actual_hours_per_unit,
+    a.hpu_mad AS actual_hours_per_unit_mad
+FROM actuals a
+RIGHT JOIN (
+    SELECT r.*
+    FROM (SELECT item_key FROM clean_items) k
+    JOIN clean_routings r ON r.item_key = k.item_key
+) r ON a.item_key = r.item_key AND a.rout_no = r.rout_no AND a.proc_seq = r.proc_seq

@@ -66,7 +66,7 @@ pub fn write_items(path: &Path, rows: &[ItemRow]) -> Result<()> {
         ],
     )
     .map_err(|e| Error::internal(format!("items batch: {e}")))?;
-    crate::sample::write_parquet(path, &batch)
+    crate::parquet_io::write_parquet(path, &batch)
 }
 
 /// One row of `models/retrain_queue.csv`: an item whose nearest other item was below the

@@ -6,7 +6,7 @@
 //! a u32 byte size of its upper-level lists followed by `level · (4 + 4M)` bytes. Unused link
 //! slots are zero. Labels are internal ids (the row index of `items.parquet`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::hnsw::Hnsw;
@@ -79,127 +79,149 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads a file in hnswlib's layout (as written by `write` or by hnswlib itself).
+/// Reads a file in hnswlib's layout (as written by `write` or by hnswlib itself), streaming it
+/// record by record into the graph (the file is never held whole beside it).
 pub fn read(path: &Path, ef_construction: usize) -> Result<Hnsw> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| Error::input(&shown, format!("cannot read the index: {e}")))?;
-    parse(&bytes, ef_construction)
-        .map_err(|m| Error::input(&shown, format!("not an hnswlib index file: {m}")))
+    let len = file
+        .metadata()
+        .map_err(|e| Error::input(&shown, format!("cannot read the index: {e}")))?
+        .len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    parse_from(&mut r, len, ef_construction)
+        .map_err(|m| Error::input(&shown, format!("not an hnswlib index file: {m}; retrain")))
 }
 
 pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, String> {
-    let u64_at = |o: usize| -> std::result::Result<u64, String> {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
-            .ok_or("truncated".to_string())
-    };
-    let u32_at = |o: usize| -> std::result::Result<u32, String> {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
-            .ok_or("truncated".to_string())
-    };
-    if b.len() < HEADER_BYTES {
-        return Err(format!(
-            "{} bytes is shorter than the 96-byte header",
-            b.len()
-        ));
+    parse_from(&mut &b[..], b.len() as u64, ef_construction)
+}
+
+/// Parses `len` bytes of `r`. Every size the header announces is checked against `len` before
+/// anything is allocated, and every link against the element count, so a truncated or corrupt
+/// file is an error, never a panic or a huge allocation.
+fn parse_from(
+    r: &mut impl Read,
+    len: u64,
+    ef_construction: usize,
+) -> std::result::Result<Hnsw, String> {
+    let mut header = [0u8; HEADER_BYTES];
+    if len < HEADER_BYTES as u64 {
+        return Err(format!("{len} bytes is shorter than the 96-byte header"));
     }
-    let n = u64_at(16)? as usize;
-    let s = u64_at(24)? as usize;
-    let l0 = u64_at(40)? as usize;
-    let maxlevel = u32_at(48)? as i32;
-    let entry = u32_at(52)?;
-    let m = u64_at(56)? as usize;
-    let m0 = u64_at(64)? as usize;
-    if m == 0 || m0 != 2 * m || l0 != 4 + 4 * m0 || s < l0 + 8 || !(s - l0 - 8).is_multiple_of(4) {
+    r.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let u64_at = |o: usize| u64::from_le_bytes(header[o..o + 8].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(header[o..o + 4].try_into().unwrap());
+    let n = u64_at(16);
+    let s = u64_at(24);
+    let l0 = u64_at(40);
+    let maxlevel = u32_at(48) as i32;
+    let entry = u32_at(52);
+    let m = u64_at(56);
+    let m0 = u64_at(64);
+    if m == 0
+        || m > 10_000
+        || m0 != 2 * m
+        || l0 != 4 + 4 * m0
+        || s < l0 + 8
+        || !(s - l0 - 8).is_multiple_of(4)
+    {
         return Err(format!(
             "inconsistent header (M={m}, maxM0={m0}, offsetData={l0}, S={s})"
         ));
     }
-    let dim = (s - l0 - 8) / 4;
     // Sizes come from the file: check them against its length before allocating.
     if n.checked_mul(s)
-        .and_then(|x| x.checked_add(HEADER_BYTES))
-        .is_none_or(|x| x > b.len())
+        .and_then(|x| x.checked_add(HEADER_BYTES as u64))
+        .is_none_or(|x| x > len)
+        || n >= u32::MAX as u64
     {
         return Err(format!(
-            "{} bytes cannot hold the {n} elements of {s} bytes its header announces (truncated?)",
-            b.len()
+            "{len} bytes cannot hold the {n} elements of {s} bytes its header announces (truncated?)"
         ));
     }
-    if maxlevel >= 0 && entry as usize >= n {
+    if maxlevel >= 0 && entry as u64 >= n {
         return Err(format!(
             "entry point {entry} is not one of the {n} elements"
         ));
     }
+    let (n, s, l0, m, m0) = (n as usize, s as usize, l0 as usize, m as usize, m0 as usize);
+    let dim = (s - l0 - 8) / 4;
     let mut data = Vec::with_capacity(n * dim);
-    let mut links: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n);
-    let mut o = HEADER_BYTES;
+    let mut links = Links::new(m0);
+    links.reserve(n);
+    let mut rec = vec![0u8; s];
+    let mut list = Vec::with_capacity(m0);
+    let read_list = |bytes: &[u8], cnt: usize, list: &mut Vec<u32>, i: usize| {
+        list.clear();
+        list.extend(
+            bytes[4..4 + 4 * cnt]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+        );
+        match list.iter().find(|&&x| x as usize >= n) {
+            Some(bad) => Err(format!(
+                "element {i} links to {bad}, beyond the {n} elements"
+            )),
+            None => Ok(()),
+        }
+    };
     for i in 0..n {
-        let rec = b
-            .get(o..o + s)
-            .ok_or(format!("truncated in level-0 record {i}"))?;
+        r.read_exact(&mut rec)
+            .map_err(|_| format!("truncated in level-0 record {i}"))?;
         let cnt = u16::from_le_bytes([rec[0], rec[1]]) as usize;
         if cnt > m0 {
             return Err(format!(
                 "element {i} has {cnt} level-0 links, more than maxM0={m0}"
             ));
         }
-        let l: Vec<u32> = (0..cnt)
-            .map(|k| u32::from_le_bytes(rec[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
-            .collect();
-        if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
-            return Err(format!(
-                "element {i} links to {bad}, beyond the {n} elements"
-            ));
-        }
-        links.push(vec![l]);
-        for k in 0..dim {
-            data.push(f32::from_le_bytes(
-                rec[l0 + 4 * k..l0 + 4 * k + 4].try_into().unwrap(),
-            ));
-        }
-        o += s;
+        read_list(&rec, cnt, &mut list, i)?;
+        links.push_node(0);
+        links.set(i as u32, 0, &list);
+        data.extend(
+            rec[l0..l0 + 4 * dim]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+        );
     }
     let block = 4 + 4 * m;
     let mut levels = Vec::with_capacity(n);
-    for (i, li) in links.iter_mut().enumerate() {
-        let size = u32_at(o)? as usize;
-        o += 4;
+    let mut blk = vec![0u8; block];
+    let mut consumed = (HEADER_BYTES + n * s) as u64;
+    for i in 0..n {
+        let mut size = [0u8; 4];
+        r.read_exact(&mut size)
+            .map_err(|_| format!("truncated in upper levels of element {i}"))?;
+        let size = u32::from_le_bytes(size) as usize;
+        consumed += 4 + size as u64;
         if !size.is_multiple_of(block) {
             return Err(format!(
                 "element {i}: upper-level size {size} is not a multiple of {block}"
             ));
         }
         let level = size / block;
-        if level > maxlevel.max(0) as usize {
+        if level > maxlevel.max(0) as usize || consumed > len {
             return Err(format!(
-                "element {i} has {level} upper levels, above the header's maximum level {maxlevel}"
+                "element {i} has {level} upper levels, above the header's maximum level {maxlevel} or beyond the file's end"
             ));
         }
+        let mut upper = Vec::with_capacity(level);
         for _ in 0..level {
-            let blk = b
-                .get(o..o + block)
-                .ok_or(format!("truncated in upper levels of element {i}"))?;
-            let cnt = u16::from_le_bytes([blk[0], blk[1]]) as usize;
-            let l: Vec<u32> = (0..cnt.min(m))
-                .map(|k| u32::from_le_bytes(blk[4 + 4 * k..8 + 4 * k].try_into().unwrap()))
-                .collect();
-            if let Some(bad) = l.iter().find(|&&x| x as usize >= n) {
-                return Err(format!(
-                    "element {i} links to {bad}, beyond the {n} elements"
-                ));
-            }
-            li.push(l);
-            o += block;
+            r.read_exact(&mut blk)
+                .map_err(|_| format!("truncated in upper levels of element {i}"))?;
+            let cnt = (u16::from_le_bytes([blk[0], blk[1]]) as usize).min(m);
+            read_list(&blk, cnt, &mut list, i)?;
+            upper.push(list.clone());
         }
+        links.set_upper(i as u32, upper);
         levels.push(level as u8);
     }
-    if o != b.len() {
+    let mut extra = [0u8; 1];
+    if r.read(&mut extra).map_err(|e| e.to_string())? != 0 || consumed != len {
         return Err(format!(
             "{} trailing bytes after the last element",
-            b.len() - o
+            len.saturating_sub(consumed)
         ));
     }
     Ok(Hnsw {
@@ -209,7 +231,7 @@ pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, Stri
         ef_construction,
         data,
         levels,
-        links: Links::from_lists(m0, links),
+        links,
         entry: (maxlevel >= 0).then_some(entry),
         max_level: maxlevel.max(0) as usize,
     })

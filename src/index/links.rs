@@ -72,6 +72,11 @@ impl Links {
         self.upper.push(vec![Vec::new(); level]);
     }
 
+    /// Sets node i's lists on levels 1.. (`lists[l - 1]`), replacing what it had.
+    pub fn set_upper(&mut self, i: u32, lists: Vec<Vec<u32>>) {
+        self.upper[i as usize] = lists;
+    }
+
     pub fn len(&self) -> usize {
         self.upper.len()
     }

@@ -194,7 +194,7 @@ fn without_item(from: &std::path::Path, to: &std::path::Path, code: &str) {
             .collect();
         let f = filter_record_batch(&b, &keep).unwrap();
         assert!(f.num_rows() < b.num_rows() || view == "dbo_BI_WORK_ORDER_RESULTS");
-        trainer::sample::write_parquet(&to.join(format!("{view}.parquet")), &f).unwrap();
+        trainer::parquet_io::write_parquet(&to.join(format!("{view}.parquet")), &f).unwrap();
     }
     std::fs::copy(
         from.join("item_metadata.json"),

@@ -48,7 +48,7 @@ pub fn sample_without(to: &Path, drop: &HashSet<String>) {
             .map(|v| Some(!v.is_some_and(|s| drop.contains(&key(s)))))
             .collect();
         let f = filter_record_batch(&b, &keep).unwrap();
-        trainer::sample::write_parquet(&to.join(format!("{view}.parquet")), &f).unwrap();
+        trainer::parquet_io::write_parquet(&to.join(format!("{view}.parquet")), &f).unwrap();
     }
     std::fs::copy(
         sample_dir().join("item_metadata.json"),
@@ -301,7 +301,7 @@ fn sample_with_twin(to: &Path, code: &str, twin: &str) {
     cols[idx] = cast(&twin_cd, cols[idx].data_type()).unwrap();
     let row = arrow::record_batch::RecordBatch::try_new(row.schema(), cols).unwrap();
     let all = concat_batches(&b.schema(), &[b.clone(), row]).unwrap();
-    trainer::sample::write_parquet(&to.join("dbo_BI_ITEM_INFO_VIEW.parquet"), &all).unwrap();
+    trainer::parquet_io::write_parquet(&to.join("dbo_BI_ITEM_INFO_VIEW.parquet"), &all).unwrap();
     std::fs::copy(
         sample_dir().join("item_metadata.json"),
         to.join("item_metadata.json"),

@@ -169,7 +169,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
         let batch = view_batch(&ctx, &sql, v.erp_name).await?;
         rows.insert(v.erp_name.to_string(), serde_json::json!(batch.num_rows()));
         let path = staged.path().join(format!("{}.parquet", v.erp_name));
-        crate::sample::write_parquet(&path, &batch)?;
+        crate::parquet_io::write_parquet(&path, &batch)?;
         files.push(crate::engine::sources::SourceInfo {
             view: v.erp_name.to_string(),
             location: String::new(),

@@ -1,0 +1,80 @@
+//! Parquet output: every Parquet file trainer writes (model artifacts, fitted state, extracts,
+//! generated samples) goes through here, zstd-compressed and written atomically (a temporary
+//! sibling renamed into place).
+
+use std::path::Path;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{AtomicFile, atomic_write_with};
+
+fn props() -> WriterProperties {
+    props_with_row_groups(256 * 1024)
+}
+
+/// The writer holds a row group's encoded columns until the group is full: streamed results
+/// use smaller groups, so that less is held beside the query that produces them.
+fn props_with_row_groups(rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(rows))
+        .set_created_by("trainer".to_string())
+        .build()
+}
+
+/// Writes one batch as a Parquet file.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    atomic_write_with(path, |w| {
+        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props()))
+            .map_err(std::io::Error::other)?;
+        // Row groups are cut by the writer; write in slices to bound memory per call.
+        let step = 64 * 1024;
+        let mut off = 0;
+        while off < batch.num_rows() {
+            let len = step.min(batch.num_rows() - off);
+            writer
+                .write(&batch.slice(off, len))
+                .map_err(std::io::Error::other)?;
+            off += len;
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}
+
+/// Writes a query's result stream as a Parquet file batch by batch, never holding it whole.
+/// Returns the number of rows.
+pub async fn write_stream(
+    path: &Path,
+    schema: SchemaRef,
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    what: &str,
+) -> Result<usize> {
+    use futures::StreamExt;
+    let mut file = AtomicFile::create(path)?;
+    let io = |e: parquet::errors::ParquetError| {
+        Error::io(path, "write the file", std::io::Error::other(e))
+    };
+    let mut writer = ArrowWriter::try_new(
+        file.writer(),
+        schema,
+        Some(props_with_row_groups(64 * 1024)),
+    )
+    .map_err(io)?;
+    let mut rows = 0;
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(|e| Error::sql(what, e.to_string()))?;
+        rows += b.num_rows();
+        writer.write(&b).map_err(io)?;
+    }
+    writer.close().map_err(io)?;
+    file.commit()?;
+    Ok(rows)
+}
