@@ -64,9 +64,10 @@ eval: deps
 	$(CARGO) run --locked --quiet -- eval --config $(CONFIG)
 
 ## bench: speed and memory of `trainer run` at 325k and 1M items (generated, cached under
-## /var/cache/trainer-bench), per stage; query latency and incremental insertion. Prints figures.
-bench: deps
-	bash scripts/bench
+## /var/cache/trainer-bench), per stage; query latency and incremental insertion; `trainer
+## update` of 1,000 items and `trainer recommend` (one item, 10,000) at 325k. Prints figures.
+bench: pyenv
+	PY_VENV=$(PY_VENV) bash scripts/bench
 
 ## bench-odbc: rows/s through PostgreSQL (bulk, 325k items) and mdbtools (row by row).
 bench-odbc: pyenv

@@ -485,6 +485,16 @@ pub async fn train_vectors(
             dropped.len()
         ));
     }
+    if dims.names.is_empty() {
+        return Err(Error::input(
+            "clean_items",
+            format!(
+                "no feature varies over the {} items (one item, or items that are all alike): \
+                 there is nothing to tell them apart by; check the item view",
+                sample.keys.len()
+            ),
+        ));
+    }
     for f in &defaulted {
         log.warn(format!(
             "feature `{f}` has no entry under weights.features: weight 1.0 used"

@@ -204,3 +204,44 @@ fn failed_run_leaves_previous_model_intact() {
         .collect();
     assert!(leftovers.is_empty(), "staging folder left behind");
 }
+
+/// Issue 18: an item view of one item, or of items that are all alike, has no dimension that
+/// varies; that is a clear input error (exit 3), not a panic in the index.
+#[test]
+fn degenerate_item_views_are_errors_not_panics() {
+    use arrow::array::{Array, BooleanArray, StringArray};
+    use arrow::compute::{cast, concat_batches, filter_record_batch};
+    for copies in [1usize, 3] {
+        let data = tempfile::tempdir().unwrap();
+        copy_dir(&sample_dir(), data.path());
+        let f = data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet");
+        let b = trainer::transform::load_table(&f).unwrap();
+        let c = cast(
+            b.column_by_name("ITEM_CD").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        let first: BooleanArray = (0..c.len()).map(|i| Some(i == 0)).collect();
+        let one = filter_record_batch(&b, &first).unwrap();
+        // `copies` rows of the same item under different codes: all alike but their key.
+        let rows: Vec<_> = (0..copies)
+            .map(|k| {
+                let idx = one.schema().index_of("ITEM_CD").unwrap();
+                let mut cols = one.columns().to_vec();
+                let cd: arrow::array::ArrayRef =
+                    std::sync::Arc::new(StringArray::from(vec![format!("SAME{k}")]));
+                cols[idx] = cast(&cd, cols[idx].data_type()).unwrap();
+                arrow::record_batch::RecordBatch::try_new(one.schema(), cols).unwrap()
+            })
+            .collect();
+        let all = concat_batches(&one.schema(), &rows).unwrap();
+        trainer::parquet_io::write_parquet(&f, &all).unwrap();
+        let p = Project::new(data.path());
+        let (code, err) = stderr_of(&p);
+        assert_eq!(code, 3, "{copies} items: {err}");
+        assert!(err.contains("no feature varies over the"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!p.models().exists(), "no model is written");
+    }
+}
