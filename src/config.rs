@@ -143,8 +143,7 @@ pub struct HnswConfig {
 pub struct UpdateConfig {
     /// Items added by updates since training, as a share of the trained items.
     pub retrain_share: f64,
-    /// Share of an update's new items that carry a categorical level outside the fitted one-hot
-    /// vocabularies (never seen, or too rare at training to get a dimension of its own).
+    /// Share of an update's new items that carry a one-hot category level no training item had.
     pub unseen_level_share: f64,
 }
 

@@ -431,6 +431,9 @@ pub async fn train_vectors(
         }
         crate::export::log::release_free_memory();
     }
+    // A view's plan holds the tables it reads: dropped, so that the encode layer's release of
+    // `clean_routings` frees its memory.
+    let _ = ctx.deregister_table("routing_ops");
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
     let sample = weights::fit_item_sample(ctx, cfg).await?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, make_comparator};
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take, take_record_batch};
+use arrow::compute::{SortOptions, take_record_batch};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use ndarray::ArrayView2;
@@ -201,7 +201,7 @@ pub async fn update(
     if enc.items.keys != new_keys {
         return Err(Error::internal("encoded items differ from the new items"));
     }
-    let unseen = items_with_unseen_levels(&ctx).await?;
+    let unseen = items_with_unseen_levels(&ctx, &old_features).await?;
     let new_routings = pipeline::save_query_batch(
         &ctx,
         "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq",
@@ -388,8 +388,8 @@ pub async fn update(
     let unseen_share = unseen as f64 / added as f64;
     if unseen_share > cfg.update.unseen_level_share {
         advice.push(format!(
-            "{unseen} of the {added} new items ({:.1} %) carry a category level the model has no \
-             dimension for (update.unseen_level_share {}): retrain with `trainer run`",
+            "{unseen} of the {added} new items ({:.1} %) carry a category level no training item \
+             had (update.unseen_level_share {}): retrain with `trainer run`",
             100.0 * unseen_share,
             cfg.update.unseen_level_share
         ));
@@ -439,14 +439,10 @@ pub async fn update(
                 &meta_rows,
             )?;
             write_items(&out.join(ITEMS_FILE), &rows)?;
-            let features = append_sorted(&old_features.batch, &chosen, &["item_key"])?;
+            let features = merge_by_key(&old_features.batch, &chosen)?;
             crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
             let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
-            let routings = append_sorted(
-                &routings.batch,
-                &new_routings,
-                &["item_key", "rout_no", "proc_seq"],
-            )?;
+            let routings = merge_by_key(&routings.batch, &new_routings)?;
             crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
         },
     );
@@ -616,57 +612,86 @@ fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
     })
 }
 
-/// New items (of the session's `clean_items`) with at least one one-hot level outside the fitted
-/// vocabulary (encoded as OTHER; missing is a level of its own and does not count).
-async fn items_with_unseen_levels(ctx: &datafusion::prelude::SessionContext) -> Result<usize> {
-    let sql = "SELECT count(DISTINCT i.item_key) AS n FROM enc_onehot_input i \
-               LEFT JOIN fit_onehot_vocab v ON v.feature = i.feature AND v.level = i.level \
-               WHERE v.level IS NULL AND i.level <> '(missing)'";
-    let b = engine::collect(ctx, sql, "enc_onehot_input").await?;
-    let a = engine::column_as(&b[0], "n", &DataType::Int64, "enc_onehot_input")?;
-    Ok(engine::i64s(&a).value(0) as usize)
+/// New items (of the session's `clean_items`) with at least one one-hot level that no training
+/// item had (a value the model never saw; missing is a level of its own and does not count).
+/// The one-hot levels are `clean_items` values (sql/03_encode/10_enc_onehot_input.sql), so the
+/// training items' values are read from `item_features.parquet`.
+async fn items_with_unseen_levels(
+    ctx: &datafusion::prelude::SessionContext,
+    trained: &ByKey,
+) -> Result<usize> {
+    use std::collections::{HashMap, HashSet};
+    let sql = "SELECT item_key, feature, level FROM enc_onehot_input WHERE level <> '(missing)'";
+    let batches = engine::collect(ctx, sql, "enc_onehot_input").await?;
+    let mut seen: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+    let mut items: HashSet<String> = HashSet::new();
+    for b in &batches {
+        let what = "enc_onehot_input";
+        let k = engine::column_as(b, "item_key", &DataType::Utf8, what)?;
+        let f = engine::column_as(b, "feature", &DataType::Utf8, what)?;
+        let l = engine::column_as(b, "level", &DataType::Utf8, what)?;
+        let (k, f, l) = (
+            engine::strings(&k),
+            engine::strings(&f),
+            engine::strings(&l),
+        );
+        for r in 0..b.num_rows() {
+            let values = seen.entry(f.value(r).to_string()).or_insert_with(|| {
+                // A feature that is not a column of the training items cannot be checked.
+                let c = trained.column(f.value(r))?;
+                let c = arrow::compute::cast(c, &DataType::Utf8).ok()?;
+                let c = c.as_any().downcast_ref::<StringArray>()?;
+                Some(c.iter().flatten().map(str::to_string).collect())
+            });
+            if values.as_ref().is_some_and(|v| !v.contains(l.value(r))) {
+                items.insert(k.value(r).to_string());
+            }
+        }
+    }
+    Ok(items.len())
 }
 
-/// `old` with the rows of `new` appended (columns matched by name and cast to `old`'s types),
-/// sorted by `by` (stable: ties keep old rows first).
-fn append_sorted(old: &RecordBatch, new: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
+/// `old` and `new`, both sorted by `item_key` and with no key in common (new items), merged into
+/// one table sorted by `item_key` (columns matched by name and cast to `old`'s types). Each
+/// key's rows stay together in their own order. A linear merge: `old` is the whole model.
+fn merge_by_key(old: &RecordBatch, new: &RecordBatch) -> Result<RecordBatch> {
     let schema = old.schema();
+    let err = |e: arrow::error::ArrowError| Error::internal(format!("merging new items: {e}"));
+    let keys = |b: &RecordBatch| -> Result<StringArray> {
+        let c = b
+            .column_by_name("item_key")
+            .ok_or_else(|| Error::internal("merging new items: no item_key column"))?;
+        let c = arrow::compute::cast(c, &DataType::Utf8).map_err(err)?;
+        Ok(c.as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8")
+            .clone())
+    };
+    let (ko, kn) = (keys(old)?, keys(new)?);
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(ko.len() + kn.len());
+    let (mut i, mut j) = (0, 0);
+    while i < ko.len() || j < kn.len() {
+        let take_old = j == kn.len() || (i < ko.len() && ko.value(i) <= kn.value(j));
+        if take_old {
+            order.push((0, i));
+            i += 1;
+        } else {
+            order.push((1, j));
+            j += 1;
+        }
+    }
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (c, f) in schema.fields().iter().enumerate() {
         let add = new
             .column_by_name(f.name())
             .ok_or_else(|| Error::internal(format!("new rows lack column `{}`", f.name())))?;
-        let add = arrow::compute::cast(add, f.data_type())
-            .map_err(|e| Error::internal(format!("column `{}`: {e}", f.name())))?;
-        let both = arrow::compute::concat(&[old.column(c).as_ref(), add.as_ref()])
-            .map_err(|e| Error::internal(format!("column `{}`: {e}", f.name())))?;
-        cols.push(both);
+        let add = arrow::compute::cast(add, f.data_type()).map_err(err)?;
+        cols.push(
+            arrow::compute::interleave(&[old.column(c).as_ref(), add.as_ref()], &order)
+                .map_err(err)?,
+        );
     }
-    let mut sort: Vec<SortColumn> = by
-        .iter()
-        .map(|name| {
-            let i = schema
-                .index_of(name)
-                .map_err(|e| Error::internal(format!("sort column: {e}")))?;
-            Ok(SortColumn {
-                values: Arc::clone(&cols[i]),
-                options: None,
-            })
-        })
-        .collect::<Result<_>>()?;
-    // A stable order: the row number breaks ties.
-    let n = cols.first().map_or(0, |c| c.len());
-    sort.push(SortColumn {
-        values: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-        options: None,
-    });
-    let idx = lexsort_to_indices(&sort, None).map_err(|e| Error::internal(format!("sort: {e}")))?;
-    let cols = cols
-        .iter()
-        .map(|c| take(c.as_ref(), &idx, None))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("sort: {e}")))?;
-    RecordBatch::try_new(schema, cols).map_err(|e| Error::internal(format!("append: {e}")))
+    RecordBatch::try_new(schema, cols).map_err(err)
 }
 
 /// Copies everything in `from` except the names in `skip` into `to` (recursively): files a
