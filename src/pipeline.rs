@@ -409,6 +409,8 @@ pub async fn train_vectors(
         rows["item_targets"]
     ));
 
+    check_weight_keys(ctx, cfg).await?;
+
     // What recommend proposes and explains, read while the clean layer's tables are held (the
     // encode layer drops them).
     let routed_keys = routed_item_keys(ctx).await?;
@@ -535,6 +537,37 @@ pub async fn train_vectors(
         rows,
         has_routing,
     })
+}
+
+/// Every key under `weights.features` must name a column of `clean_items` (the features are
+/// its columns): a misspelt key would otherwise be ignored while the feature it meant silently
+/// gets weight 1.
+async fn check_weight_keys(ctx: &datafusion::prelude::SessionContext, cfg: &Config) -> Result<()> {
+    let schema = ctx
+        .table("clean_items")
+        .await
+        .map_err(|e| Error::sql("clean_items", e.to_string()))?
+        .schema()
+        .as_arrow()
+        .clone();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    for key in cfg.weights.features.keys() {
+        if !columns.contains(key) {
+            let near = crate::mapping::close_matches(key, &columns);
+            return Err(Error::config(
+                Path::new("config"),
+                format!(
+                    "key `weights.features.{key}`: `{key}` is not a column of the clean_items view{}",
+                    if near.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; did you mean `{}`?", near.join("` or `"))
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `models/routings.parquet`: every operation of each routed item's current routing, with the

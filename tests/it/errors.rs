@@ -245,3 +245,19 @@ fn degenerate_item_views_are_errors_not_panics() {
         assert!(!p.models().exists(), "no model is written");
     }
 }
+
+/// Issue 18: a misspelt key under `weights.features` is an error naming it and the close match,
+/// not a warning that the feature it meant defaulted to weight 1.
+#[test]
+fn misspelt_feature_weight_key() {
+    let p = Project::with(&sample_dir(), |t| {
+        t.replace("    part_type: 2.5\n", "    part_typ: 2.5\n")
+    });
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `weights.features.part_typ`: `part_typ` is not a column of the clean_items view; did you mean `part_type`?"),
+        "{err}"
+    );
+    assert!(!p.models().exists());
+}

@@ -108,6 +108,41 @@ pub fn redact(conn: &str) -> String {
     out
 }
 
+/// The value of attribute `key` (any case) of an ODBC connection string, braces removed.
+fn attribute(conn: &str, key: &str) -> Option<String> {
+    conn.split(';').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| {
+            v.trim()
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .to_string()
+        })
+    })
+}
+
+/// A file-based driver (MS Access: `DBQ=`) is told about a missing file only as "no
+/// diagnostics": check the file first and say what is wrong.
+fn check_database_file(full: &str, shown: &str) -> Result<()> {
+    let Some(dbq) = attribute(full, "DBQ") else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(&dbq);
+    match std::fs::File::open(path) {
+        Ok(_) if path.is_file() => Ok(()),
+        Ok(_) => Err(Error::input(
+            format!("ODBC connection {shown}"),
+            format!("DBQ={dbq} is not a file; give the path of the .accdb or .mdb file"),
+        )),
+        Err(e) => Err(Error::input(
+            format!("ODBC connection {shown}"),
+            format!(
+                "the database file DBQ={dbq} cannot be read: {e}; check the path (absolute) in sources.connection"
+            ),
+        )),
+    }
+}
+
 /// The ERP contract: the type of every column of every view, from the spec.
 pub fn contract_schema(view: &str) -> Schema {
     match view {
@@ -184,6 +219,7 @@ fn odbc_env() -> Result<&'static Environment> {
 fn connect(sources: &Sources) -> Result<(odbc_api::Connection<'static>, String)> {
     let env = odbc_env()?;
     let (full, shown) = connection_string(sources)?;
+    check_database_file(&full, &shown)?;
     let attempts = sources.retries + 1;
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=attempts {
@@ -712,6 +748,25 @@ mod tests {
             "Driver={FreeTDS};Server=db;UID=sa;PWD=***;"
         );
         assert_eq!(redact("DSN=erp;Password=x"), "DSN=erp;Password=***");
+    }
+
+    #[test]
+    fn a_missing_database_file_is_named() {
+        let err = super::check_database_file(
+            "Driver={MDBTools};DBQ=/nonexistent.accdb",
+            "Driver={MDBTools};DBQ=/nonexistent.accdb",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DBQ=/nonexistent.accdb cannot be read: No such file"),
+            "{err}"
+        );
+        assert!(super::check_database_file("DSN=erp;UID=u", "DSN=erp;UID=u").is_ok());
+        assert_eq!(
+            super::attribute("Driver={x};dbq={/a b/c.accdb};", "DBQ").as_deref(),
+            Some("/a b/c.accdb")
+        );
     }
 
     #[test]
