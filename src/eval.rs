@@ -190,6 +190,28 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
             trained_main = Some(tv.vectors);
         }
     }
+    // The held-out items absent at training and added as `trainer update` adds them: encoded
+    // with the fitted state of a model that never saw them (full-data statistics).
+    let scratch = std::env::temp_dir().join(format!("trainer-eval-{}", std::process::id()));
+    let via_update = via_update(
+        &cfg,
+        &mapping,
+        &files,
+        &truth.keys,
+        &held_keys,
+        &scratch,
+        &mut log,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let via_update = via_update?;
+    variants.push(Variant {
+        name: "via_update",
+        what: "the held-out items absent at training, added as `trainer update` adds them",
+        dims: via_update.ncols(),
+        scores: score(via_update.view()),
+    });
+    drop(via_update);
     variants.push(Variant {
         name: "naive",
         what: "raw columns, ordinal codes, standardised, no cleaning, no weights",
@@ -254,20 +276,100 @@ async fn train(
     holdout: &[String],
     log: &mut RunLog,
 ) -> Result<pipeline::TrainedVectors> {
+    train_with(cfg, mapping, files, holdout, false, None, log).await
+}
+
+/// [`train`], optionally without the held-out items themselves and saving the fitted state.
+async fn train_with(
+    cfg: &Config,
+    mapping: &crate::mapping::Mapping,
+    files: &[crate::engine::sqlfiles::SqlFile],
+    holdout: &[String],
+    items_too: bool,
+    fitted_dir: Option<&Path>,
+    log: &mut RunLog,
+) -> Result<pipeline::TrainedVectors> {
     let mut timer = Timer::new();
     pipeline::train_vectors(
         cfg,
         mapping,
         files,
         &TrainOptions {
-            fitted_dir: None,
+            fitted_dir,
             holdout: Some(holdout),
+            holdout_items_too: items_too,
             model_dir: None,
         },
         log,
         &mut timer,
     )
     .await
+}
+
+/// All items' vectors (`keys` order) when the `held` items are left out of training and then
+/// encoded as `update` encodes new items: the training items' vectors from that training, the
+/// held-out items' from the fitted state saved under `scratch`.
+async fn via_update(
+    cfg: &Config,
+    mapping: &crate::mapping::Mapping,
+    files: &[crate::engine::sqlfiles::SqlFile],
+    keys: &[String],
+    held: &[String],
+    scratch: &Path,
+    log: &mut RunLog,
+) -> Result<ndarray::Array2<f32>> {
+    use crate::apply::{self, Transforms};
+    use crate::engine::{self, RowFilter};
+    let fitted = scratch.join("fitted");
+    std::fs::create_dir_all(&fitted).map_err(|e| Error::io(&fitted, "create the directory", e))?;
+    let tv = train_with(cfg, mapping, files, held, true, Some(&fitted), log).await?;
+    let t = Transforms {
+        files: files.to_vec(),
+        mapping: mapping.clone(),
+        dims: crate::vectors::Dims::from_batch(&transform::load_table(
+            &fitted.join("dims.parquet"),
+        )?)?,
+        fitted,
+    };
+    let ctx = engine::new_context();
+    engine::sources::register_all(&ctx, cfg, mapping).await?;
+    t.define_views(&ctx, RowFilter::All).await?;
+    let all = apply::clean_items(&ctx).await?;
+    let held_set: std::collections::HashSet<&str> = held.iter().map(String::as_str).collect();
+    let k = engine::column_as(
+        &all,
+        "item_key",
+        &arrow::datatypes::DataType::Utf8,
+        "clean_items",
+    )?;
+    let keep: arrow::array::BooleanArray = engine::strings(&k)
+        .iter()
+        .map(|x| Some(x.is_some_and(|x| held_set.contains(x))))
+        .collect();
+    let chosen = arrow::compute::filter_record_batch(&all, &keep)
+        .map_err(|e| Error::internal(format!("held-out items: {e}")))?;
+    engine::register_keys(&ctx, "only_items", held)?;
+    t.define_views(&ctx, RowFilter::OnlyListed).await?;
+    let enc = apply::encode(&ctx, &t, chosen).await?;
+    let d = tv.vectors.ncols();
+    let row_of = |ks: &[String]| -> std::collections::HashMap<String, usize> {
+        ks.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect()
+    };
+    let (trained, added) = (row_of(&tv.items.keys), row_of(&enc.items.keys));
+    let mut out = ndarray::Array2::<f32>::zeros((keys.len(), d));
+    for (i, key) in keys.iter().enumerate() {
+        let row = match (trained.get(key), added.get(key)) {
+            (Some(&r), _) => tv.vectors.row(r),
+            (None, Some(&r)) => enc.vectors.row(r),
+            (None, None) => {
+                return Err(Error::internal(format!(
+                    "item {key} is neither trained nor added in the update variant"
+                )));
+            }
+        };
+        out.row_mut(i).assign(&row);
+    }
+    Ok(out)
 }
 
 /// Every item (clean_items, label order) with its current JOB_CD sequence (interned), if any.

@@ -338,6 +338,8 @@ pub struct TrainOptions<'a> {
     pub fitted_dir: Option<&'a Path>,
     /// Cleaned item keys whose routing and work-order rows are left out (`trainer eval`).
     pub holdout: Option<&'a [String]>,
+    /// Leave the held-out items out of the item view too (`trainer eval`'s update variant).
+    pub holdout_items_too: bool,
     /// The model folder (staging) that gets what `recommend` and `update` read besides the
     /// vectors: `routings.parquet` and `item_features.parquet` (none: not written).
     pub model_dir: Option<&'a Path>,
@@ -369,7 +371,9 @@ pub async fn train_vectors(
 ) -> Result<TrainedVectors> {
     // ---- read ----------------------------------------------------------------------------------
     let volumes = ItemVolumes::load(&cfg.item_metadata)?;
-    let eng = Engine::build_with_holdout(cfg, mapping, &volumes, opts.holdout).await?;
+    let eng =
+        Engine::build_with_holdout(cfg, mapping, &volumes, opts.holdout, opts.holdout_items_too)
+            .await?;
     let ctx = &eng.ctx;
     for s in &eng.sources {
         log.info(format!(
@@ -675,6 +679,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         &TrainOptions {
             fitted_dir: Some(&fitted_dir),
             holdout: None,
+            holdout_items_too: false,
             model_dir: Some(&out),
         },
         &mut log,

@@ -226,7 +226,7 @@ pub struct Engine {
 impl Engine {
     /// Registers sources, mapping views, params and item metadata.
     pub async fn build(cfg: &Config, mapping: &Mapping, volumes: &ItemVolumes) -> Result<Engine> {
-        Self::build_with_holdout(cfg, mapping, volumes, None).await
+        Self::build_with_holdout(cfg, mapping, volumes, None, false).await
     }
 
     /// Like [`Engine::build`]; with `holdout` (cleaned item keys), the routing and work-order
@@ -237,13 +237,18 @@ impl Engine {
         mapping: &Mapping,
         volumes: &ItemVolumes,
         holdout: Option<&[String]>,
+        items_too: bool,
     ) -> Result<Engine> {
         let ctx = new_context();
         let sources = sources::register_all(&ctx, cfg, mapping).await?;
         let filter = match holdout {
             Some(keys) => {
                 register_keys(&ctx, "eval_holdout", keys)?;
-                RowFilter::ExceptHoldout
+                if items_too {
+                    RowFilter::WithoutHoldoutItems
+                } else {
+                    RowFilter::ExceptHoldout
+                }
             }
             None => RowFilter::All,
         };
@@ -264,6 +269,9 @@ pub enum RowFilter {
     /// Leave out the items of table `eval_holdout` (`trainer eval`: as if their routings were
     /// not written yet).
     ExceptHoldout,
+    /// Leave the items of table `eval_holdout` out of every view, the item view too (`trainer
+    /// eval`: as if they did not exist yet, to be added by `update`).
+    WithoutHoldoutItems,
     /// Only the items of table `only_items` (`trainer update`: the new items).
     OnlyListed,
 }
@@ -280,6 +288,11 @@ pub async fn register_mapping_views(
         let select = mapping.select_sql(v.erp_name);
         let key = "upper(norm_text(src.item_cd))";
         let sql = match filter {
+            RowFilter::WithoutHoldoutItems => format!(
+                "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
+                 LEFT JOIN eval_holdout h ON h.item_key = {key} WHERE h.item_key IS NULL",
+                v.logical
+            ),
             _ if v.logical == "items" => format!("CREATE VIEW erp_{} AS {select}", v.logical),
             RowFilter::All => format!("CREATE VIEW erp_{} AS {select}", v.logical),
             RowFilter::ExceptHoldout => format!(

@@ -23,7 +23,7 @@ fn eval_scores_held_out_items_against_baselines() {
     let held = r["held_out"].as_u64().unwrap();
     assert_eq!(r["items"].as_u64().unwrap(), 1000);
     assert_eq!(held, (0.2 * with as f64).round() as u64);
-    for v in ["trainer", "no_weights", "naive"] {
+    for v in ["trainer", "no_weights", "via_update", "naive"] {
         let s = &r["variants"][v];
         assert_eq!(s["queries"].as_u64().unwrap(), held, "{v}");
         let (t1, h5, h10) = (
@@ -51,6 +51,9 @@ fn eval_scores_held_out_items_against_baselines() {
         top1("naive")
     );
     assert!(hit5("trainer") > hit5("naive"));
+    // Items added by `update` are encoded from a model that never saw them: still clearly ahead
+    // of the naive encoding (how close to `trainer` is measured at scale, see BENCHMARKS.md).
+    assert!(hit5("via_update") > hit5("naive"), "{r}");
     // The index finds what exact search finds.
     assert!(r["index"]["recall_at_10"].as_f64().unwrap() >= 0.99);
     assert!(
