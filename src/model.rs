@@ -425,12 +425,19 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Model> {
         let meta = read_metadata(dir)?;
         let params = SearchParams::from_metadata(dir, &meta)?;
-        let items = Items::load(&dir.join(ITEMS_FILE))?;
-        let dims = Dims::from_batch(&transform::load_table(
-            &dir.join(FITTED_DIR).join("dims.parquet"),
-        )?)?;
         let index_path = dir.join(INDEX_FILE);
-        let index = hnswlib_file::read(&index_path, params.ef_construction)?;
+        // The index is most of the loading: read it beside the rest.
+        let (index, rest) = rayon::join(
+            || hnswlib_file::read(&index_path, params.ef_construction),
+            || -> Result<(Items, Dims)> {
+                let items = Items::load(&dir.join(ITEMS_FILE))?;
+                let dims = Dims::from_batch(&transform::load_table(
+                    &dir.join(FITTED_DIR).join("dims.parquet"),
+                )?)?;
+                Ok((items, dims))
+            },
+        );
+        let (index, (items, dims)) = (index?, rest?);
         if index.len() != items.len() || index.dim != dims.names.len() {
             return Err(input(
                 &index_path,

@@ -118,9 +118,17 @@ pub async fn recommend(
     if opts.top_k == 0 {
         return Err(Error::usage("--top-k must be at least 1"));
     }
-    let model = Model::load(model_dir)?;
-    let routings = Routings::load(&model_dir.join(ROUTINGS_FILE))?;
-    let features = ByKey::load(&model_dir.join(ITEM_FEATURES_FILE))?;
+    // The index (in Model) is read beside the tables of routings and attributes.
+    let (model, tables) = rayon::join(
+        || Model::load(model_dir),
+        || -> Result<(Routings, ByKey)> {
+            Ok((
+                Routings::load(&model_dir.join(ROUTINGS_FILE))?,
+                ByKey::load(&model_dir.join(ITEM_FEATURES_FILE))?,
+            ))
+        },
+    );
+    let (model, (routings, features)) = (model?, tables?);
     let by_key = model.items.by_key();
 
     let mut unknown = Vec::new();
