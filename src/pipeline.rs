@@ -71,6 +71,33 @@ pub fn similarity_nearest(
     })
 }
 
+/// The similarity check of the items `ids` (in parallel): each one's nearest other as
+/// (label, cosine similarity) by [`similarity_nearest`] with the beam [`NEAREST_OTHER_EF`];
+/// `(None, 0)` for an item with no other. `progress` is told every 1,024 items.
+pub fn similarity_pass(
+    h: &Hnsw,
+    quant: &Quantized,
+    ids: std::ops::Range<u32>,
+    ef_search: usize,
+    threshold: f64,
+    progress: impl Fn(u64) + Sync,
+) -> Vec<(Option<u32>, f32)> {
+    let end = ids.end;
+    ids.into_par_iter()
+        .map(|i| {
+            if i % 1024 == 0 {
+                progress(1024.min((end - i) as u64));
+            }
+            match with_visited(|vis| {
+                similarity_nearest(h, quant, i, NEAREST_OTHER_EF, ef_search, threshold, vis)
+            }) {
+                Some((dist, j)) => (Some(j), 1.0 - dist),
+                None => (None, 0.0),
+            }
+        })
+        .collect()
+}
+
 /// Options of `trainer run` beyond the config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -547,13 +574,7 @@ pub async fn train_vectors(
 /// its columns): a misspelt key would otherwise be ignored while the feature it meant silently
 /// gets weight 1.
 async fn check_weight_keys(ctx: &datafusion::prelude::SessionContext, cfg: &Config) -> Result<()> {
-    let schema = ctx
-        .table("clean_items")
-        .await
-        .map_err(|e| Error::sql("clean_items", e.to_string()))?
-        .schema()
-        .as_arrow()
-        .clone();
+    let schema = engine::view_schema(ctx, "clean_items").await?;
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     for key in cfg.weights.features.keys() {
         if !columns.contains(key) {
@@ -725,22 +746,11 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let ef = cfg.hnsw.ef_search;
     let thr = cfg.similarity_threshold;
     let bar = progress_bar(n as u64, "similarity");
-    let nearest: Vec<(Option<u32>, f32)> = (0..n as u32)
-        .into_par_iter()
-        .map(|i| {
-            if let Some(b) = &bar
-                && i % 1024 == 0
-            {
-                b.inc(1024.min(n as u64 - i as u64));
-            }
-            match with_visited(|vis| {
-                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)
-            }) {
-                Some((dist, j)) => (Some(j), 1.0 - dist),
-                None => (None, 0.0),
-            }
-        })
-        .collect();
+    let nearest = similarity_pass(&h, &quant, 0..n as u32, ef, thr, |k| {
+        if let Some(b) = &bar {
+            b.inc(k)
+        }
+    });
     drop(quant);
     if let Some(b) = bar {
         b.finish_and_clear();

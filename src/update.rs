@@ -38,8 +38,7 @@ use crate::model::{
     QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,
 };
 use crate::pipeline::{
-    self, NEAREST_OTHER_EF, Timer, log_histogram, similarity_histogram, similarity_nearest,
-    write_npy,
+    self, Timer, log_histogram, similarity_histogram, similarity_pass, write_npy,
 };
 
 /// What an update did.
@@ -243,17 +242,7 @@ pub async fn update(
     // ---- similarity: the new items, and the old items they came close to -----------------------
     let thr = params.threshold;
     let ef = params.ef_search;
-    let new_nearest: Vec<(Option<u32>, f32)> = (start as u32..n as u32)
-        .into_par_iter()
-        .map(|i| {
-            match with_visited(|vis| {
-                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, ef, thr, vis)
-            }) {
-                Some((d, j)) => (Some(j), 1.0 - d),
-                None => (None, 0.0),
-            }
-        })
-        .collect();
+    let new_nearest = similarity_pass(&h, &quant, start as u32..n as u32, ef, thr, |_| {});
     drop(quant);
     // An old item's nearest other can only become a new item that is closer: look at the old
     // items among each new item's ef_search nearest.

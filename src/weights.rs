@@ -49,13 +49,7 @@ async fn weight_inputs(
     cfg: &Config,
 ) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
     let iw = &cfg.weights.item;
-    let schema = ctx
-        .table("clean_items")
-        .await
-        .map_err(|e| Error::sql("clean_items", e.to_string()))?
-        .schema()
-        .as_arrow()
-        .clone();
+    let schema = crate::engine::view_schema(ctx, "clean_items").await?;
     for c in &iw.domain_columns {
         if schema.field_with_name(c).is_err() {
             return Err(Error::config(

@@ -335,6 +335,17 @@ pub fn register_keys(ctx: &SessionContext, name: &str, keys: &[String]) -> Resul
     Ok(())
 }
 
+/// The columns of a table or view of the session.
+pub async fn view_schema(ctx: &SessionContext, name: &str) -> Result<Schema> {
+    Ok(ctx
+        .table(name)
+        .await
+        .map_err(|e| Error::sql(name, e.to_string()))?
+        .schema()
+        .as_arrow()
+        .clone())
+}
+
 /// Runs a query and collects all batches, partitions in order.
 pub async fn collect(ctx: &SessionContext, sql: &str, what: &str) -> Result<Vec<RecordBatch>> {
     let df = ctx
