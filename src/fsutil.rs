@@ -71,6 +71,57 @@ fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// An exclusive lock on a model directory, held by a run or update from its start to its end
+/// (an `flock` on `<parent>/.<name>.lock`, released when the process ends however it ends): a
+/// second writer of the same model is refused instead of racing the first.
+pub struct ModelLock {
+    _file: File,
+}
+
+impl ModelLock {
+    pub fn acquire(models_dir: &Path) -> Result<ModelLock> {
+        if models_dir.exists() && !models_dir.is_dir() {
+            return Err(Error::output(
+                models_dir,
+                "is a file, not a model directory; point output.models_dir (or --model) at a directory",
+            ));
+        }
+        let parent = models_dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create the directory", e))?;
+        let name = models_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "models".into());
+        let path = parent.join(format!(".{name}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::io(
+                    &path,
+                    "create the model's lock file (is the directory writable?)",
+                    e,
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(ModelLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::output(
+                models_dir,
+                format!(
+                    "another trainer run or update is writing this model (it holds {}); wait for it to finish",
+                    path.display()
+                ),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, "lock the model", e)),
+        }
+    }
+}
+
 /// A directory of artifacts built in a staging directory beside its final place and swapped in
 /// only when complete: `models/` is replaced as a whole or not at all.
 pub struct StagedDir {

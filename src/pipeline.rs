@@ -678,6 +678,7 @@ pub const MAPPING_COPY: &str = "schema_mappings.yaml";
 pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let (cfg, mapping, files) = load_inputs(config_path)?;
+    let _lock = crate::fsutil::ModelLock::acquire(&cfg.output.models_dir)?;
     let staged = StagedDir::create(&cfg.output.models_dir)?;
     let out = staged.path().to_path_buf();
     let fitted_dir = out.join("fitted");

@@ -75,6 +75,7 @@ pub async fn update(
     let started = Instant::now();
     let cfg = Config::load(config_path)?;
     let dir = model_dir.map_or_else(|| cfg.output.models_dir.clone(), Path::to_path_buf);
+    let _lock = crate::fsutil::ModelLock::acquire(&dir)?;
     let meta = model::read_metadata(&dir)?;
     let params = SearchParams::from_metadata(&dir, &meta)?;
     let meta_path = dir.join(METADATA_FILE);
@@ -207,7 +208,14 @@ pub async fn update(
         "routing_ops",
     )
     .await?;
-    let routed: Vec<String> = pipeline::routed_item_keys(&ctx).await?;
+    // The new items with a routing are those routing_ops has rows for (not another pass over
+    // the routing view).
+    let mut routed: Vec<String> = key_column(&new_routings)?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    routed.dedup();
     transform_register_volumes(&ctx, &cfg)?;
     let new_weights = crate::weights::new_item_weights(&ctx, &trained_cfg, max_volume).await?;
     drop(ctx);

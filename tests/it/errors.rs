@@ -261,3 +261,37 @@ fn misspelt_feature_weight_key() {
     );
     assert!(!p.models().exists());
 }
+
+/// Issue 18: a second writer of the same model is refused (exit 4, nothing changed), and a
+/// models_dir that is a regular file is an output error, not moved aside.
+#[test]
+fn a_second_writer_and_a_file_as_models_dir_are_refused() {
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let before = std::fs::read(p.models().join("hnsw_index.bin")).unwrap();
+    let lock = std::fs::File::create(p.dir.path().join(".models.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let (code, err) = stderr_of(&p);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("another trainer run or update is writing this model"),
+        "{err}"
+    );
+    let out = crate::common::trainer(&["update", "--config", p.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    drop(lock);
+    assert_eq!(
+        std::fs::read(p.models().join("hnsw_index.bin")).unwrap(),
+        before
+    );
+
+    let file_cfg = Project::with(&sample_dir(), |t| t);
+    std::fs::write(file_cfg.models(), b"not a directory").unwrap();
+    let (code, err) = stderr_of(&file_cfg);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("is a file, not a model directory"), "{err}");
+    assert_eq!(
+        std::fs::read(file_cfg.models()).unwrap(),
+        b"not a directory"
+    );
+}

@@ -413,7 +413,10 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
         std::fs::read_dir(p)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".models."))
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(".models.staging-") || n.starts_with(".models.old-")
+            })
             .count()
     };
     assert!(leftovers(parent) > 0);
