@@ -261,7 +261,8 @@ impl Engine {
     }
 }
 
-/// Which routing and work-order rows the mapping views let through.
+/// Which rows the mapping views let through (the routing and work-order views; the item view
+/// only with [`RowFilter::WithoutHoldoutItems`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowFilter {
     /// Every row.
@@ -277,8 +278,7 @@ pub enum RowFilter {
 }
 
 /// `CREATE VIEW erp_<logical> AS SELECT "ERP_COL" AS std_name, ... FROM <erp view>` per view
-/// (replacing an earlier definition). The item view is never filtered; the routing and
-/// work-order views are filtered by `filter` on the cleaned item key.
+/// (replacing an earlier definition), filtered by `filter` on the cleaned item key.
 pub async fn register_mapping_views(
     ctx: &SessionContext,
     mapping: &Mapping,
@@ -287,15 +287,11 @@ pub async fn register_mapping_views(
     for v in VIEWS {
         let select = mapping.select_sql(v.erp_name);
         let key = "upper(norm_text(src.item_cd))";
+        let filtered = v.logical != "items" || filter == RowFilter::WithoutHoldoutItems;
         let sql = match filter {
-            RowFilter::WithoutHoldoutItems => format!(
-                "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
-                 LEFT JOIN eval_holdout h ON h.item_key = {key} WHERE h.item_key IS NULL",
-                v.logical
-            ),
-            _ if v.logical == "items" => format!("CREATE VIEW erp_{} AS {select}", v.logical),
             RowFilter::All => format!("CREATE VIEW erp_{} AS {select}", v.logical),
-            RowFilter::ExceptHoldout => format!(
+            _ if !filtered => format!("CREATE VIEW erp_{} AS {select}", v.logical),
+            RowFilter::ExceptHoldout | RowFilter::WithoutHoldoutItems => format!(
                 "CREATE VIEW erp_{} AS SELECT src.* FROM ({select}) src \
                  LEFT JOIN eval_holdout h ON h.item_key = {key} WHERE h.item_key IS NULL",
                 v.logical
