@@ -71,6 +71,21 @@ fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// The folder a model directory lives in (created if missing) and the directory's name: where
+/// its lock, staging and set-aside folders go.
+fn parent_and_name(dir: &Path) -> Result<(PathBuf, String)> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create the directory", e))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "models".into());
+    Ok((parent.to_path_buf(), name))
+}
+
 /// An exclusive lock on a model directory, held by a run or update from its start to its end
 /// (an `flock` on `<parent>/.<name>.lock`, released when the process ends however it ends): a
 /// second writer of the same model is refused instead of racing the first.
@@ -86,15 +101,8 @@ impl ModelLock {
                 "is a file, not a model directory; point output.models_dir (or --model) at a directory",
             ));
         }
-        let parent = models_dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create the directory", e))?;
-        let name = models_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "models".into());
+        let (parent, name) = parent_and_name(models_dir)?;
+        let parent = parent.as_path();
         let path = parent.join(format!(".{name}.lock"));
         let file = fs::OpenOptions::new()
             .create(true)
@@ -133,15 +141,8 @@ pub struct StagedDir {
 impl StagedDir {
     /// Creates `<parent>/.<name>.staging-<pid>`; fails early if the parent is not writable.
     pub fn create(final_path: &Path) -> Result<Self> {
-        let parent = final_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create the directory", e))?;
-        let name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "models".into());
+        let (parent, name) = parent_and_name(final_path)?;
+        let parent = parent.as_path();
         remove_leftovers(parent, &name);
         let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
         if staging.exists() {

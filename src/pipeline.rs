@@ -822,15 +822,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         &out.join(crate::model::QUEUE_FILE),
         &low_entries(&rows_out, 0, thr, "run", &created_at),
     )?;
-    let meta: Vec<MetaRow> = rows_out
-        .iter()
-        .map(|r| MetaRow {
-            item_cd: r.item_cd,
-            part_nm: r.part_nm.unwrap_or(""),
-            seal_type: r.seal_type.unwrap_or(""),
-            tier: r.tier,
-        })
-        .collect();
+    let meta: Vec<MetaRow> = rows_out.iter().map(MetaRow::from).collect();
     let vecs = ArrayView2::from_shape((n, d), &h.data[..]).expect("n x d");
     // The two big writers on both cores: formatting vectors.tsv is CPU-bound, the index and
     // vectors.npy are mostly copying.

@@ -283,21 +283,6 @@ pub fn split_similarity(
     out
 }
 
-/// Per-feature contributions of two vectors of a model: (feature, contribution, distance).
-pub fn contributions(model: &Model, a: u32, b: u32) -> Vec<(String, f64, f64)> {
-    let g = FeatureGroups::new(&model.dims.features);
-    split_similarity(
-        &g.of_dim,
-        g.names.len(),
-        model.index.vector(a),
-        model.index.vector(b),
-    )
-    .into_iter()
-    .zip(&g.names)
-    .map(|((c, d), f)| (f.clone(), c, d))
-    .collect()
-}
-
 fn answer(
     model: &Model,
     routings: &Routings,
@@ -536,14 +521,6 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
     o
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn render_csv(answers: &[Answer], opts: &Options) -> String {
     let mut o = String::from(
         "ITEM_CD,vector,rank,neighbour_ITEM_CD,similarity,tier,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
@@ -564,17 +541,17 @@ actual_hours_per_unit_mad,actuals_trusted\n",
                 let _ = writeln!(
                     o,
                     "{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    csv_field(&a.item_cd),
+                    crate::csv::field(&a.item_cd),
                     a.vector,
                     n.rank,
-                    csv_field(&n.item_cd),
+                    crate::csv::field(&n.item_cd),
                     n.similarity,
                     n.tier,
-                    csv_field(&top.join(" ")),
-                    csv_field(&n.routing.rout_no),
+                    crate::csv::field(&top.join(" ")),
+                    crate::csv::field(&n.routing.rout_no),
                     op.proc_seq,
-                    csv_field(op.job_cd.as_deref().unwrap_or("")),
-                    csv_field(op.res_cd.as_deref().unwrap_or("")),
+                    crate::csv::field(op.job_cd.as_deref().unwrap_or("")),
+                    crate::csv::field(op.res_cd.as_deref().unwrap_or("")),
                     opt(op.setup_minutes),
                     opt(op.run_minutes),
                     op.run_time_qty,

@@ -413,15 +413,7 @@ pub async fn update(
     copy_others(&dir, &out, &rewritten)?;
     let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
         .map_err(|e| Error::internal(format!("vectors: {e}")))?;
-    let meta_rows: Vec<MetaRow> = rows
-        .iter()
-        .map(|r| MetaRow {
-            item_cd: r.item_cd,
-            part_nm: r.part_nm.unwrap_or(""),
-            seal_type: r.seal_type.unwrap_or(""),
-            tier: r.tier,
-        })
-        .collect();
+    let meta_rows: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
     let (binary, rest) = rayon::join(
         || -> Result<()> {
             hnswlib_file::write(&h, &out.join(INDEX_FILE))?;

@@ -129,14 +129,6 @@ pub fn low_entries(
         .collect()
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Writes the queue as CSV with a header; fields are quoted when they contain a comma, quote or
 /// newline. Returns the number of open entries.
 pub fn write_queue(path: &Path, entries: &[QueueEntry]) -> Result<usize> {
@@ -146,17 +138,17 @@ pub fn write_queue(path: &Path, entries: &[QueueEntry]) -> Result<usize> {
             writeln!(
                 w,
                 "{},{},{},{},{:.6},{},{},{},{},{},{},{}",
-                csv_field(&e.item_cd),
-                csv_field(&e.part_nm),
-                csv_field(&e.seal_type),
-                csv_field(&e.nearest_item_cd),
+                crate::csv::field(&e.item_cd),
+                crate::csv::field(&e.part_nm),
+                crate::csv::field(&e.seal_type),
+                crate::csv::field(&e.nearest_item_cd),
                 e.similarity,
                 e.threshold,
                 if e.is_open() { "open" } else { "resolved" },
-                csv_field(&e.queued_by),
-                csv_field(&e.queued_at),
-                csv_field(&e.resolved_by),
-                csv_field(&e.resolved_at),
+                crate::csv::field(&e.queued_by),
+                crate::csv::field(&e.queued_at),
+                crate::csv::field(&e.resolved_by),
+                crate::csv::field(&e.resolved_at),
                 e.resolved_similarity
                     .map(|s| format!("{s:.6}"))
                     .unwrap_or_default(),

@@ -25,6 +25,17 @@ pub struct MetaRow<'a> {
     pub tier: &'a str,
 }
 
+impl<'a> From<&'a crate::export::items::ItemRow<'a>> for MetaRow<'a> {
+    fn from(r: &'a crate::export::items::ItemRow<'a>) -> Self {
+        MetaRow {
+            item_cd: r.item_cd,
+            part_nm: r.part_nm.unwrap_or(""),
+            seal_type: r.seal_type.unwrap_or(""),
+            tier: r.tier,
+        }
+    }
+}
+
 /// Rows formatted by one task, and tasks per round (a round's text, ~25 MB at 337 dims, is held
 /// until it is written).
 const BLOCK_ROWS: usize = 2048;
