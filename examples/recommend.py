@@ -6,7 +6,8 @@ This is what a Stage-3 service does with a model directory (see docs/stage3.md):
 with the real `hnswlib` package, look the item up in items.parquet, search at the model's
 ef_search, keep the nearest items that have a routing (never the item itself), and read their
 routings from routings.parquet. Prints one JSON object per item, one per line, with the fields of
-`trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity, tier,
+`trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity,
+confidence, tier,
 routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
 Needs: hnswlib==0.8.0, numpy, pyarrow.
 """
@@ -19,7 +20,23 @@ import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+
+
+def calibrate(points, s):
+    """The calibrated similarity (training_metadata.json feature_weights.calibration.points:
+    [similarity, rate, items], similarity ascending): linear between the points, flat beyond.
+    No points: the raw cosine."""
+    if not points:
+        return s
+    if s <= points[0][0]:
+        return points[0][1]
+    if s >= points[-1][0]:
+        return points[-1][1]
+    for (x0, y0, _), (x1, y1, _) in zip(points, points[1:]):
+        if x0 <= s < x1:
+            return y0 + (s - x0) / (x1 - x0) * (y1 - y0) if x1 > x0 else y1
+    return points[-1][1]
 
 
 def load(models):
@@ -41,6 +58,7 @@ def load(models):
 def propose(label, meta, side, index, items, routings, vectors, top_k):
     n = index.get_current_count()
     thr = meta["similarity_threshold"]
+    points = meta.get("feature_weights", {}).get("calibration", {}).get("points", [])
     k = max(side["ef_search"], top_k)
     while True:
         labels, dists = index.knn_query(np.asarray(vectors[label:label + 1]), k=min(k, n))
@@ -62,7 +80,8 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
             "label": l,
             "item_cd": items["ITEM_CD"][l],
             "similarity": sim,
-            "tier": "HIGH" if sim >= thr else "LOW",
+            "confidence": calibrate(points, sim),
+            "tier": "HIGH" if calibrate(points, sim) >= thr else "LOW",
             "routing": {
                 "rout_no": ops[0]["rout_no"],
                 "operations": [

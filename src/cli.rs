@@ -79,6 +79,9 @@ pub enum Command {
         /// Random seed; the same seed gives the same files.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Which hidden plant to generate (same views and pathologies, other routing drivers).
+        #[arg(long, value_enum, default_value = "plant-a")]
+        profile: crate::sample::Profile,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,

@@ -109,6 +109,11 @@ pub struct Encoding {
 pub struct Weights {
     /// Domain weight per feature (standard name as produced by the SQL encode layer).
     pub features: BTreeMap<String, f64>,
+    /// Learn the feature weights from the training items' routings, with `features` as the
+    /// prior (`learn.rs`).
+    pub learn: bool,
+    /// Routed training items whose leave-one-out neighbours score a weighting.
+    pub learn_sample: usize,
     pub item: ItemWeights,
 }
 
@@ -256,6 +261,16 @@ impl Config {
                     w.to_string(),
                 );
             }
+        }
+        if !(crate::learn::MIN_QUERIES..=100_000).contains(&self.weights.learn_sample) {
+            return bad(
+                "weights.learn_sample",
+                &format!(
+                    "an integer in {}..=100000, e.g. 1000",
+                    crate::learn::MIN_QUERIES
+                ),
+                self.weights.learn_sample.to_string(),
+            );
         }
         let iw = &self.weights.item;
         if !(iw.volume_floor > 0.0 && iw.volume_floor <= 1.0) {

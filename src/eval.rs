@@ -33,7 +33,8 @@ use crate::export::log::RunLog;
 use crate::fsutil::atomic_write;
 use crate::index::hnsw::with_visited;
 use crate::index::{Hnsw, HnswParams};
-use crate::pipeline::{self, LOW_RECHECK_EF, NEAREST_OTHER_EF, Timer, TrainOptions};
+use crate::learn::Calibration;
+use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
 use crate::rng::{fnv1a64, mix64};
 use crate::transform;
 
@@ -76,6 +77,7 @@ pub struct Scores {
     pub high_hit_at_5: f64,
     pub high_top1_seq_similarity: f64,
     pub low_top1_match: f64,
+    pub low_hit_at_5: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,19 @@ pub struct Variant {
     pub what: &'static str,
     pub dims: usize,
     pub scores: Scores,
+}
+
+/// One bin of the held-out calibration check: held-out items by the similarity of their
+/// nearest routed neighbour, what the calibration promised and what happened.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalibrationBin {
+    pub similarity_from: f64,
+    pub similarity_to: f64,
+    pub items: usize,
+    /// Mean calibrated similarity (the promised share of hits among the proposals).
+    pub calibrated: f64,
+    pub observed_hit_at_5: f64,
+    pub observed_top1: f64,
 }
 
 /// The whole report (also written as JSON).
@@ -96,6 +111,10 @@ pub struct EvalReport {
     pub variants: Vec<Variant>,
     /// The `trainer` variant through the HNSW index (filtered to items with routings).
     pub via_index: Scores,
+    /// The `trainer` variant's learned weights and calibration (from its training items only).
+    pub learned: crate::learn::LearnReport,
+    pub calibration_bins: Vec<CalibrationBin>,
+    pub plot_path: PathBuf,
     pub recall_at_10: f64,
     pub recall_queries: usize,
     pub nearest_other_agreement: f64,
@@ -149,47 +168,65 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         .collect();
 
     // ---- the variants --------------------------------------------------------------------------
-    let mut no_weights = cfg.clone();
+    let mut prior_only = cfg.clone();
+    prior_only.weights.learn = false;
+    let mut no_weights = prior_only.clone();
     no_weights
         .weights
         .features
         .values_mut()
         .for_each(|w| *w = 1.0);
     no_weights.weights.item.volume_floor = 1.0;
-    let score = |v: ArrayView2<'_, f32>| {
+    let thr = cfg.similarity_threshold;
+    let score = |v: ArrayView2<'_, f32>, cal: &Calibration| {
         let nn = exact_neighbours(v, &holdout, &candidates, 10);
-        scores(&holdout, &nn, &truth.seqs, cfg.similarity_threshold)
+        scores(&holdout, &nn, &truth.seqs, thr, cal)
     };
     let mut variants = Vec::new();
     let mut trained_main = None;
+    let mut learned_main = None;
+    let mut bins = Vec::new();
     for (name, what, c) in [
         (
             "trainer",
-            "the pipeline as configured (cleaning, SQL encoding, weights)",
+            "the pipeline as configured (cleaning, SQL encoding, weights learned if weights.learn)",
             &cfg,
         ),
         (
+            "prior_weights",
+            "the same pipeline with the configured weights, nothing learned",
+            &prior_only,
+        ),
+        (
             "no_weights",
-            "the same pipeline, every feature and item weight 1",
+            "the same pipeline, every feature and item weight 1, nothing learned",
             &no_weights,
         ),
     ] {
+        if name == "prior_weights" && !cfg.weights.learn {
+            continue;
+        }
         let tv = train(c, &mapping, &files, &held_keys, &mut log).await?;
         if tv.items.keys != truth.keys {
             return Err(Error::internal(
                 "the held-out training run has other items than the full data",
             ));
         }
+        let cal = &tv.learned.calibration;
         variants.push(Variant {
             name,
             what,
             dims: tv.vectors.ncols(),
-            scores: score(tv.vectors.view()),
+            scores: score(tv.vectors.view(), cal),
         });
         if name == "trainer" {
+            let nn = exact_neighbours(tv.vectors.view(), &holdout, &candidates, 10);
+            bins = calibration_bins(&holdout, &nn, &truth.seqs, cal);
             trained_main = Some(tv.vectors);
+            learned_main = Some(tv.learned);
         }
     }
+    let learned = learned_main.expect("trainer variant");
     // The held-out items absent at training and added as `trainer update` adds them: encoded
     // with the fitted state of a model that never saw them (full-data statistics).
     let scratch = std::env::temp_dir().join(format!("trainer-eval-{}", std::process::id()));
@@ -204,19 +241,19 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     )
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
-    let via_update = via_update?;
+    let (via_update, via_cal) = via_update?;
     variants.push(Variant {
         name: "via_update",
         what: "the held-out items absent at training, added as `trainer update` adds them",
         dims: via_update.ncols(),
-        scores: score(via_update.view()),
+        scores: score(via_update.view(), &via_cal),
     });
     drop(via_update);
     variants.push(Variant {
         name: "naive",
         what: "raw columns, ordinal codes, standardised, no cleaning, no weights",
         dims: naive.ncols(),
-        scores: score(naive.view()),
+        scores: score(naive.view(), &Calibration::identity()),
     });
     drop(naive);
 
@@ -236,7 +273,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     );
     let ef = cfg.hnsw.ef_search;
     let via = index_neighbours(&h, &holdout, &candidates, 10, ef);
-    let via_index = scores(&holdout, &via, &truth.seqs, cfg.similarity_threshold);
+    let via_index = scores(&holdout, &via, &truth.seqs, thr, &learned.calibration);
     let sample = draw_sample(n, opts.recall_queries, opts.seed);
     let (recall, agree) = index_checks(&h, &sample, ef, cfg.similarity_threshold);
 
@@ -247,6 +284,9 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         threshold: cfg.similarity_threshold,
         variants,
         via_index,
+        learned,
+        calibration_bins: bins,
+        plot_path: cfg.output.models_dir.join("eval_calibration.svg"),
         recall_at_10: recall,
         recall_queries: sample.len(),
         nearest_other_agreement: agree,
@@ -266,6 +306,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         )
         .as_bytes(),
     )?;
+    atomic_write(&report.plot_path, report.svg().as_bytes())?;
     Ok(report)
 }
 
@@ -317,7 +358,7 @@ async fn via_update(
     held: &[String],
     scratch: &Path,
     log: &mut RunLog,
-) -> Result<ndarray::Array2<f32>> {
+) -> Result<(ndarray::Array2<f32>, Calibration)> {
     use crate::apply::{self, Transforms};
     use crate::engine::{self, RowFilter};
     let fitted = scratch.join("fitted");
@@ -369,7 +410,7 @@ async fn via_update(
         };
         out.row_mut(i).assign(&row);
     }
-    Ok(out)
+    Ok((out, tv.learned.calibration))
 }
 
 /// Every item (clean_items, label order) with its current JOB_CD sequence (interned), if any.
@@ -592,14 +633,17 @@ pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
     1.0 - crate::mapping::levenshtein(a, b) as f64 / m as f64
 }
 
+/// The scores of `neighbours` (per query, best first); the tier is the calibrated similarity
+/// of the first neighbour against `threshold`.
 fn scores(
     queries: &[u32],
     neighbours: &[Vec<(f32, u32)>],
     seqs: &[Option<Vec<u32>>],
     threshold: f64,
+    cal: &Calibration,
 ) -> Scores {
     let (mut m1, mut h5, mut h10, mut sim, mut above) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
-    let (mut hm1, mut hh5, mut hsim, mut lm1) = (0usize, 0usize, 0.0f64, 0usize);
+    let (mut hm1, mut hh5, mut hsim, mut lm1, mut lh5) = (0usize, 0usize, 0.0f64, 0usize, 0usize);
     for (q, nn) in queries.iter().zip(neighbours) {
         let own = seqs[*q as usize]
             .as_deref()
@@ -615,13 +659,17 @@ fn scores(
         h5 += usize::from(hit5);
         h10 += usize::from(nn.iter().take(10).any(|x| same(x.1)));
         sim += s1;
-        if nn.first().is_some_and(|x| x.0 as f64 >= threshold) {
+        if nn
+            .first()
+            .is_some_and(|x| cal.apply(x.0 as f64) >= threshold)
+        {
             above += 1;
             hm1 += usize::from(top1);
             hh5 += usize::from(hit5);
             hsim += s1;
         } else {
             lm1 += usize::from(top1);
+            lh5 += usize::from(hit5);
         }
     }
     let q = queries.len().max(1) as f64;
@@ -639,7 +687,49 @@ fn scores(
         high_hit_at_5: ratio(hh5 as f64, above),
         high_top1_seq_similarity: ratio(hsim, above),
         low_top1_match: ratio(lm1 as f64, low),
+        low_hit_at_5: ratio(lh5 as f64, low),
     }
+}
+
+/// The held-out items in `CAL_BINS` equal-count bins of their nearest routed neighbour's
+/// similarity: the calibration's promise against the observed hit@5 and top-1.
+fn calibration_bins(
+    queries: &[u32],
+    neighbours: &[Vec<(f32, u32)>],
+    seqs: &[Option<Vec<u32>>],
+    cal: &Calibration,
+) -> Vec<CalibrationBin> {
+    let mut rows: Vec<(f64, bool, bool)> = queries
+        .iter()
+        .zip(neighbours)
+        .filter_map(|(q, nn)| {
+            let own = seqs[*q as usize].as_deref()?;
+            let same = |j: u32| seqs[j as usize].as_deref() == Some(own);
+            let first = nn.first()?;
+            Some((
+                first.0 as f64,
+                nn.iter().take(crate::learn::PROPOSALS).any(|x| same(x.1)),
+                same(first.1),
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = rows.len();
+    let bins = crate::learn::CAL_BINS.min(n);
+    (0..bins)
+        .filter_map(|b| {
+            let part = &rows[b * n / bins..(b + 1) * n / bins];
+            let k = part.len() as f64;
+            (!part.is_empty()).then(|| CalibrationBin {
+                similarity_from: part[0].0,
+                similarity_to: part[part.len() - 1].0,
+                items: part.len(),
+                calibrated: part.iter().map(|r| cal.apply(r.0)).sum::<f64>() / k,
+                observed_hit_at_5: part.iter().filter(|r| r.1).count() as f64 / k,
+                observed_top1: part.iter().filter(|r| r.2).count() as f64 / k,
+            })
+        })
+        .collect()
 }
 
 /// The naive baseline's vectors, rows in `keys` order (the items of clean_items).
@@ -737,12 +827,104 @@ impl Scores {
             "low_tier": {
                 "queries": self.queries - self.high,
                 "top1_routing_match": self.low_top1_match,
+                "hit_at_5": self.low_hit_at_5,
             },
         })
     }
 }
 
 impl EvalReport {
+    /// `models/eval_calibration.svg`: the calibration curve learned on the training items, the
+    /// held-out items' observed hit@5 and top-1 per similarity bin, and the threshold.
+    pub fn svg(&self) -> String {
+        let (w, h, left, right, top, bottom) = (640.0, 420.0, 60.0, 20.0, 30.0, 50.0);
+        let pts = &self.learned.calibration.points;
+        let xs = pts
+            .iter()
+            .map(|p| p.0)
+            .chain(self.calibration_bins.iter().map(|b| b.similarity_from));
+        let lo = xs.fold(1.0f64, f64::min).clamp(-1.0, 0.99);
+        let lo = (lo * 20.0).floor() / 20.0;
+        let x = |v: f64| left + (v - lo) / (1.0 - lo) * (w - left - right);
+        let y = |v: f64| top + (1.0 - v) * (h - top - bottom);
+        let mut o = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+             <text x=\"{left}\" y=\"18\" font-size=\"14\">Calibrated similarity: does the item's routing come among the {} proposals?</text>\n",
+            crate::learn::PROPOSALS
+        );
+        for k in 0..=10 {
+            let v = k as f64 / 10.0;
+            o.push_str(&format!(
+                "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0} %</text>\n",
+                w - right,
+                y(v),
+                y(v),
+                left - 6.0,
+                y(v) + 4.0,
+                100.0 * v
+            ));
+        }
+        let steps = ((1.0 - lo) / 0.05).round() as usize;
+        for k in 0..=steps {
+            let v = lo + k as f64 * 0.05;
+            o.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{v:.2}</text>\n",
+                x(v),
+                h - bottom + 16.0
+            ));
+        }
+        o.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">cosine similarity of the nearest routed neighbour</text>\n\
+             <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-dasharray=\"6 4\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#c00\">threshold {} (HIGH above)</text>\n",
+            (left + w - right) / 2.0,
+            h - 12.0,
+            w - right,
+            y(self.threshold),
+            y(self.threshold),
+            w - right - 4.0,
+            y(self.threshold) - 5.0,
+            self.threshold
+        ));
+        if !pts.is_empty() {
+            let line: Vec<String> = pts
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+                .collect();
+            o.push_str(&format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n",
+                line.join(" ")
+            ));
+        }
+        for b in &self.calibration_bins {
+            let cx = x((b.similarity_from + b.similarity_to) / 2.0);
+            o.push_str(&format!(
+                "<circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#ff7f0e\"/><rect x=\"{:.1}\" y=\"{:.1}\" width=\"7\" height=\"7\" fill=\"#2ca02c\"/>\n",
+                y(b.observed_hit_at_5),
+                cx - 3.5,
+                y(b.observed_top1) - 3.5
+            ));
+        }
+        let legend = [
+            ("#1f77b4", "calibration (training items, leave-one-out)"),
+            ("#ff7f0e", "held-out items: routing among the proposals"),
+            ("#2ca02c", "held-out items: nearest neighbour's routing"),
+        ];
+        for (k, (c, t)) in legend.iter().enumerate() {
+            let ly = h - bottom - 60.0 + 16.0 * k as f64;
+            o.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\">{t}</text>\n",
+                left + 10.0,
+                ly - 9.0,
+                left + 26.0,
+                ly
+            ));
+        }
+        o.push_str("</svg>\n");
+        o
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "items": self.items,
@@ -759,13 +941,16 @@ impl EvalReport {
                 o
             })).collect::<serde_json::Map<_, _>>(),
             "trainer_via_index": self.via_index.json(),
+            "feature_weights": self.learned,
+            "calibration_held_out": self.calibration_bins,
+            "calibration_plot": self.plot_path.display().to_string(),
             "index": {
                 "m": self.hnsw_m,
                 "ef_search": self.ef_search,
                 "recall_at_10": self.recall_at_10,
                 "recall_queries": self.recall_queries,
                 "nearest_other_ef": NEAREST_OTHER_EF,
-                "low_recheck_ef": LOW_RECHECK_EF.max(self.ef_search),
+                "low_recheck_ef": self.ef_search,
                 "nearest_other_agrees_with_exact": self.nearest_other_agreement,
             },
             "seconds": self.seconds,
@@ -788,18 +973,19 @@ impl EvalReport {
         );
         let thr = self.threshold;
         out.push_str(&format!(
-            "{:<12} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9}   {:>6} {:>9} {:>9} {:>9}\n",
+            "{:<14} {:>5} {:>8} {:>8} {:>8} {:>8} {:>7}   {:>6} {:>9} {:>9} {:>9} {:>9}\n",
             "variant",
             "dims",
             "top-1",
             "hit@5",
             "hit@10",
             "seq sim",
-            format!("≥ {thr}"),
+            "HIGH",
             "HIGH n",
             "HIGH top1",
             "HIGH h@5",
-            "LOW top1"
+            "LOW top1",
+            "LOW h@5"
         ));
         let mut rows: Vec<(String, String, &Scores)> = self
             .variants
@@ -817,7 +1003,7 @@ impl EvalReport {
         );
         for (name, dims, s) in rows {
             out.push_str(&format!(
-                "{:<12} {:>5} {:>9} {:>8} {:>8} {:>9.3} {:>9}   {:>6} {:>9} {:>9} {:>9}\n",
+                "{:<14} {:>5} {:>8} {:>8} {:>8} {:>8.3} {:>7}   {:>6} {:>9} {:>9} {:>9} {:>9}\n",
                 name,
                 dims,
                 pct(s.top1_match),
@@ -829,13 +1015,56 @@ impl EvalReport {
                 pct(s.high_top1_match),
                 pct(s.high_hit_at_5),
                 pct(s.low_top1_match),
+                pct(s.low_hit_at_5),
             ));
+        }
+        let l = &self.learned;
+        if l.learned {
+            out.push_str(&format!(
+                "\nlearned weights (trainer; leave-one-out over {} routed training items, held-out items never seen):\n\
+                 top-1 {} -> {}, hit@5 {} -> {}; features whose weight moved (prior -> learned):\n",
+                l.queries,
+                pct(l.prior.top1),
+                pct(l.result.top1),
+                pct(l.prior.hit_at_5),
+                pct(l.result.hit_at_5),
+            ));
+            let moved: Vec<String> = l
+                .weights
+                .iter()
+                .filter(|w| w.learned != w.prior)
+                .map(|w| format!("{} {:.2} -> {:.2}", w.feature, w.prior, w.learned))
+                .collect();
+            for chunk in moved.chunks(4) {
+                out.push_str(&format!("  {}\n", chunk.join(", ")));
+            }
+            if moved.is_empty() {
+                out.push_str("  none\n");
+            }
+        }
+        if !self.calibration_bins.is_empty() {
+            out.push_str(&format!(
+                "\ncalibration (trainer, held-out items by the similarity of their nearest routed neighbour):\n\
+                 {:<17} {:>6} {:>11} {:>11} {:>9}\n",
+                "similarity", "items", "calibrated", "obs. hit@5", "obs. top1"
+            ));
+            for b in &self.calibration_bins {
+                out.push_str(&format!(
+                    "{:<17} {:>6} {:>11} {:>11} {:>9}\n",
+                    format!("{:.3} - {:.3}", b.similarity_from, b.similarity_to),
+                    b.items,
+                    pct(b.calibrated),
+                    pct(b.observed_hit_at_5),
+                    pct(b.observed_top1),
+                ));
+            }
+            out.push_str(&format!("plot written to {}\n", self.plot_path.display()));
         }
         out.push_str(&format!(
             "\ntop-1: the nearest item's current JOB_CD sequence equals the held-out item's own; \
              hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
-             top-1's sequence; ≥ {thr}: share whose top-1 cosine similarity reaches the \
-             threshold (HIGH).\n\
+             top-1's sequence; HIGH: share whose top-1's calibrated similarity reaches {thr} \
+             (naive: the raw cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
              over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
              at ef {}) is as close as the exact one for {}.\nreport written to {}\n",
@@ -844,7 +1073,7 @@ impl EvalReport {
             self.recall_at_10,
             self.recall_queries,
             NEAREST_OTHER_EF,
-            LOW_RECHECK_EF.max(self.ef_search),
+            self.ef_search,
             pct(self.nearest_other_agreement),
             self.report_path.display(),
         ));

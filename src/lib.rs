@@ -25,6 +25,7 @@ pub mod eval;
 pub mod export;
 pub mod fsutil;
 pub mod index;
+pub mod learn;
 pub mod mapping;
 pub mod model;
 pub mod parquet_io;

@@ -70,10 +70,21 @@ async fn dispatch(cmd: Command) -> Result<()> {
                 trainer::engine::explain::explain(&config, view.as_deref()).await?
             );
         }
-        Command::Sample { items, seed, out } => {
+        Command::Sample {
+            items,
+            seed,
+            profile,
+            out,
+        } => {
             let t = std::time::Instant::now();
-            let s =
-                trainer::sample::write_sample(&trainer::sample::SampleSpec { items, seed }, &out)?;
+            let s = trainer::sample::write_sample(
+                &trainer::sample::SampleSpec {
+                    items,
+                    seed,
+                    profile,
+                },
+                &out,
+            )?;
             println!(
                 "wrote {} item rows, {} routing rows, {} work-order rows to {} in {:.2} s",
                 s.item_rows,

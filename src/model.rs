@@ -21,7 +21,7 @@ use crate::transform;
 use crate::vectors::Dims;
 
 /// The version of the model directory's layout (see the module docs and `docs/stage3.md`).
-pub const MODEL_FORMAT_VERSION: u64 = 1;
+pub const MODEL_FORMAT_VERSION: u64 = 2;
 
 pub const METADATA_FILE: &str = "training_metadata.json";
 pub const QUEUE_FILE: &str = "retrain_queue.csv";
@@ -389,9 +389,11 @@ impl Routings {
 }
 
 /// What the index sidecar and the metadata say about search.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SearchParams {
     pub threshold: f64,
+    /// What the threshold applies to: the cosine similarity calibrated at training.
+    pub calibration: crate::learn::Calibration,
     pub ef_search: usize,
     pub m: usize,
     pub ef_construction: usize,
@@ -403,6 +405,7 @@ impl SearchParams {
         let path = dir.join(METADATA_FILE);
         Ok(SearchParams {
             threshold: meta_f64(meta, &path, "/similarity_threshold")?,
+            calibration: crate::learn::Calibration::from_metadata(meta),
             ef_search: meta_usize(meta, &path, "/config/hnsw/ef_search")?,
             m: meta_usize(meta, &path, "/config/hnsw/m")?,
             ef_construction: meta_usize(meta, &path, "/config/hnsw/ef_construction")?,

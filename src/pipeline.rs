@@ -4,6 +4,7 @@
 //! similarity check -> artifacts. All artifacts are written into a staging directory beside
 //! `models/` and swapped in only when every one of them is complete.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,20 +38,13 @@ use crate::weights;
 /// `trainer eval` and the benchmark.
 pub const NEAREST_OTHER_EF: usize = 10;
 
-/// Beam width of the second look the similarity check takes at an item its beam left LOW (at
-/// least `ef_search`; see [`similarity_nearest`]).
-pub const LOW_RECHECK_EF: usize = 1024;
-
 /// The similarity check's nearest other of item `i`, as (cosine distance, id): the beam of
 /// [`Hnsw::nearest_other`] (width `beam`, [`NEAREST_OTHER_EF`] in `trainer run`), and for an
 /// item it leaves below `threshold` (LOW, so queued for review) also a full search at
-/// [`LOW_RECHECK_EF`], the closer of the two. A search can only miss a closer item, never report
-/// one closer than exists, so a HIGH answer is final while a LOW one is worth a second look; LOW
-/// items are outliers, which a graph search finds least reliably. Measured at 325k items
-/// (ef_construction 80, 8-component fingerprint; `cargo bench --bench index_build` counts them
-/// against exact search): the beam alone called 579 items LOW, with this 441, of which 437 are
-/// LOW by exact search (a second look at ef 256 left 458). With the 12-component fingerprint:
-/// 243 LOW, 233 of them LOW by exact search.
+/// `ef_search`, the closer of the two. A search can only miss a closer item, never report one
+/// closer than exists, so a HIGH answer is final while a LOW one is worth a second look; LOW
+/// items are outliers, which a graph search finds least reliably. `trainer eval` and the
+/// benchmark measure the agreement with exact search.
 pub fn similarity_nearest(
     h: &Hnsw,
     quant: &Quantized,
@@ -64,7 +58,7 @@ pub fn similarity_nearest(
     if (1.0 - beam.0) as f64 >= threshold {
         return Some(beam);
     }
-    let full = h.search_other(i, LOW_RECHECK_EF.max(ef_search), vis);
+    let full = h.search_other(i, ef_search, vis);
     Some(match full {
         Some(f) if f.0.total_cmp(&beam.0).then(f.1.cmp(&beam.1)).is_lt() => f,
         _ => beam,
@@ -384,6 +378,8 @@ pub struct TrainedVectors {
     pub rows: serde_json::Map<String, serde_json::Value>,
     /// Per item (label order): whether it has a current routing.
     pub has_routing: Vec<bool>,
+    /// The learned weights and the calibration of the similarity.
+    pub learned: crate::learn::LearnReport,
 }
 
 /// The training path up to the vectors (stages `read`, `sql_transforms`, `vectors`), shared
@@ -444,7 +440,7 @@ pub async fn train_vectors(
 
     // What recommend proposes and explains, read while the clean layer's tables are held (the
     // encode layer drops them).
-    let routed_keys = routed_item_keys(ctx).await?;
+    let routed = routed_items(ctx).await?;
     if let Some(dir) = opts.model_dir {
         // The clean layer's freed working memory would otherwise stay in the allocator's arenas
         // under what these writers add.
@@ -536,6 +532,35 @@ pub async fn train_vectors(
             "feature `{f}` has no entry under weights.features: weight 1.0 used"
         ));
     }
+    // ---- learned feature weights and the calibrated similarity ---------------------------------
+    let labels: Vec<Option<u32>> = items
+        .keys
+        .iter()
+        .map(|k| {
+            routed
+                .binary_search_by(|x| x.0.as_str().cmp(k))
+                .ok()
+                .map(|i| routed[i].1)
+        })
+        .collect();
+    drop(routed);
+    let mut dims = dims;
+    let learned = crate::learn::fit(
+        &raw,
+        &mut dims,
+        &labels,
+        &crate::learn::LearnOptions {
+            learn: cfg.weights.learn,
+            sample: cfg.weights.learn_sample,
+            seed: cfg.encoding.seed,
+        },
+    );
+    log_learned(log, &learned);
+    if dims.names.is_empty() {
+        return Err(Error::internal("learning zeroed every feature"));
+    }
+    timer.lap("learn_weights", log);
+
     if let Some(dir) = opts.fitted_dir {
         transform::save_table(&dir.join("dims.parquet"), &dims.to_batch())?;
     }
@@ -554,11 +579,7 @@ pub async fn train_vectors(
         "vectors: {n} items x {d} dimensions (float32, L2-normalised)"
     ));
     timer.lap("vectors", log);
-    let has_routing = items
-        .keys
-        .iter()
-        .map(|k| routed_keys.binary_search(k).is_ok())
-        .collect();
+    let has_routing = labels.iter().map(Option::is_some).collect();
     Ok(TrainedVectors {
         sources,
         items,
@@ -567,7 +588,65 @@ pub async fn train_vectors(
         dims_dropped: dropped.len(),
         rows,
         has_routing,
+        learned,
     })
+}
+
+fn log_learned(log: &mut RunLog, r: &crate::learn::LearnReport) {
+    let pct = |x: f64| format!("{:.1} %", 100.0 * x);
+    if r.queries < crate::learn::MIN_QUERIES {
+        log.warn(format!(
+            "only {} routed items: feature weights not learned, similarity not calibrated (the tier uses the raw cosine)",
+            r.queries
+        ));
+        return;
+    }
+    if r.learned {
+        log.info(format!(
+            "learned weights: leave-one-out over {} routed items (shortlist {}, {} passes; {:.2} s exact search, {:.2} s weight search): top-1 {} -> {}, hit@5 {} -> {}",
+            r.queries,
+            r.shortlist,
+            r.passes,
+            r.shortlist_seconds,
+            r.search_seconds,
+            pct(r.prior.top1),
+            pct(r.result.top1),
+            pct(r.prior.hit_at_5),
+            pct(r.result.hit_at_5)
+        ));
+        let moved: Vec<String> = r
+            .weights
+            .iter()
+            .filter(|w| w.learned != w.prior)
+            .map(|w| format!("{} {:.3}->{:.3}", w.feature, w.prior, w.learned))
+            .collect();
+        log.info(format!(
+            "learned weights: {} of {} features moved: {}",
+            moved.len(),
+            r.weights.len(),
+            if moved.is_empty() {
+                "-".to_string()
+            } else {
+                moved.join(", ")
+            }
+        ));
+    } else {
+        log.info(format!(
+            "configured weights (weights.learn: false): leave-one-out over {} routed items: top-1 {}, hit@5 {}",
+            r.queries,
+            pct(r.result.top1),
+            pct(r.result.hit_at_5)
+        ));
+    }
+    let c = &r.calibration;
+    log.info(format!(
+        "similarity calibration: {}",
+        c.points
+            .iter()
+            .map(|p| format!("{:.3}->{:.2}", p.0, p.1))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
 }
 
 /// Every key under `weights.features` must name a column of `clean_items` (the features are
@@ -604,24 +683,31 @@ pub const ITEM_FEATURES_FILE: &str = "item_features.parquet";
 const ROUTING_OPS_SQL: &str = "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq";
 const ITEM_FEATURES_SQL: &str = "SELECT * FROM clean_items ORDER BY item_key";
 
-/// The keys of the items with a current routing, sorted.
-pub async fn routed_item_keys(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<String>> {
+/// The items with a current routing, sorted by key, each with its routing's id (equal JOB_CD
+/// sequences, equal ids).
+pub async fn routed_items(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<(String, u32)>> {
+    let what = "item_targets";
     let batches = engine::collect(
         ctx,
-        "SELECT item_key FROM item_targets ORDER BY item_key",
-        "item_targets",
+        "SELECT item_key, job_seq FROM item_targets ORDER BY item_key",
+        what,
     )
     .await?;
-    let mut keys = Vec::new();
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut out = Vec::new();
     for b in &batches {
-        let k = column_as(b, "item_key", &DataType::Utf8, "item_targets")?;
-        keys.extend(
-            strings(&k)
-                .iter()
-                .map(|x| x.unwrap_or_default().to_string()),
-        );
+        let k = column_as(b, "item_key", &DataType::Utf8, what)?;
+        let s = column_as(b, "job_seq", &DataType::Utf8, what)?;
+        let (k, s) = (strings(&k), strings(&s));
+        for r in 0..b.num_rows() {
+            let next = ids.len() as u32;
+            let id = *ids
+                .entry(if s.is_valid(r) { s.value(r) } else { "" }.to_string())
+                .or_insert(next);
+            out.push((k.value(r).to_string(), id));
+        }
     }
-    Ok(keys)
+    Ok(out)
 }
 
 /// Runs `sql` and streams its result into one Parquet file (never held whole). Returns the rows.
@@ -716,6 +802,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         dims_dropped,
         rows,
         has_routing,
+        learned,
     } = trained;
     save_transforms(&cfg, &files, &fitted_dir)?;
     let (n, d) = vecs.dim();
@@ -747,7 +834,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let ef = cfg.hnsw.ef_search;
     let thr = cfg.similarity_threshold;
     let bar = progress_bar(n as u64, "similarity");
-    let nearest = similarity_pass(&h, &quant, 0..n as u32, ef, thr, |k| {
+    let cal = &learned.calibration;
+    let raw_thr = cal.raw_threshold(thr);
+    let nearest = similarity_pass(&h, &quant, 0..n as u32, ef, raw_thr, |k| {
         if let Some(b) = &bar {
             b.inc(k)
         }
@@ -756,10 +845,19 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let high = nearest.iter().filter(|x| x.1 as f64 >= thr).count();
+    let confidence: Vec<f32> = nearest
+        .iter()
+        .map(|x| cal.apply(x.1 as f64) as f32)
+        .collect();
+    let high = confidence.iter().filter(|&&c| c as f64 >= thr).count();
     let low = n - high;
     log.info(format!(
-        "similarity: {high} items >= {thr} (HIGH, {:.1} %), {low} items < {thr} (LOW, {:.1} %)",
+        "similarity: {high} items with {} >= {thr} (HIGH, {:.1} %), {low} below (LOW, {:.1} %)",
+        if cal.is_identity() {
+            "cosine"
+        } else {
+            "calibrated similarity"
+        },
         100.0 * high as f64 / n.max(1) as f64,
         100.0 * low as f64 / n.max(1) as f64
     ));
@@ -774,8 +872,9 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
             item_weight: sample.item_weight[i],
             nearest_label: nearest[i].0.map(|x| x as u64),
             nearest_similarity: nearest[i].1,
+            confidence: confidence[i],
             has_routing: has_routing[i],
-            tier: if nearest[i].1 as f64 >= thr {
+            tier: if confidence[i] as f64 >= thr {
                 "HIGH"
             } else {
                 "LOW"
@@ -784,10 +883,11 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         .collect();
     for r in rows_out.iter().filter(|r| r.tier == "LOW").take(50) {
         log.warn(format!(
-            "LOW similarity: {} ({}) nearest other {:.4} -> queued for review",
+            "LOW similarity: {} ({}) nearest other {:.4} (calibrated {:.2}) -> queued for review",
             r.item_cd,
             r.part_nm.unwrap_or("-"),
-            r.nearest_similarity
+            r.nearest_similarity,
+            r.confidence
         ));
     }
     if low > 50 {
@@ -861,6 +961,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
         "dims": d,
         "dims_dropped_constant": dims_dropped,
         "item_weight_fit": {"max_volume": sample.max_volume},
+        "feature_weights": learned,
         "similarity": {"high": high, "low": low, "histogram_0_to_1_by_0.1": hist, "retrain_queue": queued},
         "stage_seconds": stage_seconds,
         "stage_peak_rss_bytes": stage_rss,
@@ -1025,7 +1126,7 @@ mod tests {
                 .nearest_other(&quant, i, NEAREST_OTHER_EF, &mut vis)
                 .unwrap();
             let got =
-                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, 16, thr, &mut vis).unwrap();
+                similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, 1024, thr, &mut vis).unwrap();
             let exact = h.brute_force_other(i).unwrap();
             assert_ne!(got.1, i);
             assert!(

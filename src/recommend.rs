@@ -66,6 +66,10 @@ pub struct Neighbour {
     pub part_nm: Option<String>,
     pub part_type: Option<String>,
     pub similarity: f32,
+    /// The similarity calibrated at training: the share of training items whose nearest routed
+    /// neighbour at this similarity had the same routing. The tier compares it with the
+    /// threshold.
+    pub confidence: f32,
     pub tier: &'static str,
     /// Every feature, largest contribution first.
     pub features: Vec<FeatureTerm>,
@@ -84,6 +88,8 @@ pub struct Answer {
     /// The item's own current routing number, when it is in the model and has one.
     pub own_rout_no: Option<String>,
     pub threshold: f64,
+    /// Whether the model's similarity is calibrated (else confidence = similarity).
+    pub calibrated: bool,
     pub min_reports: i64,
     pub neighbours: Vec<Neighbour>,
 }
@@ -334,6 +340,7 @@ fn answer(
                 .total_cmp(&a.contribution)
                 .then_with(|| a.feature.cmp(&b.feature))
         });
+        let conf = model.params.calibration.apply(sim as f64) as f32;
         neighbours.push(Neighbour {
             rank: rank + 1,
             label: l,
@@ -341,7 +348,8 @@ fn answer(
             part_nm: model.items.part_nm[l as usize].clone(),
             part_type: nattrs.as_ref().and_then(|a| text_value(a, "part_type")),
             similarity: sim,
-            tier: if sim as f64 >= thr { "HIGH" } else { "LOW" },
+            confidence: conf,
+            tier: if conf as f64 >= thr { "HIGH" } else { "LOW" },
             features: terms,
             routing,
         });
@@ -362,6 +370,7 @@ fn answer(
         part_type: q.attrs.as_ref().and_then(|a| text_value(a, "part_type")),
         own_rout_no: own,
         threshold: thr,
+        calibrated: !model.params.calibration.is_identity(),
         min_reports: opts.min_reports,
         neighbours,
     })
@@ -433,10 +442,15 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
             let std: f64 = n.routing.operations.iter().map(|x| x.std_minutes).sum();
             let _ = writeln!(
                 o,
-                "{:>2}. {}  similarity {:.4} {}  {} {}  routing {}: {} operations, {:.1} standard minutes",
+                "{:>2}. {}  similarity {:.4}{} {}  {} {}  routing {}: {} operations, {:.1} standard minutes",
                 n.rank,
                 n.item_cd,
                 n.similarity,
+                if a.calibrated {
+                    format!(", confidence {:.0} %", 100.0 * n.confidence)
+                } else {
+                    String::new()
+                },
                 n.tier,
                 n.part_type.as_deref().unwrap_or("-"),
                 n.part_nm.as_deref().unwrap_or("-"),
@@ -518,12 +532,31 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
         }
         o.push('\n');
     }
+    match answers.first() {
+        Some(a) if a.calibrated => {
+            let _ = writeln!(
+                o,
+                "confidence: the share of training items at that similarity whose own routing was \
+                 among their {} nearest routed neighbours' (calibrated at training); HIGH from {:.0} %.",
+                crate::learn::PROPOSALS,
+                100.0 * a.threshold
+            );
+        }
+        Some(a) => {
+            let _ = writeln!(
+                o,
+                "tier: similarity against {} (the model has too few routed items to calibrate it).",
+                a.threshold
+            );
+        }
+        None => {}
+    }
     o
 }
 
 fn render_csv(answers: &[Answer], opts: &Options) -> String {
     let mut o = String::from(
-        "ITEM_CD,vector,rank,neighbour_ITEM_CD,similarity,tier,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
+        "ITEM_CD,vector,rank,neighbour_ITEM_CD,similarity,confidence,tier,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
 setup_minutes,run_minutes,run_time_qty,std_minutes,outsourced,reports,actual_hours_per_unit,\
 actual_hours_per_unit_mad,actuals_trusted\n",
     );
@@ -540,12 +573,13 @@ actual_hours_per_unit_mad,actuals_trusted\n",
             for op in &n.routing.operations {
                 let _ = writeln!(
                     o,
-                    "{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     crate::csv::field(&a.item_cd),
                     a.vector,
                     n.rank,
                     crate::csv::field(&n.item_cd),
                     n.similarity,
+                    n.confidence,
                     n.tier,
                     crate::csv::field(&top.join(" ")),
                     crate::csv::field(&n.routing.rout_no),

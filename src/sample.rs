@@ -461,6 +461,73 @@ fn routing_for(
     mat: &MaterialClass,
     band: u8,
     seal_family: usize,
+    profile: Profile,
+) -> Vec<&'static str> {
+    match profile {
+        Profile::PlantA => routing_a(pt, mat, band, seal_family),
+        Profile::PlantB => routing_b(pt, mat, band, seal_family),
+    }
+}
+
+/// Plant B's routing: process class, material class (hard materials are ground instead of
+/// turned), four size bands, and the seal family's inspection on every part with a routing; the
+/// part-type variant matters for one part type in four. (Plant B also has 20 % deviating items,
+/// some twice, twice as many part types and material and seal codes, and sizes more often
+/// known: see `write_sample`.)
+fn routing_b(
+    pt: &PartType,
+    mat: &MaterialClass,
+    band: u8,
+    seal_family: usize,
+) -> Vec<&'static str> {
+    // The variant only matters for one part type in four (code-derived, not the variant itself).
+    let variant = if pt.code.len().is_multiple_of(4) {
+        pt.variant
+    } else {
+        0
+    };
+    let base = PartType {
+        code: pt.code.clone(),
+        name: pt.name.clone(),
+        class: pt.class,
+        variant,
+    };
+    let mut ops = routing_a(&base, mat, 0, 0);
+    // Hard materials are ground, not turned, after roughing.
+    if mat.raw_kind == "CP" || mat.raw_kind == "CR" {
+        for op in ops.iter_mut() {
+            *op = match *op {
+                "C20-1" | "C20-2" => "F30-1",
+                "F20-3" | "F20-1" => "F30-2",
+                o => o,
+            };
+        }
+    }
+    let machined = ops.iter().any(|o| o.starts_with('C') || o.starts_with('F'));
+    // Four size bands.
+    if machined && band >= 1 {
+        ops.insert(1, ["C15-1", "C15-2", "C15-3"][(band - 1).min(2) as usize]);
+    }
+    if band >= 3 {
+        ops.insert(ops.len().saturating_sub(1), "Q35-1");
+    }
+    // Every part with a routing gets its seal family's inspection.
+    if !ops.is_empty() {
+        const FAMILY_QC: [&str; 7] = [
+            "Q50-1", "Q50-2", "Q51-1", "Q51-2", "Q52-1", "Q52-2", "Q53-1",
+        ];
+        ops.insert(ops.len().saturating_sub(1), FAMILY_QC[seal_family % 7]);
+    }
+    ops
+}
+
+/// Plant A's routing: process class, part-type variant, material class, three size bands and,
+/// for assemblies, the seal family (12 % of items then deviate by one operation).
+fn routing_a(
+    pt: &PartType,
+    mat: &MaterialClass,
+    band: u8,
+    seal_family: usize,
 ) -> Vec<&'static str> {
     let class = &CLASSES[pt.class];
     let mut ops: Vec<&'static str> = class.ops.to_vec();
@@ -584,6 +651,18 @@ fn mm_spelling(rng: &mut Rng) -> &'static str {
 pub struct SampleSpec {
     pub items: usize,
     pub seed: u64,
+    pub profile: Profile,
+}
+
+/// Which hidden plant the generator builds. Both write the same three views with the same
+/// pathologies; what drives a routing differs (README, "Data profiles"), so that a quality
+/// decision can be checked on a plant it was not made on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Profile {
+    // The default plant: see `routing_a`.
+    PlantA,
+    // Routings driven by other columns, noisier, rarer levels: see `routing_b`.
+    PlantB,
 }
 
 /// Row counts of what was written.
@@ -602,10 +681,13 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
     fs::create_dir_all(out).map_err(|e| Error::io(out, "create the output directory", e))?;
     let mut rng = Rng::derive(spec.seed, "sample");
     let n = spec.items;
+    let b = spec.profile == Profile::PlantB;
+    // Plant B: twice the levels of part types, material and seal codes.
+    let more = if b { 2 } else { 1 };
 
-    let per_class = (6 + n / 6000).min(53);
+    let per_class = ((6 + n / 6000) * more).min(53 * more);
     let parts = make_part_types(&mut rng, per_class);
-    let n_material_codes = (24 + n / 300).min(1167);
+    let n_material_codes = ((24 + n / 300) * more).min(1167 * more);
     let material_codes: Vec<(usize, String)> = (0..n_material_codes)
         .map(|k| {
             let mc = rng.weighted(&MATERIALS.iter().map(|m| m.share).collect::<Vec<_>>());
@@ -619,7 +701,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
             (mc, code)
         })
         .collect();
-    let n_seal_codes = (30 + n / 400).min(873);
+    let n_seal_codes = ((30 + n / 400) * more).min(873 * more);
     let seal_codes: Vec<String> = (0..n_seal_codes)
         .map(|k| {
             if k % 3 == 0 {
@@ -652,18 +734,26 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
         let m = &MATERIALS[mc];
         let material_desc = *rng.pick(m.descs);
         let od_mm = match CLASSES[class].part_prefix {
-            "ORG" | "KIT" | "RAW" if rng.chance(0.6) => None,
-            _ if rng.chance(0.45) => None,
+            "ORG" | "KIT" | "RAW" if rng.chance(if b { 0.4 } else { 0.6 }) => None,
+            _ if rng.chance(if b { 0.3 } else { 0.45 }) => None,
             _ => Some((rng.normal() * 0.7 + 4.3).exp().clamp(8.0, 900.0)),
         };
         let seal_idx = rng.below(seal_codes.len());
         let seal_family = seal_idx % 7;
-        let band = od_mm.map(size_band).unwrap_or(0);
-        let mut ops = routing_for(&parts[part], m, band, seal_family);
+        let band = match (od_mm, b) {
+            (None, _) => 0,
+            (Some(od), false) => size_band(od),
+            (Some(od), true) => [40.0, 100.0, 250.0].iter().filter(|&&t| od >= t).count() as u8,
+        };
+        let mut ops = routing_for(&parts[part], m, band, seal_family, spec.profile);
         let purchased = rng.chance(CLASSES[class].purchased);
-        // 12 % of items deviate from the routing of their key.
-        if rng.chance(0.12) {
+        // Plant A: 12 % of items deviate from the routing of their key; plant B: 20 %, a
+        // quarter of those twice.
+        if rng.chance(if b { 0.20 } else { 0.12 }) {
             deviate(&mut rng, &mut ops);
+            if b && rng.chance(0.25) {
+                deviate(&mut rng, &mut ops);
+            }
         }
         let code = match i % 5 {
             0 => format!("H{:06}DB", i),

@@ -249,8 +249,17 @@ pub async fn update(
 
     // ---- similarity: the new items, and the old items they came close to -----------------------
     let thr = params.threshold;
+    let cal = &params.calibration;
+    let conf = |s: f32| cal.apply(s as f64) as f32;
     let ef = params.ef_search;
-    let new_nearest = similarity_pass(&h, &quant, start as u32..n as u32, ef, thr, |_| {});
+    let new_nearest = similarity_pass(
+        &h,
+        &quant,
+        start as u32..n as u32,
+        ef,
+        cal.raw_threshold(thr),
+        |_| {},
+    );
     drop(quant);
     // An old item's nearest other can only become a new item that is closer: look at the old
     // items among each new item's ef_search nearest.
@@ -276,7 +285,7 @@ pub async fn update(
             if nearest_label[j].is_none_or(|l| (l as usize) < start) {
                 rechecked += 1;
             }
-            if (nearest_sim[j] as f64) < thr && (sim as f64) >= thr {
+            if (conf(nearest_sim[j]) as f64) < thr && (conf(sim) as f64) >= thr {
                 raised.push(j);
             }
             nearest_sim[j] = sim;
@@ -285,8 +294,11 @@ pub async fn update(
     }
     nearest_label.extend(new_nearest.iter().map(|x| x.0.map(u64::from)));
     nearest_sim.extend(new_nearest.iter().map(|x| x.1));
-    let tier = |s: f32| if s as f64 >= thr { "HIGH" } else { "LOW" };
-    let low = new_nearest.iter().filter(|x| (x.1 as f64) < thr).count();
+    let tier = |s: f32| if conf(s) as f64 >= thr { "HIGH" } else { "LOW" };
+    let low = new_nearest
+        .iter()
+        .filter(|x| (conf(x.1) as f64) < thr)
+        .count();
     let hist = similarity_histogram(new_nearest.iter().map(|x| x.1));
     timer.lap("similarity_check", &mut log);
 
@@ -325,6 +337,7 @@ pub async fn update(
                 item_weight: w,
                 nearest_label: nearest_label[i],
                 nearest_similarity: nearest_sim[i],
+                confidence: conf(nearest_sim[i]),
                 has_routing: has,
                 tier: tier(nearest_sim[i]),
             }
@@ -339,7 +352,7 @@ pub async fn update(
     let mut resolved = 0usize;
     for e in queue.iter_mut().filter(|e| e.is_open()) {
         if let Some(&i) = by_cd.get(e.item_cd.as_str())
-            && nearest_sim[i] as f64 >= thr
+            && conf(nearest_sim[i]) as f64 >= thr
         {
             e.resolved_by = format!("update {update_no}");
             e.resolved_at = at.clone();

@@ -22,6 +22,9 @@ pub struct ItemRow<'a> {
     pub item_weight: f64,
     pub nearest_label: Option<u64>,
     pub nearest_similarity: f32,
+    /// The similarity calibrated to the share of such pairs that share a routing (`learn.rs`);
+    /// the tier compares it with the threshold.
+    pub confidence: f32,
     /// Whether the item has a current routing (only those are proposed).
     pub has_routing: bool,
     pub tier: &'static str,
@@ -37,6 +40,7 @@ pub fn write_items(path: &Path, rows: &[ItemRow]) -> Result<()> {
         Field::new("item_weight", DataType::Float64, false),
         Field::new("nearest_other_label", DataType::UInt64, true),
         Field::new("nearest_other_similarity", DataType::Float32, false),
+        Field::new("nearest_other_confidence", DataType::Float32, false),
         Field::new("similarity_tier", DataType::Utf8, false),
         Field::new("has_routing", DataType::Boolean, false),
     ]));
@@ -59,6 +63,9 @@ pub fn write_items(path: &Path, rows: &[ItemRow]) -> Result<()> {
             Arc::new(Float32Array::from_iter_values(
                 rows.iter().map(|r| r.nearest_similarity),
             )),
+            Arc::new(Float32Array::from_iter_values(
+                rows.iter().map(|r| r.confidence),
+            )),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.tier))),
             Arc::new(BooleanArray::from(
                 rows.iter().map(|r| r.has_routing).collect::<Vec<_>>(),
@@ -79,6 +86,8 @@ pub struct QueueEntry {
     pub seal_type: String,
     pub nearest_item_cd: String,
     pub similarity: f32,
+    /// The calibrated similarity the threshold applies to.
+    pub confidence: f32,
     pub threshold: f64,
     /// `run` or `update N`.
     pub queued_by: String,
@@ -95,7 +104,7 @@ impl QueueEntry {
     }
 }
 
-const QUEUE_HEADER: &str = "ITEM_CD,PartNm,SealType,nearest_other_ITEM_CD,nearest_other_similarity,threshold,\
+const QUEUE_HEADER: &str = "ITEM_CD,PartNm,SealType,nearest_other_ITEM_CD,nearest_other_similarity,nearest_other_confidence,threshold,\
 status,queued_by,queued_at,resolved_by,resolved_at,resolved_similarity";
 
 /// Queue entries for the LOW rows among `rows[from..]` (a run: all rows; an update: the items it
@@ -119,6 +128,7 @@ pub fn low_entries(
                 .map(|l| rows[l as usize].item_cd.to_string())
                 .unwrap_or_default(),
             similarity: r.nearest_similarity,
+            confidence: r.confidence,
             threshold,
             queued_by: queued_by.to_string(),
             queued_at: at.to_string(),
@@ -137,12 +147,13 @@ pub fn write_queue(path: &Path, entries: &[QueueEntry]) -> Result<usize> {
         for e in entries {
             writeln!(
                 w,
-                "{},{},{},{},{:.6},{},{},{},{},{},{},{}",
+                "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{}",
                 crate::csv::field(&e.item_cd),
                 crate::csv::field(&e.part_nm),
                 crate::csv::field(&e.seal_type),
                 crate::csv::field(&e.nearest_item_cd),
                 e.similarity,
+                e.confidence,
                 e.threshold,
                 if e.is_open() { "open" } else { "resolved" },
                 crate::csv::field(&e.queued_by),
@@ -174,8 +185,8 @@ pub fn read_queue(path: &Path) -> Result<Vec<QueueEntry>> {
     let mut out = Vec::with_capacity(records.len());
     for (line, f) in records {
         let bad = |m: &str| Error::input(format!("{what}, line {line}"), m.to_string());
-        if f.len() != 12 {
-            return Err(bad(&format!("{} fields, expected 12", f.len())));
+        if f.len() != 13 {
+            return Err(bad(&format!("{} fields, expected 13", f.len())));
         }
         let num = |s: &str, name: &str| -> Result<f64> {
             s.parse::<f64>()
@@ -187,15 +198,16 @@ pub fn read_queue(path: &Path) -> Result<Vec<QueueEntry>> {
             seal_type: f[2].clone(),
             nearest_item_cd: f[3].clone(),
             similarity: num(&f[4], "nearest_other_similarity")? as f32,
-            threshold: num(&f[5], "threshold")?,
-            queued_by: f[7].clone(),
-            queued_at: f[8].clone(),
-            resolved_by: f[9].clone(),
-            resolved_at: f[10].clone(),
-            resolved_similarity: if f[11].is_empty() {
+            confidence: num(&f[5], "nearest_other_confidence")? as f32,
+            threshold: num(&f[6], "threshold")?,
+            queued_by: f[8].clone(),
+            queued_at: f[9].clone(),
+            resolved_by: f[10].clone(),
+            resolved_at: f[11].clone(),
+            resolved_similarity: if f[12].is_empty() {
                 None
             } else {
-                Some(num(&f[11], "resolved_similarity")? as f32)
+                Some(num(&f[12], "resolved_similarity")? as f32)
             },
         });
     }

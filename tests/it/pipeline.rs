@@ -57,12 +57,19 @@ fn sample_trains_with_sane_vectors_and_index() {
             / n as f64;
         assert!(var > 0.0, "dimension {j} is constant");
     }
-    // Share of HIGH items reported and plausible: most items of a plant have a close sibling.
+    // Share of HIGH items reported, and neither tier degenerate: the calibrated similarity
+    // separates items whose proposals are likely right from the rest.
     let meta: serde_json::Value =
         serde_json::from_slice(&read_bytes(&m.join("training_metadata.json"))).unwrap();
     let high = meta["similarity"]["high"].as_u64().unwrap() as f64;
     let share = high / n as f64;
-    assert!((0.4..0.99).contains(&share), "HIGH share {share}");
+    assert!((0.05..0.95).contains(&share), "HIGH share {share}");
+    // The learned weights and the calibration are recorded.
+    let fw = &meta["feature_weights"];
+    assert_eq!(fw["learned"], true, "{fw}");
+    assert!(fw["result"]["top1"].as_f64().unwrap() >= fw["prior"]["top1"].as_f64().unwrap());
+    let points = fw["calibration"]["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{fw}");
     assert_eq!(meta["dims"].as_u64().unwrap() as usize, d);
     for key in [
         "model_version",
@@ -97,11 +104,27 @@ fn sample_trains_with_sane_vectors_and_index() {
         .as_any()
         .downcast_ref::<StringArray>()
         .unwrap();
+    let conf = items
+        .column_by_name("nearest_other_confidence")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .unwrap();
+    // The calibration is monotone: a higher similarity never gets a lower confidence.
+    let cal = trainer::learn::Calibration::from_metadata(&meta);
     let mut low = 0;
     for i in 0..n {
-        assert_eq!(tier.value(i) == "HIGH", sim.value(i) >= 0.8, "row {i}");
+        assert_eq!(tier.value(i) == "HIGH", conf.value(i) >= 0.8, "row {i}");
+        assert_eq!(
+            conf.value(i),
+            cal.apply(sim.value(i) as f64) as f32,
+            "row {i}"
+        );
         low += usize::from(tier.value(i) == "LOW");
     }
+    let mut by_sim: Vec<(f32, f32)> = (0..n).map(|i| (sim.value(i), conf.value(i))).collect();
+    by_sim.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(by_sim.windows(2).all(|w| w[0].1 <= w[1].1));
     let queue = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
     assert_eq!(queue.lines().count(), low + 1);
 }
@@ -331,14 +354,17 @@ fn same_part_share(models: &std::path::Path) -> f64 {
 
 #[test]
 fn raising_a_feature_weight_pulls_neighbours_together() {
-    let base = Project::new(&sample_dir());
+    // The configured weights themselves (learning would move them).
+    let fixed = |t: String| t.replace("  learn: true\n", "  learn: false\n");
+    let base = Project::with(&sample_dir(), fixed);
     base.run_ok();
     let heavy = Project::with(&sample_dir(), |t| {
-        t.replace("    part_nm: 0.4\n", "    part_nm: 8.0\n")
+        fixed(t).replace("    part_nm: 0.4\n", "    part_nm: 8.0\n")
     });
     heavy.run_ok();
     let off = Project::with(&sample_dir(), |t| {
-        t.replace("    part_nm: 0.4\n", "    part_nm: 0.0\n")
+        fixed(t)
+            .replace("    part_nm: 0.4\n", "    part_nm: 0.0\n")
             .replace("    part_type: 2.5\n", "    part_type: 0.0\n")
     });
     off.run_ok();

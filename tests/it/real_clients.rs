@@ -116,10 +116,11 @@ fn example_client_agrees_with_recommend() {
     assert_eq!(theirs.len(), asked.len());
     for (a, b) in ours.iter().zip(&theirs) {
         assert_eq!(a["item_cd"], b["item_cd"]);
-        // Neighbours as (similarity to 1e-5, ITEM_CD): the same items in the same order, up to
-        // the order of exact ties.
-        let key = |v: &serde_json::Value| -> Vec<(i64, String, String)> {
-            let mut n: Vec<(i64, String, String)> = v["neighbours"]
+        // Neighbours as (similarity to 1e-5, ITEM_CD, routing, calibrated similarity to 1e-4,
+        // tier): the same items in the same order, up to the order of exact ties.
+        type Key = (i64, String, String, i64, String);
+        let key = |v: &serde_json::Value| -> Vec<Key> {
+            let mut n: Vec<Key> = v["neighbours"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -128,6 +129,8 @@ fn example_client_agrees_with_recommend() {
                         -(x["similarity"].as_f64().unwrap() * 1e5).round() as i64,
                         x["item_cd"].as_str().unwrap().to_string(),
                         x["routing"]["rout_no"].as_str().unwrap().to_string(),
+                        (x["confidence"].as_f64().unwrap() * 1e4).round() as i64,
+                        x["tier"].as_str().unwrap().to_string(),
                     )
                 })
                 .collect();

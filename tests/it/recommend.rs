@@ -315,7 +315,7 @@ fn output_and_errors_on_the_fixture() {
     std::fs::write(
         &meta,
         text.replace(
-            "\"model_format_version\": 1,",
+            "\"model_format_version\": 2,",
             "\"model_format_version\": 0,",
         ),
     )

@@ -1,0 +1,905 @@
+//! Feature weights learned from the plant's own routings, and the calibrated similarity that
+//! decides the tier.
+//!
+//! Both answer one question on the training data: for a routed item, does its nearest routed
+//! neighbour (itself left out) have the same current routing? The config's domain weights are
+//! the prior; what the data shows moves them.
+//!
+//! * A seeded sample of routed training items are the queries. Items held out by `trainer eval`
+//!   have no routing rows at training time, so they are never queries or answers.
+//! * A feature's weight scales its block of dimensions before the row is normalised, so the
+//!   cosine of two items splits into per-feature partial dot products and norms:
+//!   `cos_w(i, j) = Σ_f w_f²·p_f(i,j) / sqrt(Σ_f w_f²·n_f(i) · Σ_f w_f²·n_f(j))`. They are
+//!   computed once for each query and its shortlist (the `SHORTLIST` nearest routed items by
+//!   exact search under the prior, and again under the first round's weights), after which a
+//!   trial weighting costs O(queries × shortlist).
+//! * Coordinate search over a grid of multipliers of the prior (0 and 2^(k/2), k = -6..6) on
+//!   the leave-one-out objective `mean(1/rank of the first same-routing neighbour) +
+//!   ½·hit@5`, minus `PENALTY · Σ_f |log2 multiplier_f|` (a zero counts as 1/16): a weight moves
+//!   away from its prior only when the gain outweighs that, so weak evidence leaves it alone.
+//!   Passes repeat until nothing moves (at most `MAX_PASSES`).
+//! * Calibration: each query's similarity to its nearest routed neighbour under the final
+//!   weights, and whether one of its `PROPOSALS` nearest routed neighbours (the routings a
+//!   planner is shown) has its routing; in `CAL_BINS` equal-count bins of similarity, the
+//!   observed rate per bin made non-decreasing (pool adjacent violators), interpolated
+//!   linearly between bin centres. The calibrated similarity of an item is the share of
+//!   training items at that similarity whose own routing was among the proposals; the tier
+//!   compares it with `similarity_threshold`. The event is "among the proposals", not "the
+//!   first proposal": the nearest neighbour's routing is right less often than 80 % at any
+//!   similarity on the data we tried, which would leave the HIGH tier empty.
+//!
+//! Everything is deterministic: the sample is a seeded hash of the item key, neighbour ties go
+//! to the lower label, and sums run in query order.
+
+use std::collections::BinaryHeap;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::rng::{fnv1a64, mix64};
+use crate::vectors::{Dims, RawMatrix};
+
+/// Routed neighbours kept per query and per shortlist round.
+pub const SHORTLIST: usize = 64;
+/// Objective units a doubling (or halving) of a weight away from its prior must earn.
+pub const PENALTY: f64 = 0.002;
+pub const MAX_PASSES: usize = 3;
+/// Routings a planner is shown (`trainer recommend`'s default `--top-k`): the calibrated
+/// similarity is the chance that one of them is the item's own.
+pub const PROPOSALS: usize = 5;
+/// Equal-count bins of the calibration curve.
+pub const CAL_BINS: usize = 10;
+/// Fewer routed queries than this: no learning and no calibration (reported, not hidden).
+pub const MIN_QUERIES: usize = 50;
+
+/// Multipliers of the prior weight the search tries.
+fn grid() -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain((-6..=6).map(|k| 2f64.powf(k as f64 / 2.0)))
+        .collect()
+}
+
+fn penalty(m: f64) -> f64 {
+    if m <= 0.0 { 4.0 } else { m.log2().abs() }
+}
+
+/// The leave-one-out scores of one weighting on the queries.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Loo {
+    pub top1: f64,
+    pub hit_at_5: f64,
+    pub mrr: f64,
+}
+
+impl Loo {
+    pub fn objective(&self) -> f64 {
+        self.mrr + 0.5 * self.hit_at_5
+    }
+}
+
+/// One feature's weight before and after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureWeight {
+    pub feature: String,
+    pub prior: f64,
+    pub learned: f64,
+}
+
+/// What [`fit`] did, for `training_metadata.json`, the log and `trainer eval`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LearnReport {
+    pub learned: bool,
+    pub queries: usize,
+    pub shortlist: usize,
+    pub passes: usize,
+    pub prior: Loo,
+    pub result: Loo,
+    pub weights: Vec<FeatureWeight>,
+    pub calibration: Calibration,
+    /// Time spent finding shortlists (exact search) and searching weights.
+    pub shortlist_seconds: f64,
+    pub search_seconds: f64,
+}
+
+/// similarity -> observed share of top-1 pairs with the same routing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    /// (mean similarity of the bin, same-routing rate, queries), similarity ascending, rates
+    /// non-decreasing. Empty: not calibrated (the raw cosine is used).
+    pub points: Vec<(f64, f64, usize)>,
+}
+
+impl Calibration {
+    pub fn identity() -> Self {
+        Calibration { points: Vec::new() }
+    }
+
+    pub fn is_identity(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The calibrated value of a cosine similarity (the raw value when not calibrated).
+    pub fn apply(&self, s: f64) -> f64 {
+        let p = &self.points;
+        match p.len() {
+            0 => s,
+            _ if s <= p[0].0 => p[0].1,
+            _ if s >= p[p.len() - 1].0 => p[p.len() - 1].1,
+            _ => {
+                let k = p.partition_point(|x| x.0 <= s);
+                let (a, b) = (p[k - 1], p[k]);
+                let t = if b.0 > a.0 {
+                    (s - a.0) / (b.0 - a.0)
+                } else {
+                    1.0
+                };
+                a.1 + t * (b.1 - a.1)
+            }
+        }
+    }
+
+    /// The smallest cosine similarity whose calibrated value reaches `threshold` (the raw
+    /// threshold when not calibrated; +∞ when no similarity reaches it).
+    pub fn raw_threshold(&self, threshold: f64) -> f64 {
+        let p = &self.points;
+        if p.is_empty() {
+            return threshold;
+        }
+        if threshold <= p[0].1 {
+            return f64::NEG_INFINITY;
+        }
+        for k in 1..p.len() {
+            let (a, b) = (p[k - 1], p[k]);
+            if threshold <= b.1 {
+                return a.0 + (threshold - a.1) / (b.1 - a.1) * (b.0 - a.0);
+            }
+        }
+        f64::INFINITY
+    }
+
+    /// Reads the calibration a model's `training_metadata.json` records (absent: identity).
+    pub fn from_metadata(meta: &serde_json::Value) -> Calibration {
+        meta.pointer("/feature_weights/calibration")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_else(Calibration::identity)
+    }
+
+    /// Fits the curve to (similarity, same routing) pairs.
+    pub fn fit(pairs: &[(f64, bool)]) -> Self {
+        if pairs.len() < MIN_QUERIES {
+            return Calibration::identity();
+        }
+        let mut sorted: Vec<(f64, bool)> = pairs.to_vec();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let n = sorted.len();
+        // (sum of similarity, hits, count) per bin, then pooled while a rate decreases.
+        let mut blocks: Vec<(f64, f64, usize)> = Vec::new();
+        for b in 0..CAL_BINS {
+            let (lo, hi) = (b * n / CAL_BINS, (b + 1) * n / CAL_BINS);
+            if hi <= lo {
+                continue;
+            }
+            let part = &sorted[lo..hi];
+            let s: f64 = part.iter().map(|x| x.0).sum();
+            let h = part.iter().filter(|x| x.1).count() as f64;
+            blocks.push((s, h, part.len()));
+            while blocks.len() >= 2 {
+                let (a, b) = (blocks[blocks.len() - 2], blocks[blocks.len() - 1]);
+                if a.1 / a.2 as f64 <= b.1 / b.2 as f64 {
+                    break;
+                }
+                blocks.pop();
+                blocks.pop();
+                blocks.push((a.0 + b.0, a.1 + b.1, a.2 + b.2));
+            }
+        }
+        Calibration {
+            points: blocks
+                .into_iter()
+                .map(|(s, h, c)| (s / c as f64, h / c as f64, c))
+                .collect(),
+        }
+    }
+}
+
+/// How [`fit`] runs.
+pub struct LearnOptions {
+    /// Learn the weights (else only calibrate the configured ones).
+    pub learn: bool,
+    /// Routed training items used as queries.
+    pub sample: usize,
+    pub seed: u64,
+}
+
+/// The layout's columns grouped into feature blocks.
+struct Blocks {
+    names: Vec<String>,
+    /// Layout column -> raw matrix column.
+    src: Vec<usize>,
+    /// Layout column -> feature block.
+    block: Vec<usize>,
+    /// Prior weight per block.
+    prior: Vec<f64>,
+}
+
+impl Blocks {
+    fn new(raw: &RawMatrix, dims: &Dims) -> Blocks {
+        let col_of: std::collections::HashMap<&str, usize> = raw
+            .dim_names
+            .iter()
+            .enumerate()
+            .map(|(j, d)| (d.as_str(), j))
+            .collect();
+        let mut b = Blocks {
+            names: Vec::new(),
+            src: Vec::new(),
+            block: Vec::new(),
+            prior: Vec::new(),
+        };
+        for (c, d) in dims.names.iter().enumerate() {
+            let f = &dims.features[c];
+            let id = match b.names.iter().position(|x| x == f) {
+                Some(id) => id,
+                None => {
+                    b.names.push(f.clone());
+                    b.prior.push(dims.weights[c]);
+                    b.names.len() - 1
+                }
+            };
+            b.src.push(col_of[d.as_str()]);
+            b.block.push(id);
+        }
+        b
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// Fits the feature weights (when asked) and the calibration; writes the learned weights into
+/// `dims` and drops the dimensions whose weight became 0 from the layout.
+pub fn fit(
+    raw: &RawMatrix,
+    dims: &mut Dims,
+    labels: &[Option<u32>],
+    opts: &LearnOptions,
+) -> LearnReport {
+    let blocks = Blocks::new(raw, dims);
+    let queries = draw_queries(labels, opts.sample, opts.seed);
+    let routed: Vec<u32> = (0..labels.len() as u32)
+        .filter(|&i| labels[i as usize].is_some())
+        .collect();
+    let prior_w2: Vec<f64> = blocks.prior.iter().map(|w| w * w).collect();
+    let mut report = LearnReport {
+        learned: false,
+        queries: queries.len(),
+        shortlist: SHORTLIST,
+        passes: 0,
+        prior: Loo::default(),
+        result: Loo::default(),
+        weights: blocks
+            .names
+            .iter()
+            .zip(&blocks.prior)
+            .map(|(f, &w)| FeatureWeight {
+                feature: f.clone(),
+                prior: w,
+                learned: w,
+            })
+            .collect(),
+        calibration: Calibration::identity(),
+        shortlist_seconds: 0.0,
+        search_seconds: 0.0,
+    };
+    if queries.len() < MIN_QUERIES || blocks.len() == 0 {
+        return report;
+    }
+    let clock = std::time::Instant::now();
+    let first = shortlist(raw, &blocks, &blocks.prior, &queries, &routed, SHORTLIST);
+    report.shortlist_seconds += clock.elapsed().as_secs_f64();
+    let mut mult = vec![1.0; blocks.len()];
+    if opts.learn {
+        let parts = Partials::new(raw, &blocks, &queries, labels, &first);
+        report.prior = parts.score(&prior_w2);
+        let clock = std::time::Instant::now();
+        report.passes += search(&parts, &blocks.prior, &mut mult);
+        report.search_seconds += clock.elapsed().as_secs_f64();
+        // Second round: the shortlist of the first round's weights joins the prior's, so that
+        // items the new weighting brings close are candidates too.
+        let w1: Vec<f64> = blocks.prior.iter().zip(&mult).map(|(p, m)| p * m).collect();
+        let clock = std::time::Instant::now();
+        let second = shortlist(raw, &blocks, &w1, &queries, &routed, SHORTLIST);
+        report.shortlist_seconds += clock.elapsed().as_secs_f64();
+        let merged: Vec<Vec<u32>> = first
+            .iter()
+            .zip(&second)
+            .map(|(a, b)| {
+                let mut c: Vec<u32> = a.iter().chain(b).copied().collect();
+                c.sort_unstable();
+                c.dedup();
+                c
+            })
+            .collect();
+        let parts = Partials::new(raw, &blocks, &queries, labels, &merged);
+        let clock = std::time::Instant::now();
+        report.passes += search(&parts, &blocks.prior, &mut mult);
+        report.search_seconds += clock.elapsed().as_secs_f64();
+        report.shortlist = merged.iter().map(Vec::len).max().unwrap_or(0);
+        let w2: Vec<f64> = blocks
+            .prior
+            .iter()
+            .zip(&mult)
+            .map(|(p, m)| (p * m) * (p * m))
+            .collect();
+        report.result = parts.score(&w2);
+        report.calibration = Calibration::fit(&parts.calibration_pairs(&w2));
+        report.learned = true;
+    } else {
+        let parts = Partials::new(raw, &blocks, &queries, labels, &first);
+        report.prior = parts.score(&prior_w2);
+        report.result = report.prior;
+        report.calibration = Calibration::fit(&parts.calibration_pairs(&prior_w2));
+    }
+    for (fw, m) in report.weights.iter_mut().zip(&mult) {
+        fw.learned = fw.prior * m;
+    }
+    // The layout keeps the dimensions of features that still weigh something.
+    let keep: Vec<bool> = (0..dims.names.len())
+        .map(|c| mult[blocks.block[c]] > 0.0)
+        .collect();
+    let pick = |v: &Vec<String>| -> Vec<String> {
+        v.iter()
+            .zip(&keep)
+            .filter(|x| *x.1)
+            .map(|x| x.0.clone())
+            .collect()
+    };
+    let weights: Vec<f64> = (0..dims.names.len())
+        .filter(|&c| keep[c])
+        .map(|c| dims.weights[c] * mult[blocks.block[c]])
+        .collect();
+    let variances: Vec<f64> = (0..dims.names.len())
+        .filter(|&c| keep[c])
+        .map(|c| dims.variances[c])
+        .collect();
+    *dims = Dims {
+        names: pick(&dims.names),
+        features: pick(&dims.features),
+        weights,
+        variances,
+    };
+    report
+}
+
+/// Up to `k` routed labels, chosen by a seeded hash of the label, sorted.
+fn draw_queries(labels: &[Option<u32>], k: usize, seed: u64) -> Vec<u32> {
+    let mut order: Vec<(u64, u32)> = (0..labels.len() as u32)
+        .filter(|&i| labels[i as usize].is_some())
+        .map(|i| (mix64(i as u64 ^ mix64(seed ^ fnv1a64(b"learn queries"))), i))
+        .collect();
+    order.sort_unstable();
+    let mut out: Vec<u32> = order.iter().take(k).map(|x| x.1).collect();
+    out.sort_unstable();
+    out
+}
+
+/// Row `i` of the layout weighted by `w` (per block) and L2-normalised, into `out`.
+fn weighted_row(raw: &RawMatrix, blocks: &Blocks, w: &[f64], i: usize, out: &mut [f32]) {
+    let row = &raw.values[i * raw.width..(i + 1) * raw.width];
+    let mut norm = 0.0f64;
+    for (c, o) in out.iter_mut().enumerate() {
+        let x = row[blocks.src[c]] as f64 * w[blocks.block[c]];
+        norm += x * x;
+        *o = x as f32;
+    }
+    let norm = norm.sqrt();
+    for o in out.iter_mut() {
+        *o = if norm > 0.0 {
+            (*o as f64 / norm) as f32
+        } else {
+            0.0
+        };
+    }
+}
+
+/// (similarity, label) with a total order: "less" is better (higher similarity, then lower
+/// label), so a max-heap keeps the worst on top.
+#[derive(Clone, Copy, PartialEq)]
+struct Hit(f32, u32);
+impl Eq for Hit {}
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Hit {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// The `k` nearest `candidates` of each query (itself excluded) by exact cosine under the
+/// block weights `w`, as sorted labels. Blocks of candidates run in parallel; their partial
+/// top-k lists merge under a total order, so the result does not depend on scheduling.
+fn shortlist(
+    raw: &RawMatrix,
+    blocks: &Blocks,
+    w: &[f64],
+    queries: &[u32],
+    candidates: &[u32],
+    k: usize,
+) -> Vec<Vec<u32>> {
+    const CB: usize = 2048;
+    let d = blocks.src.len();
+    let mut q = Array2::<f32>::zeros((queries.len(), d));
+    for (r, &i) in queries.iter().enumerate() {
+        weighted_row(
+            raw,
+            blocks,
+            w,
+            i as usize,
+            q.row_mut(r).as_slice_mut().expect("row-major"),
+        );
+    }
+    let top = |hits: Vec<Hit>| -> Vec<Hit> {
+        let mut heap: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
+        for h in hits {
+            if heap.len() < k {
+                heap.push(h);
+            } else if h < *heap.peek().expect("k > 0") {
+                heap.pop();
+                heap.push(h);
+            }
+        }
+        heap.into_vec()
+    };
+    let empty = || vec![Vec::<Hit>::new(); queries.len()];
+    let merged = candidates
+        .par_chunks(CB)
+        .map(|cs| {
+            let mut b = Array2::<f32>::zeros((cs.len(), d));
+            for (r, &j) in cs.iter().enumerate() {
+                weighted_row(
+                    raw,
+                    blocks,
+                    w,
+                    j as usize,
+                    b.row_mut(r).as_slice_mut().expect("row-major"),
+                );
+            }
+            let sims = q.dot(&b.t());
+            sims.outer_iter()
+                .zip(queries)
+                .map(|(row, &qi)| {
+                    let mut heap: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
+                    for (&s, &j) in row.iter().zip(cs) {
+                        if j == qi {
+                            continue;
+                        }
+                        let h = Hit(s, j);
+                        if heap.len() < k {
+                            heap.push(h);
+                        } else if h < *heap.peek().expect("k > 0") {
+                            heap.pop();
+                            heap.push(h);
+                        }
+                    }
+                    heap.into_vec()
+                })
+                .collect::<Vec<_>>()
+        })
+        .reduce(empty, |a, b| {
+            a.into_iter()
+                .zip(b)
+                .map(|(x, y)| top(x.into_iter().chain(y).collect()))
+                .collect()
+        });
+    merged
+        .into_iter()
+        .map(|hits| {
+            let mut l: Vec<u32> = hits.into_iter().map(|h| h.1).collect();
+            l.sort_unstable();
+            l
+        })
+        .collect()
+}
+
+/// Per query: its shortlist with the per-block partial dot products and squared norms.
+struct Partials {
+    nb: usize,
+    queries: Vec<QueryParts>,
+}
+
+struct QueryParts {
+    /// Squared norm of the query per block.
+    nq: Vec<f64>,
+    /// Candidate labels (ascending), whether each shares the query's routing.
+    cands: Vec<u32>,
+    same: Vec<bool>,
+    /// blocks × cands (block-major): partial dot products, and the candidates' squared norms
+    /// per block.
+    p: Vec<f32>,
+    nc: Vec<f32>,
+}
+
+impl Partials {
+    fn new(
+        raw: &RawMatrix,
+        blocks: &Blocks,
+        queries: &[u32],
+        labels: &[Option<u32>],
+        lists: &[Vec<u32>],
+    ) -> Partials {
+        let nb = blocks.len();
+        let sq = |i: usize| -> Vec<f64> {
+            let row = &raw.values[i * raw.width..(i + 1) * raw.width];
+            let mut out = vec![0.0; nb];
+            for (c, &s) in blocks.src.iter().enumerate() {
+                let x = row[s] as f64;
+                out[blocks.block[c]] += x * x;
+            }
+            out
+        };
+        let queries = queries
+            .par_iter()
+            .zip(lists.par_iter())
+            .map(|(&qi, cands)| {
+                let qi = qi as usize;
+                let qrow = &raw.values[qi * raw.width..(qi + 1) * raw.width];
+                let mut p = vec![0.0; cands.len() * nb];
+                let mut nc = Vec::with_capacity(cands.len() * nb);
+                for (r, &j) in cands.iter().enumerate() {
+                    let j = j as usize;
+                    let crow = &raw.values[j * raw.width..(j + 1) * raw.width];
+                    let pr = &mut p[r * nb..(r + 1) * nb];
+                    for (c, &s) in blocks.src.iter().enumerate() {
+                        pr[blocks.block[c]] += qrow[s] as f64 * crow[s] as f64;
+                    }
+                    nc.extend(sq(j));
+                }
+                // Block-major, so that a trial on one block reads one contiguous run.
+                let k = cands.len();
+                let major = |x: &[f64]| -> Vec<f32> {
+                    (0..nb * k)
+                        .map(|i| x[(i % k) * nb + i / k] as f32)
+                        .collect()
+                };
+                QueryParts {
+                    nq: sq(qi),
+                    same: cands
+                        .iter()
+                        .map(|&j| labels[j as usize] == labels[qi])
+                        .collect(),
+                    cands: cands.clone(),
+                    p: major(&p),
+                    nc: major(&nc),
+                }
+            })
+            .collect();
+        Partials { nb, queries }
+    }
+
+    /// Each query's rank of its first same-routing candidate (0: none) and its top-1
+    /// (similarity, same routing), under squared block weights `w2`.
+    fn ranks(&self, w2: &[f64]) -> Vec<(usize, f64, bool)> {
+        let c = self.cache(w2);
+        self.queries
+            .par_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let sims: Vec<f64> = (0..q.cands.len())
+                    .map(|r| {
+                        let den = (c.nq[i] * c.nc[i][r]).sqrt();
+                        if den > 0.0 { c.t[i][r] / den } else { 0.0 }
+                    })
+                    .collect();
+                rank_of(&sims, &q.same)
+            })
+            .collect()
+    }
+
+    fn score(&self, w2: &[f64]) -> Loo {
+        summarise(&self.ranks(w2))
+    }
+
+    /// Per query: (similarity of its nearest routed neighbour, whether one of its
+    /// `PROPOSALS` nearest shares its routing).
+    fn calibration_pairs(&self, w2: &[f64]) -> Vec<(f64, bool)> {
+        self.ranks(w2)
+            .into_iter()
+            .filter(|r| r.1.is_finite())
+            .map(|r| (r.1, (1..=PROPOSALS).contains(&r.0)))
+            .collect()
+    }
+}
+
+/// The rank (1-based; 0: none) of the best same-routing candidate among `sims` (candidates in
+/// ascending label order, so a tie goes to the earlier one), and the top-1 (similarity, same).
+fn rank_of(sims: &[f64], same: &[bool]) -> (usize, f64, bool) {
+    if sims.is_empty() {
+        return (0, f64::NAN, false);
+    }
+    let mut best = 0;
+    for (r, s) in sims.iter().enumerate() {
+        if *s > sims[best] {
+            best = r;
+        }
+    }
+    let first_same = (0..sims.len())
+        .filter(|&r| same[r])
+        .fold(None::<usize>, |acc, r| match acc {
+            Some(a) if sims[a] >= sims[r] => Some(a),
+            _ => Some(r),
+        });
+    let rank = match first_same {
+        None => 0,
+        Some(m) => {
+            1 + (0..sims.len())
+                .filter(|&r| sims[r] > sims[m] || (sims[r] == sims[m] && r < m))
+                .count()
+        }
+    };
+    (rank, sims[best], same[best])
+}
+
+fn summarise(ranks: &[(usize, f64, bool)]) -> Loo {
+    let n = ranks.len().max(1) as f64;
+    let mut l = Loo::default();
+    for &(r, _, _) in ranks {
+        if r > 0 {
+            l.mrr += 1.0 / r as f64;
+            l.top1 += f64::from(u8::from(r == 1));
+            l.hit_at_5 += f64::from(u8::from(r <= 5));
+        }
+    }
+    l.top1 /= n;
+    l.hit_at_5 /= n;
+    l.mrr /= n;
+    l
+}
+
+/// Coordinate search from `mult` (multipliers of `prior`); returns the passes made.
+///
+/// A trial changes one block's weight, so each query keeps its candidates' weighted dot
+/// products and norms under the current weights and a trial only adds that block's change:
+/// O(queries × shortlist) per trial instead of × blocks.
+fn search(parts: &Partials, prior: &[f64], mult: &mut [f64]) -> usize {
+    let grid = grid();
+    let w2_of = |mult: &[f64]| -> Vec<f64> {
+        prior
+            .iter()
+            .zip(mult)
+            .map(|(p, m)| (p * m) * (p * m))
+            .collect()
+    };
+    let pen = |mult: &[f64]| PENALTY * mult.iter().map(|&m| penalty(m)).sum::<f64>();
+    let mut w2 = w2_of(mult);
+    let mut cache = parts.cache(&w2);
+    let mut current = parts.objective_cached(&cache, None) - pen(mult);
+    let mut passes = 0;
+    for _ in 0..MAX_PASSES {
+        passes += 1;
+        let mut moved = false;
+        for f in 0..prior.len() {
+            if prior[f] <= 0.0 {
+                continue;
+            }
+            let mut best = (current, mult[f]);
+            for &g in &grid {
+                if g == mult[f] {
+                    continue;
+                }
+                let mut trial = mult.to_vec();
+                trial[f] = g;
+                // Never zero every feature.
+                if trial.iter().zip(prior).all(|(m, p)| m * p <= 0.0) {
+                    continue;
+                }
+                let delta = (prior[f] * g) * (prior[f] * g) - w2[f];
+                let v = parts.objective_cached(&cache, Some((f, delta))) - pen(&trial);
+                if v > best.0 + 1e-12 {
+                    best = (v, g);
+                }
+            }
+            if best.1 != mult[f] {
+                mult[f] = best.1;
+                current = best.0;
+                moved = true;
+                w2 = w2_of(mult);
+                cache = parts.cache(&w2);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    passes
+}
+
+/// Per query: the squared norm under the current weights, and per candidate the weighted dot
+/// product and squared norm.
+struct Cache {
+    nq: Vec<f64>,
+    t: Vec<Vec<f64>>,
+    nc: Vec<Vec<f64>>,
+}
+
+impl Partials {
+    fn cache(&self, w2: &[f64]) -> Cache {
+        let nb = self.nb;
+        let per: Vec<(f64, Vec<f64>, Vec<f64>)> = self
+            .queries
+            .par_iter()
+            .map(|q| {
+                let k = q.cands.len();
+                let weigh = |x: &[f32]| -> Vec<f64> {
+                    let mut out = vec![0.0f64; k];
+                    for (f, w) in w2.iter().enumerate().take(nb) {
+                        for (o, v) in out.iter_mut().zip(&x[f * k..(f + 1) * k]) {
+                            *o += w * *v as f64;
+                        }
+                    }
+                    out
+                };
+                (
+                    q.nq.iter().zip(w2).map(|(a, b)| a * b).sum(),
+                    weigh(&q.p),
+                    weigh(&q.nc),
+                )
+            })
+            .collect();
+        let mut c = Cache {
+            nq: Vec::with_capacity(per.len()),
+            t: Vec::with_capacity(per.len()),
+            nc: Vec::with_capacity(per.len()),
+        };
+        for (a, b, d) in per {
+            c.nq.push(a);
+            c.t.push(b);
+            c.nc.push(d);
+        }
+        c
+    }
+
+    /// The objective (without penalty) from a cache, with block `f`'s squared weight changed by
+    /// `delta`; per query in parallel, summed in query order.
+    fn objective_cached(&self, c: &Cache, change: Option<(usize, f64)>) -> f64 {
+        let per: Vec<f64> = self
+            .queries
+            .par_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let (f, dw) = change.unwrap_or((0, 0.0));
+                let nq = c.nq[i] + dw * q.nq[f];
+                let mut sims = [0f64; 2 * SHORTLIST];
+                let k = q.cands.len();
+                for (r, s) in sims[..k].iter_mut().enumerate() {
+                    let t = c.t[i][r] + dw * q.p[f * k + r] as f64;
+                    let n = c.nc[i][r] + dw * q.nc[f * k + r] as f64;
+                    let den = (nq * n).sqrt();
+                    *s = if den > 0.0 { t / den } else { 0.0 };
+                }
+                let (rank, _, _) = rank_of(&sims[..k], &q.same);
+                contribution(rank)
+            })
+            .collect();
+        per.iter().sum::<f64>() / per.len().max(1) as f64
+    }
+}
+
+/// A query's part of the objective: 1/rank + ½·[rank ≤ 5] (0 when no candidate shares its
+/// routing).
+fn contribution(rank: usize) -> f64 {
+    if rank == 0 {
+        0.0
+    } else {
+        1.0 / rank as f64 + if rank <= 5 { 0.5 } else { 0.0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_is_monotone_and_interpolates() {
+        // similarity i/200, same routing when above 0.5 except every 4th.
+        let pairs: Vec<(f64, bool)> = (0..200)
+            .map(|i| (i as f64 / 200.0, i >= 100 && i % 4 != 0))
+            .collect();
+        let c = Calibration::fit(&pairs);
+        assert!(!c.is_identity());
+        for w in c.points.windows(2) {
+            assert!(w[0].0 < w[1].0 && w[0].1 <= w[1].1, "{:?}", c.points);
+        }
+        assert_eq!(c.apply(0.0), 0.0);
+        assert!((c.apply(0.99) - 0.75).abs() < 1e-9, "{}", c.apply(0.99));
+        let mid = c.apply(0.5);
+        assert!(mid > 0.0 && mid < 0.75, "{mid}");
+        assert_eq!(Calibration::fit(&pairs[..10]), Calibration::identity());
+        assert_eq!(Calibration::identity().apply(0.42), 0.42);
+        for t in [0.1, 0.3, 0.6, 0.75] {
+            let s = c.raw_threshold(t);
+            assert!((c.apply(s) - t).abs() < 1e-9, "{t}: {s} -> {}", c.apply(s));
+        }
+        assert_eq!(c.raw_threshold(0.9), f64::INFINITY);
+        assert_eq!(c.raw_threshold(0.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn rank_of_first_same_routing_neighbour() {
+        let sims = [0.9, 0.5, 0.95, 0.5];
+        assert_eq!(rank_of(&sims, &[false, false, true, false]).0, 1);
+        assert_eq!(rank_of(&sims, &[true, false, false, false]).0, 2);
+        // a tie goes to the earlier candidate
+        assert_eq!(rank_of(&sims, &[false, false, false, true]).0, 4);
+        assert_eq!(rank_of(&sims, &[false, true, false, false]).0, 3);
+        assert_eq!(rank_of(&sims, &[false; 4]).0, 0);
+        let (_, s, same) = rank_of(&sims, &[false, false, true, false]);
+        assert_eq!((s, same), (0.95, true));
+    }
+
+    /// Items whose routing follows block `a`, with block `b` pure noise of the same prior
+    /// weight: the learned weights keep `a` and drive `b` to (near) zero, and the result is
+    /// the same on every run.
+    #[test]
+    fn a_noise_feature_loses_its_weight() {
+        let mut rng = crate::rng::Rng::new(7);
+        let n = 1200;
+        let centres: Vec<f32> = (0..12 * 4).map(|_| rng.normal() as f32).collect();
+        let (mut values, mut labels) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let class = rng.below(12);
+            for d in 0..4 {
+                // block a: the class's centre plus a little noise
+                values.push(centres[class * 4 + d] + (rng.f64() as f32 - 0.5) * 0.4);
+            }
+            for _ in 0..4 {
+                values.push((rng.f64() as f32 - 0.5) * 6.0);
+            }
+            labels.push(Some(class as u32));
+        }
+        let raw = RawMatrix {
+            n,
+            width: 8,
+            values,
+            dim_names: (0..8).map(|d| format!("d{d}")).collect(),
+            dim_features: (0..8)
+                .map(|d| if d < 4 { "a" } else { "b" }.to_string())
+                .collect(),
+        };
+        let dims = Dims {
+            names: raw.dim_names.clone(),
+            features: raw.dim_features.clone(),
+            weights: vec![1.0; 8],
+            variances: vec![1.0; 8],
+        };
+        let opts = LearnOptions {
+            learn: true,
+            sample: 400,
+            seed: 42,
+        };
+        let mut d1 = dims.clone();
+        let r = fit(&raw, &mut d1, &labels, &opts);
+        assert!(r.learned);
+        let w = |f: &str| r.weights.iter().find(|x| x.feature == f).unwrap().learned;
+        // Near zero: the noise block's share of the squared norm (4 dims each, variance about 1
+        // in block a and 3 in block b) falls from 75 % under the prior to under 5 %.
+        let share = |a: f64, b: f64| (b * b * 12.0) / (a * a * 4.0 + b * b * 12.0);
+        assert!(share(1.0, 1.0) > 0.5);
+        assert!(share(w("a"), w("b")) < 0.05, "{:?}", r.weights);
+        assert!(
+            r.result.top1 > r.prior.top1 + 0.2,
+            "{:?} -> {:?}",
+            r.prior,
+            r.result
+        );
+        let mut d2 = dims.clone();
+        let again = fit(&raw, &mut d2, &labels, &opts);
+        assert_eq!(d1.weights, d2.weights);
+        assert_eq!(d1.names, d2.names);
+        assert_eq!(r.calibration, again.calibration);
+    }
+}
