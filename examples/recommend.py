@@ -7,7 +7,7 @@ with the real `hnswlib` package, look the item up in items.parquet, search at th
 ef_search, keep the nearest items that have a routing (never the item itself), and read their
 routings from routings.parquet. Prints one JSON object per item, one per line, with the fields of
 `trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity,
-confidence, tier,
+support, confidence, tier,
 routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
 Needs: hnswlib==0.8.0, numpy, pyarrow.
 """
@@ -21,6 +21,19 @@ import numpy as np
 import pyarrow.parquet as pq
 
 MODEL_FORMAT_VERSION = 2
+
+
+PROPOSALS = 5
+
+
+def proposal_confidence(levels, support):
+    """The calibrated share for an answer whose first proposal has this support
+    (training_metadata.json feature_weights.proposal_calibration.levels: [support, share,
+    items], support ascending): the level at or below it, else the lowest. No levels: None."""
+    if not levels:
+        return None
+    below = [l for l in levels if l[0] <= support]
+    return (below[-1] if below else levels[0])[1]
 
 
 def calibrate(points, s):
@@ -58,30 +71,36 @@ def load(models):
 def propose(label, meta, side, index, items, routings, vectors, top_k):
     n = index.get_current_count()
     thr = meta["similarity_threshold"]
-    points = meta.get("feature_weights", {}).get("calibration", {}).get("points", [])
-    k = max(side["ef_search"], top_k)
+    fw = meta.get("feature_weights", {})
+    points = fw.get("calibration", {}).get("points", [])
+    levels = fw.get("proposal_calibration", {}).get("levels", [])
+    want = max(top_k, PROPOSALS)
+    k = max(side["ef_search"], want)
     while True:
         labels, dists = index.knn_query(np.asarray(vectors[label:label + 1]), k=min(k, n))
         found = [
             (int(l), 1.0 - float(d))
             for l, d in zip(labels[0], dists[0])
             if l != label and items["has_routing"][l]
-        ][:top_k]
-        if len(found) >= top_k or k >= n:
+        ][:want]
+        if len(found) >= want or k >= n:
             break
         index.set_ef(min(4 * k, n))
         k = min(4 * k, n)
     index.set_ef(side["ef_search"])
+    ops_of = [sorted(routings[items["item_key"][l]], key=lambda r: (r["proc_seq"], r["rout_no"])) for l, _ in found]
+    seqs = [tuple(r["job_cd"] for r in ops) for ops in ops_of]
+    top = seqs[:PROPOSALS]
     out = []
-    for rank, (l, sim) in enumerate(found, 1):
-        ops = sorted(routings[items["item_key"][l]], key=lambda r: (r["proc_seq"], r["rout_no"]))
+    for rank, ((l, sim), ops, seq) in enumerate(zip(found, ops_of, seqs), 1):
+        if rank > top_k:
+            break
         out.append({
             "rank": rank,
             "label": l,
             "item_cd": items["ITEM_CD"][l],
             "similarity": sim,
-            "confidence": calibrate(points, sim),
-            "tier": "HIGH" if calibrate(points, sim) >= thr else "LOW",
+            "support": max(1, sum(1 for t in top if t == seq)),
             "routing": {
                 "rout_no": ops[0]["rout_no"],
                 "operations": [
@@ -91,7 +110,13 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
                 ],
             },
         })
-    return out
+    confidence = None
+    if out:
+        confidence = proposal_confidence(levels, out[0]["support"])
+        if confidence is None:
+            confidence = calibrate(points, out[0]["similarity"])
+    tier = "HIGH" if confidence is not None and confidence >= thr else "LOW"
+    return out, confidence, tier
 
 
 def main():
@@ -106,9 +131,12 @@ def main():
         label = by_key.get(" ".join(cd.split()).upper())
         if label is None:
             sys.exit(f"ITEM_CD {cd} is not in the model {a.models}")
+        neighbours, confidence, tier = propose(label, meta, side, index, items, routings, vectors, a.top_k)
         print(json.dumps({
             "item_cd": items["ITEM_CD"][label],
-            "neighbours": propose(label, meta, side, index, items, routings, vectors, a.top_k),
+            "confidence": confidence,
+            "tier": tier,
+            "neighbours": neighbours,
         }))
 
 

@@ -33,7 +33,7 @@ use crate::export::log::RunLog;
 use crate::fsutil::atomic_write;
 use crate::index::hnsw::with_visited;
 use crate::index::{Hnsw, HnswParams};
-use crate::learn::Calibration;
+use crate::learn::{Calibration, PROPOSALS, ProposalCalibration, supports};
 use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
 use crate::rng::{fnv1a64, mix64};
 use crate::transform;
@@ -88,6 +88,17 @@ pub struct Variant {
     pub scores: Scores,
 }
 
+/// Held-out items whose first proposal has one support.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SupportBin {
+    pub support: usize,
+    pub items: usize,
+    /// The promised share with the routing among the proposals.
+    pub calibrated: Option<f64>,
+    pub observed_hit_at_5: f64,
+    pub observed_top1: f64,
+}
+
 /// One bin of the held-out calibration check: held-out items by the similarity of their
 /// nearest routed neighbour, what the calibration promised and what happened.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -114,6 +125,8 @@ pub struct EvalReport {
     /// The `trainer` variant's learned weights and calibration (from its training items only).
     pub learned: crate::learn::LearnReport,
     pub calibration_bins: Vec<CalibrationBin>,
+    /// The held-out items by their first proposal's support (what the tier uses).
+    pub support_bins: Vec<SupportBin>,
     pub plot_path: PathBuf,
     pub recall_at_10: f64,
     pub recall_queries: usize,
@@ -178,14 +191,15 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         .for_each(|w| *w = 1.0);
     no_weights.weights.item.volume_floor = 1.0;
     let thr = cfg.similarity_threshold;
-    let score = |v: ArrayView2<'_, f32>, cal: &Calibration| {
+    let score = |v: ArrayView2<'_, f32>, t: &Tiering| {
         let nn = exact_neighbours(v, &holdout, &candidates, 10);
-        scores(&holdout, &nn, &truth.seqs, thr, cal)
+        scores(&holdout, &nn, &truth.seqs, thr, t)
     };
     let mut variants = Vec::new();
     let mut trained_main = None;
     let mut learned_main = None;
     let mut bins = Vec::new();
+    let mut support_bins = Vec::new();
     for (name, what, c) in [
         (
             "trainer",
@@ -212,16 +226,17 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
                 "the held-out training run has other items than the full data",
             ));
         }
-        let cal = &tv.learned.calibration;
+        let tiering = Tiering::of(&tv.learned);
         variants.push(Variant {
             name,
             what,
             dims: tv.vectors.ncols(),
-            scores: score(tv.vectors.view(), cal),
+            scores: score(tv.vectors.view(), &tiering),
         });
         if name == "trainer" {
             let nn = exact_neighbours(tv.vectors.view(), &holdout, &candidates, 10);
-            bins = calibration_bins(&holdout, &nn, &truth.seqs, cal);
+            bins = calibration_bins(&holdout, &nn, &truth.seqs, tiering.cal);
+            support_bins = proposal_bins(&holdout, &nn, &truth.seqs, tiering.props);
             trained_main = Some(tv.vectors);
             learned_main = Some(tv.learned);
         }
@@ -241,19 +256,25 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     )
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
-    let (via_update, via_cal) = via_update?;
+    let (via_update, via_learned) = via_update?;
     variants.push(Variant {
         name: "via_update",
         what: "the held-out items absent at training, added as `trainer update` adds them",
         dims: via_update.ncols(),
-        scores: score(via_update.view(), &via_cal),
+        scores: score(via_update.view(), &Tiering::of(&via_learned)),
     });
     drop(via_update);
     variants.push(Variant {
         name: "naive",
         what: "raw columns, ordinal codes, standardised, no cleaning, no weights",
         dims: naive.ncols(),
-        scores: score(naive.view(), &Calibration::identity()),
+        scores: score(
+            naive.view(),
+            &Tiering {
+                cal: &Calibration::identity(),
+                props: &ProposalCalibration::default(),
+            },
+        ),
     });
     drop(naive);
 
@@ -273,7 +294,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     );
     let ef = cfg.hnsw.ef_search;
     let via = index_neighbours(&h, &holdout, &candidates, 10, ef);
-    let via_index = scores(&holdout, &via, &truth.seqs, thr, &learned.calibration);
+    let via_index = scores(&holdout, &via, &truth.seqs, thr, &Tiering::of(&learned));
     let sample = draw_sample(n, opts.recall_queries, opts.seed);
     let (recall, agree) = index_checks(&h, &sample, ef, cfg.similarity_threshold);
 
@@ -286,6 +307,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         via_index,
         learned,
         calibration_bins: bins,
+        support_bins,
         plot_path: cfg.output.models_dir.join("eval_calibration.svg"),
         recall_at_10: recall,
         recall_queries: sample.len(),
@@ -358,7 +380,7 @@ async fn via_update(
     held: &[String],
     scratch: &Path,
     log: &mut RunLog,
-) -> Result<(ndarray::Array2<f32>, Calibration)> {
+) -> Result<(ndarray::Array2<f32>, crate::learn::LearnReport)> {
     use crate::apply::{self, Transforms};
     use crate::engine::{self, RowFilter};
     let fitted = scratch.join("fitted");
@@ -410,7 +432,7 @@ async fn via_update(
         };
         out.row_mut(i).assign(&row);
     }
-    Ok((out, tv.learned.calibration))
+    Ok((out, tv.learned))
 }
 
 /// Every item (clean_items, label order) with its current JOB_CD sequence (interned), if any.
@@ -633,14 +655,46 @@ pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
     1.0 - crate::mapping::levenshtein(a, b) as f64 / m as f64
 }
 
-/// The scores of `neighbours` (per query, best first); the tier is the calibrated similarity
-/// of the first neighbour against `threshold`.
+/// How an answer is tiered, as `trainer recommend` tiers it: by the support of its first
+/// proposal (`props`), or, for a model without that calibration, by the first proposal's
+/// calibrated similarity (`cal`).
+struct Tiering<'a> {
+    cal: &'a Calibration,
+    props: &'a ProposalCalibration,
+}
+
+impl<'a> Tiering<'a> {
+    fn of(l: &'a crate::learn::LearnReport) -> Self {
+        Tiering {
+            cal: &l.calibration,
+            props: &l.proposal_calibration,
+        }
+    }
+
+    fn confidence(&self, nn: &[(f32, u32)], seqs: &[Option<Vec<u32>>]) -> Option<f64> {
+        let first = nn.first()?;
+        let routes: Vec<Option<&[u32]>> = nn
+            .iter()
+            .take(PROPOSALS)
+            .map(|x| seqs[x.1 as usize].as_deref())
+            .collect();
+        let support = supports(&routes)[0];
+        Some(
+            self.props
+                .apply(support)
+                .unwrap_or_else(|| self.cal.apply(first.0 as f64)),
+        )
+    }
+}
+
+/// The scores of `neighbours` (per query, best first); an answer is HIGH when its
+/// [`Tiering::confidence`] reaches `threshold`.
 fn scores(
     queries: &[u32],
     neighbours: &[Vec<(f32, u32)>],
     seqs: &[Option<Vec<u32>>],
     threshold: f64,
-    cal: &Calibration,
+    tiering: &Tiering,
 ) -> Scores {
     let (mut m1, mut h5, mut h10, mut sim, mut above) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
     let (mut hm1, mut hh5, mut hsim, mut lm1, mut lh5) = (0usize, 0usize, 0.0f64, 0usize, 0usize);
@@ -659,10 +713,7 @@ fn scores(
         h5 += usize::from(hit5);
         h10 += usize::from(nn.iter().take(10).any(|x| same(x.1)));
         sim += s1;
-        if nn
-            .first()
-            .is_some_and(|x| cal.apply(x.0 as f64) >= threshold)
-        {
+        if tiering.confidence(nn, seqs).is_some_and(|c| c >= threshold) {
             above += 1;
             hm1 += usize::from(top1);
             hh5 += usize::from(hit5);
@@ -689,6 +740,41 @@ fn scores(
         low_top1_match: ratio(lm1 as f64, low),
         low_hit_at_5: ratio(lh5 as f64, low),
     }
+}
+
+/// The held-out items by the support of their first proposal.
+fn proposal_bins(
+    queries: &[u32],
+    neighbours: &[Vec<(f32, u32)>],
+    seqs: &[Option<Vec<u32>>],
+    props: &ProposalCalibration,
+) -> Vec<SupportBin> {
+    (1..=PROPOSALS)
+        .filter_map(|k| {
+            let (mut n, mut right, mut hit) = (0usize, 0usize, 0usize);
+            for (q, nn) in queries.iter().zip(neighbours) {
+                let routes: Vec<Option<&[u32]>> = nn
+                    .iter()
+                    .take(PROPOSALS)
+                    .map(|x| seqs[x.1 as usize].as_deref())
+                    .collect();
+                if routes.is_empty() || supports(&routes)[0] != k {
+                    continue;
+                }
+                let own = seqs[*q as usize].as_deref();
+                n += 1;
+                right += usize::from(own.is_some() && routes[0] == own);
+                hit += usize::from(own.is_some() && routes.contains(&own));
+            }
+            (n > 0).then(|| SupportBin {
+                support: k,
+                items: n,
+                calibrated: props.apply(k),
+                observed_hit_at_5: hit as f64 / n as f64,
+                observed_top1: right as f64 / n as f64,
+            })
+        })
+        .collect()
 }
 
 /// The held-out items in `CAL_BINS` equal-count bins of their nearest routed neighbour's
@@ -943,6 +1029,7 @@ impl EvalReport {
             "trainer_via_index": self.via_index.json(),
             "feature_weights": self.learned,
             "calibration_held_out": self.calibration_bins,
+            "proposal_calibration_held_out": self.support_bins,
             "calibration_plot": self.plot_path.display().to_string(),
             "index": {
                 "m": self.hnsw_m,
@@ -1060,11 +1147,28 @@ impl EvalReport {
             }
             out.push_str(&format!("plot written to {}\n", self.plot_path.display()));
         }
+        if !self.support_bins.is_empty() {
+            out.push_str(&format!(
+                "\ntier (trainer, held-out items by how many of their {PROPOSALS} nearest routed items share the first one's routing):\n\
+                 {:<9} {:>6} {:>11} {:>11} {:>9}\n",
+                "k alike", "items", "calibrated", "obs. hit@5", "obs. top1"
+            ));
+            for b in &self.support_bins {
+                out.push_str(&format!(
+                    "{:<9} {:>6} {:>11} {:>11} {:>9}\n",
+                    format!("{} of {PROPOSALS}", b.support),
+                    b.items,
+                    b.calibrated.map_or("-".to_string(), pct),
+                    pct(b.observed_hit_at_5),
+                    pct(b.observed_top1),
+                ));
+            }
+        }
         out.push_str(&format!(
             "\ntop-1: the nearest item's current JOB_CD sequence equals the held-out item's own; \
              hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
-             top-1's sequence; HIGH: share whose top-1's calibrated similarity reaches {thr} \
-             (naive: the raw cosine).\n\
+             top-1's sequence; HIGH: share whose first proposal's calibrated confidence (by how many \
+             of the {PROPOSALS} nearest share its routing) reaches {thr} (naive: the raw cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
              over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
              at ef {}) is as close as the exact one for {}.\nreport written to {}\n",

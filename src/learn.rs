@@ -97,6 +97,8 @@ pub struct LearnReport {
     pub result: Loo,
     pub weights: Vec<FeatureWeight>,
     pub calibration: Calibration,
+    /// What `recommend` and `eval` tier a proposal by.
+    pub proposal_calibration: ProposalCalibration,
     /// Time spent finding shortlists (exact search) and searching weights.
     pub shortlist_seconds: f64,
     pub search_seconds: f64,
@@ -203,6 +205,80 @@ impl Calibration {
     }
 }
 
+/// The share of training items whose own routing was among their `PROPOSALS` nearest routed
+/// neighbours', by the support of the first proposal: how many of those neighbours share its
+/// routing (itself included). This is what `recommend` and `eval` tier an answer by.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ProposalCalibration {
+    /// (support, share with the routing among the proposals, items), support ascending, shares
+    /// non-decreasing. Empty: not calibrated.
+    pub levels: Vec<(usize, f64, usize)>,
+}
+
+impl ProposalCalibration {
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// The calibrated share for an answer whose first proposal has `support` (a support never
+    /// seen takes the nearest lower level's share, or the lowest level's); `None` when not
+    /// calibrated.
+    pub fn apply(&self, support: usize) -> Option<f64> {
+        let first = self.levels.first()?;
+        Some(
+            self.levels
+                .iter()
+                .rev()
+                .find(|l| l.0 <= support)
+                .unwrap_or(first)
+                .1,
+        )
+    }
+
+    /// Fits the shares to (support, right) pairs, made non-decreasing in the support (pool
+    /// adjacent violators).
+    pub fn fit(pairs: &[(usize, bool)]) -> Self {
+        if pairs.len() < MIN_QUERIES {
+            return ProposalCalibration::default();
+        }
+        // (first support, last support, hits, count) per pooled block.
+        let mut blocks: Vec<(usize, usize, f64, usize)> = Vec::new();
+        for k in 1..=PROPOSALS {
+            let n = pairs.iter().filter(|p| p.0 == k).count();
+            if n == 0 {
+                continue;
+            }
+            let h = pairs.iter().filter(|p| p.0 == k && p.1).count() as f64;
+            blocks.push((k, k, h, n));
+            while blocks.len() >= 2 {
+                let (a, b) = (blocks[blocks.len() - 2], blocks[blocks.len() - 1]);
+                if a.2 / a.3 as f64 <= b.2 / b.3 as f64 {
+                    break;
+                }
+                blocks.pop();
+                blocks.pop();
+                blocks.push((a.0, b.1, a.2 + b.2, a.3 + b.3));
+            }
+        }
+        ProposalCalibration {
+            levels: blocks
+                .into_iter()
+                .map(|(k, _, h, n)| (k, h / n as f64, n))
+                .collect(),
+        }
+    }
+}
+
+/// Per proposal among the first `PROPOSALS` (best first, each with its routing), its support:
+/// how many of them share its routing.
+pub fn supports<T: PartialEq>(routings: &[T]) -> Vec<usize> {
+    let top = &routings[..routings.len().min(PROPOSALS)];
+    routings
+        .iter()
+        .map(|r| top.iter().filter(|x| *x == r).count().max(1))
+        .collect()
+}
+
 /// How [`fit`] runs.
 pub struct LearnOptions {
     /// Learn the weights (else only calibrate the configured ones).
@@ -290,6 +366,7 @@ pub fn fit(
             })
             .collect(),
         calibration: Calibration::identity(),
+        proposal_calibration: ProposalCalibration::default(),
         shortlist_seconds: 0.0,
         search_seconds: 0.0,
     };
@@ -335,12 +412,15 @@ pub fn fit(
             .collect();
         report.result = parts.score(&w2);
         report.calibration = Calibration::fit(&parts.calibration_pairs(&w2));
+        report.proposal_calibration = ProposalCalibration::fit(&parts.proposal_pairs(&w2, labels));
         report.learned = true;
     } else {
         let parts = Partials::new(raw, &blocks, &queries, labels, &first);
         report.prior = parts.score(&prior_w2);
         report.result = report.prior;
         report.calibration = Calibration::fit(&parts.calibration_pairs(&prior_w2));
+        report.proposal_calibration =
+            ProposalCalibration::fit(&parts.proposal_pairs(&prior_w2, labels));
     }
     for (fw, m) in report.weights.iter_mut().zip(&mult) {
         fw.learned = fw.prior * m;
@@ -600,6 +680,31 @@ impl Partials {
             .collect()
     }
 
+    /// Per query: the support of its first proposal under `w2`, and whether one of its
+    /// `PROPOSALS` nearest candidates has its routing.
+    fn proposal_pairs(&self, w2: &[f64], labels: &[Option<u32>]) -> Vec<(usize, bool)> {
+        let c = self.cache(w2);
+        let mut out = Vec::new();
+        for (i, q) in self.queries.iter().enumerate() {
+            let mut order: Vec<(f64, usize)> = (0..q.cands.len())
+                .map(|r| {
+                    let den = (c.nq[i] * c.nc[i][r]).sqrt();
+                    (if den > 0.0 { c.t[i][r] / den } else { 0.0 }, r)
+                })
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            order.truncate(PROPOSALS);
+            let routes: Vec<Option<u32>> = order
+                .iter()
+                .map(|x| labels[q.cands[x.1] as usize])
+                .collect();
+            if let Some(&k) = supports(&routes).first() {
+                out.push((k, order.iter().any(|x| q.same[x.1])));
+            }
+        }
+        out
+    }
+
     fn score(&self, w2: &[f64]) -> Loo {
         summarise(&self.ranks(w2))
     }
@@ -826,6 +931,27 @@ mod tests {
         }
         assert_eq!(c.raw_threshold(0.9), f64::INFINITY);
         assert_eq!(c.raw_threshold(0.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn proposal_calibration_by_support() {
+        assert_eq!(supports(&[7, 7, 3, 7, 3, 9, 3]), vec![3, 3, 2, 3, 2, 1, 2]);
+        assert_eq!(supports(&[1, 2]), vec![1, 1]);
+        // support 1: 1 in 4 hits, 2: 1 in 2, 3: never seen, 4: 9 in 10, 5: 3 in 4 (pooled
+        // with 4, as a share may not fall with more support).
+        let mut pairs = Vec::new();
+        for (k, right, n) in [(1, 10, 40), (2, 10, 20), (4, 9, 10), (5, 3, 4)] {
+            for j in 0..n {
+                pairs.push((k, j < right));
+            }
+        }
+        let c = ProposalCalibration::fit(&pairs);
+        assert_eq!(c.apply(1), Some(0.25));
+        assert_eq!(c.apply(2), Some(0.5));
+        assert_eq!(c.apply(3), Some(0.5));
+        assert_eq!(c.apply(4), Some(12.0 / 14.0));
+        assert_eq!(c.apply(5), Some(12.0 / 14.0));
+        assert_eq!(ProposalCalibration::fit(&pairs[..10]).apply(3), None);
     }
 
     #[test]

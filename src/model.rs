@@ -392,8 +392,11 @@ impl Routings {
 #[derive(Debug, Clone)]
 pub struct SearchParams {
     pub threshold: f64,
-    /// What the threshold applies to: the cosine similarity calibrated at training.
+    /// What the threshold applies to for the model's items: the cosine similarity calibrated at
+    /// training.
     pub calibration: crate::learn::Calibration,
+    /// ... and for a recommendation's proposals: the share right by support.
+    pub proposals: crate::learn::ProposalCalibration,
     pub ef_search: usize,
     pub m: usize,
     pub ef_construction: usize,
@@ -406,6 +409,10 @@ impl SearchParams {
         Ok(SearchParams {
             threshold: meta_f64(meta, &path, "/similarity_threshold")?,
             calibration: crate::learn::Calibration::from_metadata(meta),
+            proposals: meta
+                .pointer("/feature_weights/proposal_calibration")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_default(),
             ef_search: meta_usize(meta, &path, "/config/hnsw/ef_search")?,
             m: meta_usize(meta, &path, "/config/hnsw/m")?,
             ef_construction: meta_usize(meta, &path, "/config/hnsw/ef_construction")?,

@@ -66,11 +66,8 @@ pub struct Neighbour {
     pub part_nm: Option<String>,
     pub part_type: Option<String>,
     pub similarity: f32,
-    /// The similarity calibrated at training: the share of training items whose nearest routed
-    /// neighbour at this similarity had the same routing. The tier compares it with the
-    /// threshold.
-    pub confidence: f32,
-    pub tier: &'static str,
+    /// How many of the `PROPOSALS` nearest routed items have this routing (itself included).
+    pub support: usize,
     /// Every feature, largest contribution first.
     pub features: Vec<FeatureTerm>,
     pub routing: Routing,
@@ -88,8 +85,14 @@ pub struct Answer {
     /// The item's own current routing number, when it is in the model and has one.
     pub own_rout_no: Option<String>,
     pub threshold: f64,
-    /// Whether the model's similarity is calibrated (else confidence = similarity).
+    /// Whether the model's answers are calibrated (else confidence = the first proposal's
+    /// similarity).
     pub calibrated: bool,
+    /// Calibrated at training: the share of training items whose own routing was among their
+    /// `PROPOSALS` nearest routed neighbours', for answers whose first proposal had this
+    /// support. The tier compares it with the threshold.
+    pub confidence: Option<f32>,
+    pub tier: &'static str,
     pub min_reports: i64,
     pub neighbours: Vec<Neighbour>,
 }
@@ -299,11 +302,18 @@ fn answer(
     vis: &mut Visited,
 ) -> Result<Answer> {
     let thr = model.params.threshold;
-    let found = routed_neighbours(model, &q.vector, q.label, opts.top_k, vis);
-    let mut neighbours = Vec::with_capacity(found.len());
-    for (rank, (l, sim)) in found.into_iter().enumerate() {
+    // At least the proposals the calibration counts support among, whatever --top-k shows.
+    let mut found = routed_neighbours(
+        model,
+        &q.vector,
+        q.label,
+        opts.top_k.max(crate::learn::PROPOSALS),
+        vis,
+    );
+    let mut found_routings = Vec::with_capacity(found.len());
+    for &(l, _) in &found {
         let key = &model.items.item_key[l as usize];
-        let routing = routings.routing(key).ok_or_else(|| {
+        found_routings.push(routings.routing(key).ok_or_else(|| {
             Error::input(
                 routings.path().display().to_string(),
                 format!(
@@ -312,7 +322,19 @@ fn answer(
                     model.items.item_cd[l as usize]
                 ),
             )
-        })?;
+        })?);
+    }
+    let sequences: Vec<Vec<Option<&str>>> = found_routings
+        .iter()
+        .map(|r| r.operations.iter().map(|o| o.job_cd.as_deref()).collect())
+        .collect();
+    let support = crate::learn::supports(&sequences);
+    drop(sequences);
+    found.truncate(opts.top_k);
+    found_routings.truncate(opts.top_k);
+    let mut neighbours = Vec::with_capacity(found.len());
+    for (rank, ((l, sim), routing)) in found.into_iter().zip(found_routings).enumerate() {
+        let key = &model.items.item_key[l as usize];
         let nrow = features.rows(key);
         let nattrs = (!nrow.is_empty()).then_some(Attrs {
             batch: &features.batch,
@@ -340,7 +362,6 @@ fn answer(
                 .total_cmp(&a.contribution)
                 .then_with(|| a.feature.cmp(&b.feature))
         });
-        let conf = model.params.calibration.apply(sim as f64) as f32;
         neighbours.push(Neighbour {
             rank: rank + 1,
             label: l,
@@ -348,12 +369,18 @@ fn answer(
             part_nm: model.items.part_nm[l as usize].clone(),
             part_type: nattrs.as_ref().and_then(|a| text_value(a, "part_type")),
             similarity: sim,
-            confidence: conf,
-            tier: if conf as f64 >= thr { "HIGH" } else { "LOW" },
+            support: support[rank],
             features: terms,
             routing,
         });
     }
+    let confidence = neighbours.first().map(|n| {
+        model
+            .params
+            .proposals
+            .apply(n.support)
+            .unwrap_or_else(|| model.params.calibration.apply(n.similarity as f64)) as f32
+    });
     let own = match q.label {
         Some(_) => routings.routing(&q.item_key).map(|r| r.rout_no),
         None => None,
@@ -370,7 +397,13 @@ fn answer(
         part_type: q.attrs.as_ref().and_then(|a| text_value(a, "part_type")),
         own_rout_no: own,
         threshold: thr,
-        calibrated: !model.params.calibration.is_identity(),
+        calibrated: !model.params.proposals.is_empty(),
+        confidence,
+        tier: if confidence.is_some_and(|c| c as f64 >= thr) {
+            "HIGH"
+        } else {
+            "LOW"
+        },
         min_reports: opts.min_reports,
         neighbours,
     })
@@ -437,21 +470,31 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
         );
         if a.neighbours.is_empty() {
             let _ = writeln!(o, "   no item with a routing found");
+        } else if let Some(c) = a.confidence {
+            let _ = writeln!(
+                o,
+                "   {}: {}",
+                a.tier,
+                if a.calibrated {
+                    format!(
+                        "confidence {:.0} % that its routing is among these proposals",
+                        100.0 * c
+                    )
+                } else {
+                    format!("the first proposal's similarity {c:.4} (not calibrated)")
+                }
+            );
         }
         for n in &a.neighbours {
             let std: f64 = n.routing.operations.iter().map(|x| x.std_minutes).sum();
             let _ = writeln!(
                 o,
-                "{:>2}. {}  similarity {:.4}{} {}  {} {}  routing {}: {} operations, {:.1} standard minutes",
+                "{:>2}. {}  similarity {:.4}, {} of {} alike  {} {}  routing {}: {} operations, {:.1} standard minutes",
                 n.rank,
                 n.item_cd,
                 n.similarity,
-                if a.calibrated {
-                    format!(", confidence {:.0} %", 100.0 * n.confidence)
-                } else {
-                    String::new()
-                },
-                n.tier,
+                n.support,
+                crate::learn::PROPOSALS,
                 n.part_type.as_deref().unwrap_or("-"),
                 n.part_nm.as_deref().unwrap_or("-"),
                 n.routing.rout_no,
@@ -536,16 +579,19 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
         Some(a) if a.calibrated => {
             let _ = writeln!(
                 o,
-                "confidence: the share of training items at that similarity whose own routing was \
-                 among their {} nearest routed neighbours' (calibrated at training); HIGH from {:.0} %.",
-                crate::learn::PROPOSALS,
-                100.0 * a.threshold
+                "k of {n} alike: k of the {n} nearest items with a routing have this routing. Confidence: \
+                 the share of training items whose own routing was among their {n} proposals, when the \
+                 first proposal was as alike; HIGH from {:.0} %.",
+                100.0 * a.threshold,
+                n = crate::learn::PROPOSALS,
             );
         }
         Some(a) => {
             let _ = writeln!(
                 o,
-                "tier: similarity against {} (the model has too few routed items to calibrate it).",
+                "k of {} alike: k of the nearest items with a routing have this routing. Tier: the first \
+                 proposal's similarity against {} (the model has too few routed items to calibrate it).",
+                crate::learn::PROPOSALS,
                 a.threshold
             );
         }
@@ -556,7 +602,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
 
 fn render_csv(answers: &[Answer], opts: &Options) -> String {
     let mut o = String::from(
-        "ITEM_CD,vector,rank,neighbour_ITEM_CD,similarity,confidence,tier,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
+        "ITEM_CD,vector,confidence,tier,rank,neighbour_ITEM_CD,similarity,support,top_features,ROUT_NO,PROC_SEQ,JOB_CD,RES_CD,\
 setup_minutes,run_minutes,run_time_qty,std_minutes,outsourced,reports,actual_hours_per_unit,\
 actual_hours_per_unit_mad,actuals_trusted\n",
     );
@@ -573,14 +619,15 @@ actual_hours_per_unit_mad,actuals_trusted\n",
             for op in &n.routing.operations {
                 let _ = writeln!(
                     o,
-                    "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     crate::csv::field(&a.item_cd),
                     a.vector,
+                    a.confidence.map(|c| format!("{c:.6}")).unwrap_or_default(),
+                    a.tier,
                     n.rank,
                     crate::csv::field(&n.item_cd),
                     n.similarity,
-                    n.confidence,
-                    n.tier,
+                    n.support,
                     crate::csv::field(&top.join(" ")),
                     crate::csv::field(&n.routing.rout_no),
                     op.proc_seq,

@@ -116,9 +116,16 @@ fn example_client_agrees_with_recommend() {
     assert_eq!(theirs.len(), asked.len());
     for (a, b) in ours.iter().zip(&theirs) {
         assert_eq!(a["item_cd"], b["item_cd"]);
-        // Neighbours as (similarity to 1e-5, ITEM_CD, routing, calibrated similarity to 1e-4,
-        // tier): the same items in the same order, up to the order of exact ties.
-        type Key = (i64, String, String, i64, String);
+        // The answer's confidence and tier.
+        assert_eq!(a["tier"], b["tier"], "{}", a["item_cd"]);
+        assert!(
+            (a["confidence"].as_f64().unwrap() - b["confidence"].as_f64().unwrap()).abs() < 1e-6,
+            "{}",
+            a["item_cd"]
+        );
+        // Neighbours as (similarity to 1e-5, ITEM_CD, routing, support): the same items in the
+        // same order, up to the order of exact ties.
+        type Key = (i64, String, String, u64);
         let key = |v: &serde_json::Value| -> Vec<Key> {
             let mut n: Vec<Key> = v["neighbours"]
                 .as_array()
@@ -129,8 +136,7 @@ fn example_client_agrees_with_recommend() {
                         -(x["similarity"].as_f64().unwrap() * 1e5).round() as i64,
                         x["item_cd"].as_str().unwrap().to_string(),
                         x["routing"]["rout_no"].as_str().unwrap().to_string(),
-                        (x["confidence"].as_f64().unwrap() * 1e4).round() as i64,
-                        x["tier"].as_str().unwrap().to_string(),
+                        x["support"].as_u64().unwrap(),
                     )
                 })
                 .collect();
