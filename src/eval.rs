@@ -33,7 +33,7 @@ use crate::export::log::RunLog;
 use crate::fsutil::atomic_write;
 use crate::index::hnsw::with_visited;
 use crate::index::{Hnsw, HnswParams};
-use crate::learn::{Calibration, PROPOSALS, ProposalCalibration, supports};
+use crate::learn::{Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports};
 use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
 use crate::rng::{fnv1a64, mix64};
 use crate::transform;
@@ -513,23 +513,6 @@ fn draw_sample(n: usize, k: usize, seed: u64) -> Vec<u32> {
     out
 }
 
-/// (score, label) with a total order: higher similarity first, then lower label.
-#[derive(Clone, Copy, PartialEq)]
-struct Hit(f32, u32);
-
-impl Eq for Hit {}
-impl PartialOrd for Hit {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Hit {
-    /// "Less" is better: a max-heap of these keeps the worst on top.
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
-    }
-}
-
 /// Exact top-`k` (cosine similarity, label) among `allowed` labels for each query, best first,
 /// by blocks of `Q · Vᵀ` (the vectors are unit length, so the dot product is the cosine).
 fn exact_neighbours(
@@ -558,13 +541,7 @@ fn exact_neighbours(
                         if !allowed[label as usize] || label == qs[r] {
                             continue;
                         }
-                        let hit = Hit(sim, label);
-                        if heap.len() < k {
-                            heap.push(hit);
-                        } else if hit < *heap.peek().expect("k > 0") {
-                            heap.pop();
-                            heap.push(hit);
-                        }
+                        keep_best(heap, Hit(sim, label), k);
                     }
                 }
                 start = end;

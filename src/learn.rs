@@ -485,9 +485,9 @@ fn weighted_row(raw: &RawMatrix, blocks: &Blocks, w: &[f64], i: usize, out: &mut
 }
 
 /// (similarity, label) with a total order: "less" is better (higher similarity, then lower
-/// label), so a max-heap keeps the worst on top.
+/// label), so a max-heap keeps the worst on top. Exact searches here and in `eval` use it.
 #[derive(Clone, Copy, PartialEq)]
-struct Hit(f32, u32);
+pub(crate) struct Hit(pub f32, pub u32);
 impl Eq for Hit {}
 impl PartialOrd for Hit {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
@@ -497,6 +497,16 @@ impl PartialOrd for Hit {
 impl Ord for Hit {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// Keeps the `k` best hits in `heap` (a max-heap of [`Hit`], worst on top).
+pub(crate) fn keep_best(heap: &mut BinaryHeap<Hit>, h: Hit, k: usize) {
+    if heap.len() < k {
+        heap.push(h);
+    } else if heap.peek().is_some_and(|worst| h < *worst) {
+        heap.pop();
+        heap.push(h);
     }
 }
 
@@ -526,12 +536,7 @@ fn shortlist(
     let top = |hits: Vec<Hit>| -> Vec<Hit> {
         let mut heap: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
         for h in hits {
-            if heap.len() < k {
-                heap.push(h);
-            } else if h < *heap.peek().expect("k > 0") {
-                heap.pop();
-                heap.push(h);
-            }
+            keep_best(&mut heap, h, k);
         }
         heap.into_vec()
     };
@@ -558,13 +563,7 @@ fn shortlist(
                         if j == qi {
                             continue;
                         }
-                        let h = Hit(s, j);
-                        if heap.len() < k {
-                            heap.push(h);
-                        } else if h < *heap.peek().expect("k > 0") {
-                            heap.pop();
-                            heap.push(h);
-                        }
+                        keep_best(&mut heap, Hit(s, j), k);
                     }
                     heap.into_vec()
                 })
@@ -668,15 +667,7 @@ impl Partials {
         self.queries
             .par_iter()
             .enumerate()
-            .map(|(i, q)| {
-                let sims: Vec<f64> = (0..q.cands.len())
-                    .map(|r| {
-                        let den = (c.nq[i] * c.nc[i][r]).sqrt();
-                        if den > 0.0 { c.t[i][r] / den } else { 0.0 }
-                    })
-                    .collect();
-                rank_of(&sims, &q.same)
-            })
+            .map(|(i, q)| rank_of(&c.sims(i), &q.same))
             .collect()
     }
 
@@ -686,12 +677,8 @@ impl Partials {
         let c = self.cache(w2);
         let mut out = Vec::new();
         for (i, q) in self.queries.iter().enumerate() {
-            let mut order: Vec<(f64, usize)> = (0..q.cands.len())
-                .map(|r| {
-                    let den = (c.nq[i] * c.nc[i][r]).sqrt();
-                    (if den > 0.0 { c.t[i][r] / den } else { 0.0 }, r)
-                })
-                .collect();
+            let mut order: Vec<(f64, usize)> =
+                c.sims(i).into_iter().zip(0..q.cands.len()).collect();
             order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             order.truncate(PROPOSALS);
             let routes: Vec<Option<u32>> = order
@@ -829,6 +816,21 @@ struct Cache {
     nq: Vec<f64>,
     t: Vec<Vec<f64>>,
     nc: Vec<Vec<f64>>,
+}
+
+impl Cache {
+    /// Query `i`'s cosine to each of its candidates.
+    fn sims(&self, i: usize) -> Vec<f64> {
+        let nq = self.nq[i];
+        self.t[i]
+            .iter()
+            .zip(&self.nc[i])
+            .map(|(t, n)| {
+                let den = (nq * n).sqrt();
+                if den > 0.0 { t / den } else { 0.0 }
+            })
+            .collect()
+    }
 }
 
 impl Partials {
