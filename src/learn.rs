@@ -1,5 +1,5 @@
-//! Feature weights learned from the plant's own routings, and the calibrated similarity that
-//! decides the tier.
+//! Feature weights learned from the plant's own routings, and the calibrations that decide the
+//! tier.
 //!
 //! Both answer one question on the training data: for a routed item, does its nearest routed
 //! neighbour (itself left out) have the same current routing? The config's domain weights are
@@ -18,18 +18,20 @@
 //!   ½·hit@5`, minus `PENALTY · Σ_f |log2 multiplier_f|` (a zero counts as 1/16): a weight moves
 //!   away from its prior only when the gain outweighs that, so weak evidence leaves it alone.
 //!   Passes repeat until nothing moves (at most `MAX_PASSES`).
-//! * Calibration: each query's similarity to its nearest routed neighbour under the final
-//!   weights, and whether one of its `PROPOSALS` nearest routed neighbours (the routings a
-//!   planner is shown) has its routing; in `CAL_BINS` equal-count bins of similarity, the
-//!   observed rate per bin made non-decreasing (pool adjacent violators), interpolated
-//!   linearly between bin centres. The calibrated similarity of an item is the share of
-//!   training items at that similarity whose own routing was among the proposals; the tier
-//!   compares it with `similarity_threshold`. The event is "among the proposals", not "the
-//!   first proposal": the nearest neighbour's routing is right less often than 80 % at any
-//!   similarity on the data we tried, which would leave the HIGH tier empty.
+//! * Calibration, on the queries under the final weights, of the event "one of the query's
+//!   `PROPOSALS` nearest routed neighbours (the routings a planner is shown) has its routing",
+//!   for two uses. An answer (`recommend`, `eval`): by the support of its first proposal (how
+//!   many of those neighbours share its routing), the rate per support made non-decreasing
+//!   (pool adjacent violators): [`ProposalCalibration`]. A model item (`run`, `update`, the
+//!   retrain queue): by the similarity of its nearest routed neighbour, in `CAL_BINS`
+//!   equal-count bins, made non-decreasing and interpolated linearly between bin centres:
+//!   [`Calibration`]. The tier compares either with `similarity_threshold`. The event is
+//!   "among the proposals", not "the first proposal": the nearest neighbour's routing is right
+//!   less often than 80 % at any similarity on the data we tried, which would leave the HIGH
+//!   tier empty.
 //!
-//! Everything is deterministic: the sample is a seeded hash of the item key, neighbour ties go
-//! to the lower label, and sums run in query order.
+//! Everything is deterministic: the sample is a seeded hash of the label (items are in
+//! `item_key` order), neighbour ties go to the lower label, and sums run in query order.
 
 use std::collections::BinaryHeap;
 
