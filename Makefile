@@ -43,7 +43,7 @@ test: pyenv
 lint: deps fmt-check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	@if $(CARGO) tree --locked -d --depth 0 2>/dev/null | grep -E '^arrow(-[a-z]+)? v'; then \
-	  echo "error: more than one version of an arrow crate (see README, 'Pinned arrow')"; exit 1; fi
+	  echo "error: more than one version of an arrow crate (see docs/design.md, 'Dependencies')"; exit 1; fi
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
