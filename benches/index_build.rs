@@ -17,8 +17,8 @@ mod common;
 
 use rayon::prelude::*;
 use trainer::index::hnsw::with_visited;
+use trainer::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
 use trainer::index::{Hnsw, HnswParams};
-use trainer::pipeline::{NEAREST_OTHER_EF, similarity_nearest};
 use trainer::rng::Rng;
 
 fn env_usize(name: &str) -> Option<usize> {
@@ -94,24 +94,10 @@ fn main() {
         .map(|k| common::noisy_copy(&h, k * n / 500, &mut rng))
         .collect();
     let t = Instant::now();
-    let hits: Vec<(usize, usize)> = queries
-        .par_iter()
-        .map(|q| {
-            let got: Vec<u32> = with_visited(|vis| h.search(q, 10, ef, vis))
-                .iter()
-                .map(|x| x.1)
-                .collect();
-            let exact = h.brute_force(q, 10);
-            (
-                exact.iter().filter(|e| got.contains(&e.1)).count(),
-                exact.len(),
-            )
-        })
-        .collect();
-    let (hit, total) = hits.iter().fold((0, 0), |(a, b), (h, t)| (a + h, b + t));
+    let recall = h.recall_at(queries.iter().map(|q| q.as_slice()), 10, ef);
     println!(
         "recall@10 at ef {ef} against exact search (500 queries): {:.4} ({:.1} s incl. brute force)",
-        hit as f64 / total.max(1) as f64,
+        recall,
         t.elapsed().as_secs_f64()
     );
     let sample: Vec<u32> = (0..2000).map(|k| (k * n / 2000) as u32).collect();

@@ -13,14 +13,14 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use ndarray::Array2;
 
+use crate::config::mapping::Mapping;
 use crate::engine::RowFilter;
 use crate::engine::sqlfiles::{self, SqlFile};
 use crate::error::{Error, Result};
-use crate::mapping::Mapping;
+use crate::features::vectors::{self, Dims};
 use crate::model::{FITTED_DIR, MAPPING_COPY, SQL_COPY_DIR};
-use crate::pipeline::{self, ItemTable};
+use crate::train::{self, ItemTable};
 use crate::transform::{self, Mode};
-use crate::vectors::{self, Dims};
 
 /// The transforms a model was trained with.
 pub struct Transforms {
@@ -124,7 +124,7 @@ pub async fn encode(ctx: &SessionContext, t: &Transforms, chosen: RecordBatch) -
         None,
     )
     .await?;
-    let (items, parts) = pipeline::read_encoded(ctx).await?;
+    let (items, parts) = train::read_encoded(ctx).await?;
     let raw = vectors::Encoded::into_matrix(parts, &items.keys)?;
     Ok(Encoded {
         vectors: raw.into_vectors(&t.dims),

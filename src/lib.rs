@@ -3,37 +3,35 @@
 //! Data flows one way:
 //!
 //! ```text
-//! config (config.rs, mapping.rs)
-//!   -> sources (engine/sources: one DataFusion table per ERP view)
+//! config (config/: trainer.yml, the field mapping)
+//!   -> sources (engine/sources: one DataFusion table per ERP view, erp.rs the contract)
 //!   -> SQL layers (sql/01_map, 02_clean, 03_encode; run by transform.rs, fitted state saved)
-//!   -> weights (weights.rs: item weights and folds; feature weights)
-//!   -> vectors (vectors.rs: weighted, L2-normalised f32)
-//!   -> index (index/: our HNSW, written in hnswlib's file layout)
-//!   -> exports (export/: items.parquet, retrain queue, TensorBoard projector, log)
+//!   -> features (features/: item weights and folds, learned feature weights, vectors)
+//!   -> index (index/: our HNSW in hnswlib's file layout, the similarity check)
+//!   -> exports (export/: items.parquet, retrain queue, projector, metadata, log)
 //! ```
 //!
-//! `pipeline.rs` runs the stages; `eval.rs` scores them (held-out routings against two
-//! baselines); `main.rs` only parses the command line and renders errors.
+//! `train.rs` runs the path up to the vectors; `commands/` has one file per verb; `main.rs`
+//! only parses the command line and renders errors. `docs/architecture.md` has the map.
 
 pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod csv;
 pub mod engine;
+pub mod erp;
 pub mod error;
-pub mod eval;
 pub mod export;
+pub mod features;
 pub mod fsutil;
+pub mod hash;
 pub mod index;
-pub mod learn;
-pub mod mapping;
+pub mod memory;
 pub mod model;
 pub mod parquet_io;
-pub mod pipeline;
-pub mod recommend;
 pub mod rng;
 pub mod sample;
+pub mod text;
+pub mod train;
 pub mod transform;
-pub mod update;
-pub mod vectors;
-pub mod weights;

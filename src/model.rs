@@ -16,9 +16,9 @@ use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::features::vectors::Dims;
 use crate::index::{Hnsw, hnswlib_file};
 use crate::transform;
-use crate::vectors::Dims;
 
 /// The version of the model directory's layout (see the module docs and `docs/stage3.md`).
 pub const MODEL_FORMAT_VERSION: u64 = 2;
@@ -31,7 +31,7 @@ pub const ITEMS_FILE: &str = "items.parquet";
 pub const VECTORS_FILE: &str = "vectors.npy";
 pub const PROJECTOR_DIR: &str = "tb_projector";
 pub const FITTED_DIR: &str = "fitted";
-pub use crate::pipeline::{ITEM_FEATURES_FILE, MAPPING_COPY, ROUTINGS_FILE, SQL_COPY_DIR};
+pub use crate::train::{ITEM_FEATURES_FILE, MAPPING_COPY, ROUTINGS_FILE, SQL_COPY_DIR};
 
 fn input(path: &Path, msg: impl Into<String>) -> Error {
     Error::input(path.display().to_string(), msg)
@@ -394,9 +394,9 @@ pub struct SearchParams {
     pub threshold: f64,
     /// What the threshold applies to for the model's items: the cosine similarity calibrated at
     /// training.
-    pub calibration: crate::learn::Calibration,
+    pub calibration: crate::features::learn::Calibration,
     /// ... and for a recommendation's proposals: the share right by support.
-    pub proposals: crate::learn::ProposalCalibration,
+    pub proposals: crate::features::learn::ProposalCalibration,
     pub ef_search: usize,
     pub m: usize,
     pub ef_construction: usize,
@@ -408,7 +408,7 @@ impl SearchParams {
         let path = dir.join(METADATA_FILE);
         Ok(SearchParams {
             threshold: meta_f64(meta, &path, "/similarity_threshold")?,
-            calibration: crate::learn::Calibration::from_metadata(meta),
+            calibration: crate::features::learn::Calibration::from_metadata(meta),
             proposals: meta
                 .pointer("/feature_weights/proposal_calibration")
                 .and_then(|c| serde_json::from_value(c.clone()).ok())

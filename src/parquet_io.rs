@@ -1,6 +1,7 @@
-//! Parquet output: every Parquet file trainer writes (model artifacts, fitted state, extracts,
+//! Parquet I/O. Output: every Parquet file trainer writes (model artifacts, fitted state, extracts,
 //! generated samples) goes through here, zstd-compressed and written atomically (a temporary
-//! sibling renamed into place).
+//! sibling renamed into place). Input: the footer of a source file ([`footer`]), read before
+//! any query so that a corrupt file is named.
 
 use std::path::Path;
 
@@ -77,4 +78,25 @@ pub async fn write_stream(
     writer.close().map_err(io)?;
     file.commit()?;
     Ok(rows)
+}
+
+/// Why a Parquet footer could not be read.
+pub enum FooterError {
+    /// Not a Parquet file, or a corrupt one.
+    NotParquet(String),
+    /// A Parquet file whose schema has no Arrow form.
+    Schema(String),
+}
+
+/// The Arrow schema and row count a Parquet file's footer declares.
+pub fn footer<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+) -> std::result::Result<(arrow::datatypes::Schema, u64), FooterError> {
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(reader)
+        .map_err(|e| FooterError::NotParquet(e.to_string()))?;
+    let meta = reader.metadata().file_metadata();
+    let schema = parquet::arrow::parquet_to_arrow_schema(meta.schema_descr(), None)
+        .map_err(|e| FooterError::Schema(e.to_string()))?;
+    Ok((schema, meta.num_rows() as u64))
 }

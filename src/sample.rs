@@ -27,153 +27,16 @@ use arrow::array::{
     ArrayRef, Date32Builder, Float64Builder, Int32Builder, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
+use crate::erp::{
+    ITEM_VIEW, ROUTING_VIEW, WORK_ORDER_VIEW, item_schema, routing_schema, work_order_schema,
+};
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write_with;
 use crate::parquet_io::write_parquet;
 use crate::rng::Rng;
-
-pub const ITEM_VIEW: &str = "dbo_BI_ITEM_INFO_VIEW";
-pub const ROUTING_VIEW: &str = "dbo_BI_ROUTING_VIEW";
-pub const WORK_ORDER_VIEW: &str = "dbo_BI_WORK_ORDER_RESULTS";
-
-/// Column types of the three views, in view order (the spec's order).
-pub fn item_schema() -> Schema {
-    let s = |n: &str| Field::new(n, DataType::Utf8, true);
-    let f = |n: &str| Field::new(n, DataType::Float64, true);
-    Schema::new(vec![
-        s("ITEM_CD"),
-        s("PART_TYPE"),
-        s("PartNm"),
-        s("ITEM_SUFFIX"),
-        s("ITEM_SPEC"),
-        s("ITEM_NM"),
-        s("ADDITIONAL_SPEC"),
-        s("ITEM_MATERIAL"),
-        s("MATERIAL_DESC"),
-        s("ITEM_ACCT"),
-        s("ITEM_TYPE"),
-        s("ITEM_UNIT"),
-        s("ITEM_GRP1"),
-        s("ITEM_GRP1NM"),
-        s("STANDARD_YN"),
-        s("GROUP1"),
-        s("GROUP2"),
-        s("GROUP3"),
-        s("DRAW_NO"),
-        s("DRAW_REV"),
-        s("DRAW_SHEET_NO"),
-        s("DRAW_USE"),
-        s("ITEM_NM_ENG"),
-        f("OUTDIAMETER"),
-        f("INDIAMETER"),
-        f("OUTTHICKNESS"),
-        s("OUTDIAMETER_UNIT"),
-        f("ROTATE_CLOCKWISE"),
-        f("ROTATE_CTRCLOCKWISE"),
-        s("SealTypeGrup"),
-        s("IN_SEALTYPE_CD"),
-        f("IN_SEALSIZE"),
-        s("IN_SEALSIZE_UOM"),
-        s("MID_SEALTYPE_CD"),
-        f("MID_SEALSIZE"),
-        s("MID_SEALSIZE_UOM"),
-        s("OUT_SEALTYPE_CD"),
-        f("OUT_SEALSIZE"),
-        s("OUT_SEALSIZE_UOM"),
-        s("RAW_MATL_KIND"),
-        s("RAW_MATL_KINDNM"),
-    ])
-}
-
-pub fn routing_schema() -> Schema {
-    let s = |n: &str| Field::new(n, DataType::Utf8, true);
-    let f = |n: &str| Field::new(n, DataType::Float64, true);
-    let d = |n: &str| Field::new(n, DataType::Date32, true);
-    Schema::new(vec![
-        s("ROUT_NO"),
-        s("ITEM_CD"),
-        s("ITEM_NM"),
-        Field::new("PROC_SEQ", DataType::Int32, true),
-        Field::new(
-            "INSRT_DT",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        ),
-        f("OUTDIAMETER"),
-        f("INDIAMETER"),
-        f("OUTTHICKNESS"),
-        s("OUTDIAMETER_UNIT"),
-        s("INSIDE_FLAG"),
-        s("JOB_CD"),
-        s("JOB_NM"),
-        s("RES_CD"),
-        s("RES_DIS"),
-        s("TIME_UNIT"),
-        f("MFG_LT"),
-        f("QUEUE_TIME"),
-        f("SETUP_TIME"),
-        f("RUN_TIME"),
-        f("ACT_SETUP_TIME"),
-        f("ACT_RUN_TIME"),
-        f("WAIT_TIME"),
-        f("MOVE_TIME"),
-        f("RUN_TIME_QTY"),
-        s("RUN_TIME_UNIT"),
-        s("BATCH_OPER"),
-        s("BP_CD"),
-        s("CUST_NM"),
-        s("CUR_CD"),
-        f("SUBCONTRACT_PRC"),
-        s("TAX_TYPE"),
-        s("MILESTONE_FLG"),
-        s("INSP_FLG"),
-        s("ROUT_ORDER"),
-        d("VALID_FROM_DT"),
-        d("VALID_TO_DT"),
-        s("REMARK"),
-        s("ROUT_DOC"),
-        s("NC_PROGRAM"),
-        s("NC_PROGRAM_WRITER"),
-        s("NC_WRITER_NM"),
-        d("NC_WRITE_DATE"),
-        s("NC_REVIEWER"),
-        s("NC_REVIEWER_NM"),
-        d("NC_REVIEW_DT"),
-        s("RAW_MATL_SIZE"),
-        s("JAW_SIZE"),
-        s("VALIDITY"),
-        s("PROGRAM_REMARK"),
-        s("OP_DRAW_NO"),
-        s("ROUT_SIZE"),
-        s("MTMG_NUMB"),
-    ])
-}
-
-pub fn work_order_schema() -> Schema {
-    let s = |n: &str| Field::new(n, DataType::Utf8, true);
-    let f = |n: &str| Field::new(n, DataType::Float64, true);
-    Schema::new(vec![
-        s("ITEM_CD"),
-        Field::new("PROC_SEQ", DataType::Int32, true),
-        s("ROUT_NO"),
-        s("RES_CD"),
-        s("RES_DIS"),
-        s("JOB_CD"),
-        s("CD_NM"),
-        Field::new(
-            "REPORT_DT",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        ),
-        f("MACH_WORKED_HOURS"),
-        f("SETUP_HOURS"),
-        f("ORDER_QTY"),
-        f("BAD_QTY"),
-    ])
-}
 
 // ------------------------------------------------------------------------------------------------
 // Vocabulary of the synthetic plant.
@@ -655,7 +518,7 @@ pub struct SampleSpec {
 }
 
 /// Which hidden plant the generator builds. Both write the same three views with the same
-/// pathologies; what drives a routing differs (README, "Data profiles"), so that a quality
+/// pathologies; what drives a routing differs (docs/quality.md, "Data profiles"), so that a quality
 /// decision can be checked on a plant it was not made on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Profile {
@@ -673,48 +536,88 @@ pub struct SampleSummary {
     pub work_order_rows: usize,
 }
 
-/// Generates the data set and writes it to `out`.
+/// Generates the data set and writes it to `out`. The stages draw from one seeded stream in a
+/// fixed order (catalogue, items, item view, routings), so the same spec gives the same bytes.
 pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
     if spec.items == 0 {
         return Err(Error::usage("--items must be at least 1"));
     }
     fs::create_dir_all(out).map_err(|e| Error::io(out, "create the output directory", e))?;
     let mut rng = Rng::derive(spec.seed, "sample");
-    let n = spec.items;
-    let b = spec.profile == Profile::PlantB;
-    // Plant B: twice the levels of part types, material and seal codes.
-    let more = if b { 2 } else { 1 };
+    let cat = Catalogue::draw(&mut rng, spec.items, spec.profile);
+    let items = draw_items(&mut rng, spec.items, &cat, spec.profile);
 
-    let per_class = ((6 + n / 6000) * more).min(53 * more);
-    let parts = make_part_types(&mut rng, per_class);
-    let n_material_codes = ((24 + n / 300) * more).min(1167 * more);
-    let material_codes: Vec<(usize, String)> = (0..n_material_codes)
-        .map(|k| {
-            let mc = rng.weighted(&MATERIALS.iter().map(|m| m.share).collect::<Vec<_>>());
-            let code = format!(
-                "{}{:03}{}{}",
-                MATERIALS[mc].code_prefix,
-                k,
-                (b'A' + rng.below(26) as u8) as char,
-                (b'A' + rng.below(26) as u8) as char
-            );
-            (mc, code)
-        })
-        .collect();
-    let n_seal_codes = ((30 + n / 400) * more).min(873 * more);
-    let seal_codes: Vec<String> = (0..n_seal_codes)
-        .map(|k| {
-            if k % 3 == 0 {
-                format!("{}", 1_002_000 + k * 37)
-            } else if k % 3 == 1 {
-                format!("{}", 100 + k * 13)
-            } else {
-                format!("X{}", 10 + k)
-            }
-        })
-        .collect();
+    let (item_batch, volumes) = item_view(&mut rng, &items, &cat)?;
+    let item_rows = item_batch.num_rows();
+    write_parquet(&out.join(format!("{ITEM_VIEW}.parquet")), &item_batch)?;
 
-    // ---- items and their hidden truth -----------------------------------------------------------
+    let (routing_batch, wo_batch) = build_routings(&mut rng, &items, &cat.parts)?;
+    let routing_rows = routing_batch.num_rows();
+    let work_order_rows = wo_batch.num_rows();
+    write_parquet(&out.join(format!("{ROUTING_VIEW}.parquet")), &routing_batch)?;
+    write_parquet(&out.join(format!("{WORK_ORDER_VIEW}.parquet")), &wo_batch)?;
+
+    write_item_metadata(out, spec, &volumes)?;
+    Ok(SampleSummary {
+        item_rows,
+        routing_rows,
+        work_order_rows,
+    })
+}
+
+/// The plant's catalogue: part types, material codes and seal codes.
+struct Catalogue {
+    parts: Vec<PartType>,
+    material_codes: Vec<(usize, String)>,
+    seal_codes: Vec<String>,
+}
+
+impl Catalogue {
+    fn draw(rng: &mut Rng, n: usize, profile: Profile) -> Catalogue {
+        let b = profile == Profile::PlantB;
+        // Plant B: twice the levels of part types, material and seal codes.
+        let more = if b { 2 } else { 1 };
+        let per_class = ((6 + n / 6000) * more).min(53 * more);
+        let parts = make_part_types(rng, per_class);
+        let n_material_codes = ((24 + n / 300) * more).min(1167 * more);
+        let material_codes: Vec<(usize, String)> = (0..n_material_codes)
+            .map(|k| {
+                let mc = rng.weighted(&MATERIALS.iter().map(|m| m.share).collect::<Vec<_>>());
+                let code = format!(
+                    "{}{:03}{}{}",
+                    MATERIALS[mc].code_prefix,
+                    k,
+                    (b'A' + rng.below(26) as u8) as char,
+                    (b'A' + rng.below(26) as u8) as char
+                );
+                (mc, code)
+            })
+            .collect();
+        let n_seal_codes = ((30 + n / 400) * more).min(873 * more);
+        let seal_codes: Vec<String> = (0..n_seal_codes)
+            .map(|k| {
+                if k % 3 == 0 {
+                    format!("{}", 1_002_000 + k * 37)
+                } else if k % 3 == 1 {
+                    format!("{}", 100 + k * 13)
+                } else {
+                    format!("X{}", 10 + k)
+                }
+            })
+            .collect();
+        Catalogue {
+            parts,
+            material_codes,
+            seal_codes,
+        }
+    }
+}
+
+/// The items and their hidden truth (part type, material, size, seal family, the operations of
+/// their routing key).
+fn draw_items(rng: &mut Rng, n: usize, cat: &Catalogue, profile: Profile) -> Vec<Item> {
+    let b = profile == Profile::PlantB;
+    let (parts, material_codes, seal_codes) = (&cat.parts, &cat.material_codes, &cat.seal_codes);
     let class_shares: Vec<f64> = CLASSES.iter().map(|c| c.share).collect();
     let mut items: Vec<Item> = Vec::with_capacity(n);
     for i in 0..n {
@@ -745,14 +648,14 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
             (Some(od), false) => size_band(od),
             (Some(od), true) => [40.0, 100.0, 250.0].iter().filter(|&&t| od >= t).count() as u8,
         };
-        let mut ops = routing_for(&parts[part], m, band, seal_family, spec.profile);
+        let mut ops = routing_for(&parts[part], m, band, seal_family, profile);
         let purchased = rng.chance(CLASSES[class].purchased);
         // Plant A: 12 % of items deviate from the routing of their key; plant B: 20 %, a
         // quarter of those twice.
         if rng.chance(if b { 0.20 } else { 0.12 }) {
-            deviate(&mut rng, &mut ops);
+            deviate(rng, &mut ops);
             if b && rng.chance(0.25) {
-                deviate(&mut rng, &mut ops);
+                deviate(rng, &mut ops);
             }
         }
         let code = match i % 5 {
@@ -776,8 +679,17 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
             large: band >= 1,
         });
     }
+    items
+}
 
-    // ---- item view ------------------------------------------------------------------------------
+/// Production and sales volume per written ITEM_CD.
+type Volumes = Vec<(String, u64, u64)>;
+
+/// The item view, with its pathologies (duplicate rows, missing spellings, stray spaces,
+/// sentinels, unit spellings), and each written ITEM_CD's volumes.
+fn item_view(rng: &mut Rng, items: &[Item], cat: &Catalogue) -> Result<(RecordBatch, Volumes)> {
+    let n = items.len();
+    let (parts, seal_codes) = (&cat.parts, &cat.seal_codes);
     let item_schema = Arc::new(item_schema());
     let n_dups = if n >= 20 { (n / 700).max(1) } else { 0 };
     let mut sb: Vec<StringBuilder> = Vec::new();
@@ -896,16 +808,16 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 it.code.clone()
             };
             sb[c_item].append_value(&code);
-            sb[c_pt].append_value(with_stray_space(&mut rng, &shown_part.code, 0.02));
+            sb[c_pt].append_value(with_stray_space(rng, &shown_part.code, 0.02));
             sb[c_pnm].append_value(&shown_part.name);
             if rng.chance(0.16) {
                 sb[c_suffix].append_value(*rng.pick(&["KIT", "R", "N", "HCV", "K", "S"]));
             } else {
-                missing_text(&mut rng, &mut sb[c_suffix], 0.02, 0.0);
+                missing_text(rng, &mut sb[c_suffix], 0.02, 0.0);
             }
             // Free-text spec: near-unique, no routing signal beyond what size already says.
             match rng.below(10) {
-                0..=2 => missing_text(&mut rng, &mut sb[c_spec], 0.0, 0.02),
+                0..=2 => missing_text(rng, &mut sb[c_spec], 0.0, 0.02),
                 3 | 4 => sb[c_spec].append_value("0"),
                 5 => sb[c_spec].append_value(format!(
                     "VD1-{}gal-316L-({:02}-Coil)-FnlAsy",
@@ -928,7 +840,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 sb[c_nm].append_value(format!("{} {}", it.material_desc, shown_part.name));
             }
             match rng.below(10) {
-                0 | 1 => missing_text(&mut rng, &mut sb[c_addspec], 0.0, 0.0),
+                0 | 1 => missing_text(rng, &mut sb[c_addspec], 0.0, 0.0),
                 2 | 3 => sb[c_addspec].append_value("(표준설계)"),
                 4 => sb[c_addspec].append_value("0"),
                 5 => sb[c_addspec].append_value(format!("QBQ-{}", rng.below(3000))),
@@ -950,7 +862,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 class.acct
             });
             if rng.chance(0.04) {
-                missing_text(&mut rng, &mut sb[c_type], 0.1, 0.0);
+                missing_text(rng, &mut sb[c_type], 0.1, 0.0);
             } else {
                 sb[c_type].append_value(*rng.pick(class.item_types));
             }
@@ -960,7 +872,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
             };
             sb[c_unit].append_value(unit);
             if rng.chance(0.023) {
-                missing_text(&mut rng, &mut sb[c_grp1], 0.0, 0.0);
+                missing_text(rng, &mut sb[c_grp1], 0.0, 0.0);
             } else {
                 sb[c_grp1].append_value(class.grp1.0);
             }
@@ -970,7 +882,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 _ => sb[c_grp1nm].append_value(class.grp1.1),
             }
             if rng.chance(0.0007) {
-                missing_text(&mut rng, &mut sb[c_std], 0.5, 0.0);
+                missing_text(rng, &mut sb[c_std], 0.5, 0.0);
             } else {
                 sb[c_std].append_value(*rng.pick(&["N", "N", "N", "Y", "Y", "I", "S", "C"]));
             }
@@ -1049,14 +961,14 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                     fb[f_id].append_value(if rng.chance(0.1) { 0.0 } else { r3(id * k) });
                     fb[f_th].append_value(if rng.chance(0.1) { 0.0 } else { r3(th * k) });
                     let unit = if inch {
-                        inch_spelling(&mut rng).to_string()
+                        inch_spelling(rng).to_string()
                     } else if rng.chance(0.3) {
                         // mm is the plant default: an empty unit means mm.
                         String::new()
                     } else {
-                        mm_spelling(&mut rng).to_string()
+                        mm_spelling(rng).to_string()
                     };
-                    sb[c_odu].append_value(with_stray_space(&mut rng, &unit, 0.03));
+                    sb[c_odu].append_value(with_stray_space(rng, &unit, 0.03));
                 }
                 None => {
                     fb[f_od].append_value(0.0);
@@ -1084,11 +996,11 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
             }
             // Inner seal: type code and size (mostly inch).
             if rng.chance(0.3) {
-                missing_text(&mut rng, &mut sb[c_insc], 0.015, 0.05);
+                missing_text(rng, &mut sb[c_insc], 0.015, 0.05);
                 fb[f_ins].append_value(0.0);
-                missing_text(&mut rng, &mut sb[c_insu], 0.015, 0.0);
+                missing_text(rng, &mut sb[c_insu], 0.015, 0.0);
             } else {
-                sb[c_insc].append_value(with_stray_space(&mut rng, &it.seal_code, 0.02));
+                sb[c_insc].append_value(with_stray_space(rng, &it.seal_code, 0.02));
                 let size_in = match it.od_mm {
                     Some(od) => (od / 25.4 * 0.6 * 8.0).round() / 8.0,
                     None => 0.5 + rng.below(40) as f64 / 8.0,
@@ -1097,11 +1009,11 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 match rng.below(100) {
                     0..=69 => {
                         fb[f_ins].append_value(size_in);
-                        sb[c_insu].append_value(inch_spelling(&mut rng));
+                        sb[c_insu].append_value(inch_spelling(rng));
                     }
                     70..=95 => {
                         fb[f_ins].append_value((size_in * 25.4 * 10.0).round() / 10.0);
-                        sb[c_insu].append_value(mm_spelling(&mut rng));
+                        sb[c_insu].append_value(mm_spelling(rng));
                     }
                     96..=97 => {
                         fb[f_ins].append_value(size_in);
@@ -1119,13 +1031,13 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 fb[f_mid].append_value(1.0 + rng.below(8) as f64 / 8.0);
                 sb[c_midu].append_value(*rng.pick(&["MM", "INCH", "in", "inch"]));
             } else {
-                missing_text(&mut rng, &mut sb[c_midc], 0.11, 0.0);
+                missing_text(rng, &mut sb[c_midc], 0.11, 0.0);
                 if rng.chance(0.16) {
                     fb[f_mid].append_null()
                 } else {
                     fb[f_mid].append_value(0.0)
                 }
-                missing_text(&mut rng, &mut sb[c_midu], 0.11, 0.01);
+                missing_text(rng, &mut sb[c_midu], 0.11, 0.01);
             }
             // Outer seal: mostly empty.
             if rng.chance(0.15) && pt.class == 3 {
@@ -1134,19 +1046,19 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
                 fb[f_out].append_value(1.0 + rng.below(24) as f64 / 8.0);
                 sb[c_outu].append_value(*rng.pick(&["INCH", "MM", "mm", "inch", "52"]));
             } else {
-                missing_text(&mut rng, &mut sb[c_outc], 0.064, 0.0);
+                missing_text(rng, &mut sb[c_outc], 0.064, 0.0);
                 if rng.chance(0.12) {
                     fb[f_out].append_null()
                 } else {
                     fb[f_out].append_value(0.0)
                 }
-                missing_text(&mut rng, &mut sb[c_outu], 0.064, 0.0);
+                missing_text(rng, &mut sb[c_outu], 0.064, 0.0);
             }
             // Raw material kind: mostly empty; names are Korean with full-width spaces.
             if rng.chance(0.12) {
                 sb[c_rk].append_value(MATERIALS[it.material_class].raw_kind);
             } else {
-                missing_text(&mut rng, &mut sb[c_rk], 0.10, 0.0);
+                missing_text(rng, &mut sb[c_rk], 0.10, 0.0);
             }
             if rng.chance(0.03) {
                 sb[c_rknm].append_value(*rng.pick(&[
@@ -1183,19 +1095,14 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
     }
     let item_batch = RecordBatch::try_new(item_schema.clone(), arrays)
         .map_err(|e| Error::internal(format!("building the item batch: {e}")))?;
-    let item_rows = item_batch.num_rows();
-    write_parquet(&out.join(format!("{ITEM_VIEW}.parquet")), &item_batch)?;
+    Ok((item_batch, volumes))
+}
 
-    // ---- routing and work-order views -----------------------------------------------------------
-    let (routing_batch, wo_batch) = build_routings(&mut rng, &items, &parts)?;
-    let routing_rows = routing_batch.num_rows();
-    let work_order_rows = wo_batch.num_rows();
-    write_parquet(&out.join(format!("{ROUTING_VIEW}.parquet")), &routing_batch)?;
-    write_parquet(&out.join(format!("{WORK_ORDER_VIEW}.parquet")), &wo_batch)?;
-
-    // ---- item metadata --------------------------------------------------------------------------
+/// `item_metadata.json`: production and sales volume per ITEM_CD.
+fn write_item_metadata(out: &Path, spec: &SampleSpec, volumes: &Volumes) -> Result<()> {
+    let n = spec.items;
     let mut vols = serde_json::Map::new();
-    for (code, p, s) in &volumes {
+    for (code, p, s) in volumes {
         vols.insert(
             code.clone(),
             serde_json::json!({"production_volume": p, "sales_volume": s}),
@@ -1213,11 +1120,7 @@ pub fn write_sample(spec: &SampleSpec, out: &Path) -> Result<SampleSummary> {
         serde_json::to_writer(&mut *w, &meta).map_err(std::io::Error::other)?;
         std::io::Write::write_all(w, b"\n")
     })?;
-    Ok(SampleSummary {
-        item_rows,
-        routing_rows,
-        work_order_rows,
-    })
+    Ok(())
 }
 
 /// One routing header: which operations, when it was inserted.

@@ -119,7 +119,7 @@ async fn run_jobs(
     let mut done = vec![false; jobs.len()];
     let mut stats: Vec<Option<ViewStat>> = vec![None; jobs.len()];
     let mut running = tokio::task::JoinSet::new();
-    crate::export::log::mark_peak_rss();
+    crate::memory::mark_peak_rss();
     loop {
         for k in 0..jobs.len() {
             if running.len() >= parallel {
@@ -148,7 +148,7 @@ async fn run_jobs(
             name: names[k].clone(),
             rows,
             seconds,
-            peak_rss: crate::export::log::mark_peak_rss(),
+            peak_rss: crate::memory::mark_peak_rss(),
         });
     }
     // Every job has run: a job whose dependencies never finish cannot exist (deps point back).
@@ -186,8 +186,8 @@ async fn run_job(
 /// the `later` files that training computes (`fit_` files and other held inputs) read it. Each
 /// of them would otherwise compute it again (DataFusion inlines a view wherever it is read), and
 /// every one of them reads the same rows. An input that one `fit_` file reads stays a view: its
-/// rows are computed where that file reads them and never held (at 325k items the one-hot and
-/// target-encoding inputs, 6.2M and 2.3M rows, were 0.2 GB of the fit phase's memory peak).
+/// rows are computed where that file reads them and never held (the one-hot and
+/// target-encoding inputs are millions of rows at production scale, cheap to recompute).
 fn held_input<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool {
     let computed_readers = later
         .iter()
@@ -249,9 +249,8 @@ pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
 /// those are computed once and held as tables until the last `fit_` file that reads them is
 /// done. (A view reads its inputs in a fixed order too, see `engine::deterministic`, so a `fit_`
 /// file sums the same rows in the same order either way.) Then a held input that a streamed view
-/// still reads is replaced by its view: the stream does not depend on row order, and at 325k
-/// items the inputs are ~14M long-format rows that cost ~0.5 GB to hold and well under a second
-/// to recompute. Files that do not read each other run at the same time ([`run_jobs`]). Held
+/// still reads is replaced by its view: the stream does not depend on row order, and the inputs
+/// are long-format rows that cost far more memory to hold than time to recompute. Files that do not read each other run at the same time ([`run_jobs`]). Held
 /// tables that no pending file needs, directly or through a view, are dropped as soon as the
 /// last reader is done; `keep` names the ones the caller still reads (`None`: keep every table,
 /// for a session that is inspected afterwards).
@@ -384,7 +383,7 @@ fn release_unneeded(
         needed
     });
     if held.len() < before {
-        crate::export::log::release_free_memory();
+        crate::memory::release_free_memory();
     }
 }
 
@@ -510,7 +509,7 @@ async fn compute_table(ctx: &SessionContext, sql: &str, what: &str) -> Result<(R
 /// The rows of `batch` sorted by all columns (first column first). DataFusion does not promise
 /// the order in which an aggregate emits its groups; a materialised table computed by one is
 /// put in this canonical order so that later float sums over it add up in the same order in
-/// every run. (Sorting a 6M-row table of strings costs ~2 s, so plans whose order is already
+/// every run. (Sorting a large table of strings is costly, so plans whose order is already
 /// reproducible skip it.)
 pub fn canonical(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};

@@ -30,12 +30,17 @@ use crate::config::Config;
 use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
 use crate::error::{Error, Result};
 use crate::export::log::RunLog;
+use crate::export::log::Timer;
+use crate::export::metadata::write_json;
+use crate::features::learn::{
+    Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports,
+};
 use crate::fsutil::atomic_write;
+use crate::index::Hnsw;
 use crate::index::hnsw::with_visited;
-use crate::index::{Hnsw, HnswParams};
-use crate::learn::{Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports};
-use crate::pipeline::{self, NEAREST_OTHER_EF, Timer, TrainOptions};
+use crate::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
 use crate::rng::{fnv1a64, mix64};
+use crate::train::{self, TrainOptions};
 use crate::transform;
 
 /// Options of `trainer eval`.
@@ -123,7 +128,7 @@ pub struct EvalReport {
     /// The `trainer` variant through the HNSW index (filtered to items with routings).
     pub via_index: Scores,
     /// The `trainer` variant's learned weights and calibration (from its training items only).
-    pub learned: crate::learn::LearnReport,
+    pub learned: crate::features::learn::LearnReport,
     pub calibration_bins: Vec<CalibrationBin>,
     /// The held-out items by their first proposal's support (what the tier uses).
     pub support_bins: Vec<SupportBin>,
@@ -147,80 +152,24 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
             opts.holdout
         )));
     }
-    let (cfg, mapping, files) = pipeline::load_inputs(config_path)?;
+    let (cfg, mapping, files) = train::load_inputs(config_path)?;
     let mut log = RunLog::stderr_only(!opts.verbose);
-
-    // ---- the truth: every item's current JOB_CD sequence, from the full data --------------------
-    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
-    let full = Engine::build(&cfg, &mapping, &volumes).await?;
-    transform::create_views(&full.ctx, &files, &["01_map", "02_clean"], true).await?;
-    let truth = read_sequences(&full.ctx).await?;
-    let naive = naive_vectors(&full.ctx, &truth.keys).await?;
-    drop(full);
-    let n = truth.keys.len();
-    let with_routing: Vec<u32> = (0..n as u32)
-        .filter(|&i| truth.seqs[i as usize].is_some())
-        .collect();
-    let holdout = draw_holdout(&truth.keys, &with_routing, opts.holdout, opts.seed);
-    if holdout.is_empty() {
-        return Err(Error::input(
-            "clean_routings",
-            "no item has a current routing: nothing to evaluate (is the routing view empty?)",
-        ));
-    }
-    let mut is_held = vec![false; n];
-    for &i in &holdout {
-        is_held[i as usize] = true;
-    }
-    let candidates: Vec<bool> = (0..n)
-        .map(|i| truth.seqs[i].is_some() && !is_held[i])
-        .collect();
-    let held_keys: Vec<String> = holdout
-        .iter()
-        .map(|&i| truth.keys[i as usize].clone())
-        .collect();
-
-    // ---- the variants --------------------------------------------------------------------------
-    let mut prior_only = cfg.clone();
-    prior_only.weights.learn = false;
-    let mut no_weights = prior_only.clone();
-    no_weights
-        .weights
-        .features
-        .values_mut()
-        .for_each(|w| *w = 1.0);
-    no_weights.weights.item.volume_floor = 1.0;
+    let split = Split::draw(&cfg, &mapping, &files, opts).await?;
+    let (holdout, truth) = (&split.holdout, &split.truth);
     let thr = cfg.similarity_threshold;
     let score = |v: ArrayView2<'_, f32>, t: &Tiering| {
-        let nn = exact_neighbours(v, &holdout, &candidates, 10);
-        scores(&holdout, &nn, &truth.seqs, thr, t)
+        let nn = exact_neighbours(v, holdout, &split.candidates, 10);
+        scores(holdout, &nn, &truth.seqs, thr, t)
     };
+
+    // ---- the variants trained on the split -------------------------------------------------------
     let mut variants = Vec::new();
     let mut trained_main = None;
     let mut learned_main = None;
     let mut bins = Vec::new();
     let mut support_bins = Vec::new();
-    for (name, what, c) in [
-        (
-            "trainer",
-            "the pipeline as configured (cleaning, SQL encoding, weights learned if weights.learn)",
-            &cfg,
-        ),
-        (
-            "prior_weights",
-            "the same pipeline with the configured weights, nothing learned",
-            &prior_only,
-        ),
-        (
-            "no_weights",
-            "the same pipeline, every feature and item weight 1, nothing learned",
-            &no_weights,
-        ),
-    ] {
-        if name == "prior_weights" && !cfg.weights.learn {
-            continue;
-        }
-        let tv = train(c, &mapping, &files, &held_keys, &mut log).await?;
+    for (name, what, c) in variant_configs(&cfg) {
+        let tv = train(&c, &mapping, &files, &split.held_keys, &mut log).await?;
         if tv.items.keys != truth.keys {
             return Err(Error::internal(
                 "the held-out training run has other items than the full data",
@@ -234,9 +183,9 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
             scores: score(tv.vectors.view(), &tiering),
         });
         if name == "trainer" {
-            let nn = exact_neighbours(tv.vectors.view(), &holdout, &candidates, 10);
-            bins = calibration_bins(&holdout, &nn, &truth.seqs, tiering.cal);
-            support_bins = proposal_bins(&holdout, &nn, &truth.seqs, tiering.props);
+            let nn = exact_neighbours(tv.vectors.view(), holdout, &split.candidates, 10);
+            bins = calibration_bins(holdout, &nn, &truth.seqs, tiering.cal);
+            support_bins = proposal_bins(holdout, &nn, &truth.seqs, tiering.props);
             trained_main = Some(tv.vectors);
             learned_main = Some(tv.learned);
         }
@@ -250,7 +199,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         &mapping,
         &files,
         &truth.keys,
-        &held_keys,
+        &split.held_keys,
         &scratch,
         &mut log,
     )
@@ -264,6 +213,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         scores: score(via_update.view(), &Tiering::of(&via_learned)),
     });
     drop(via_update);
+    let naive = split.naive;
     variants.push(Variant {
         name: "naive",
         what: "raw columns, ordinal codes, standardised, no cleaning, no weights",
@@ -282,25 +232,16 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     let vecs = trained_main.expect("trainer variant");
     let d = vecs.ncols();
     let (flat, _) = vecs.into_raw_vec_and_offset();
-    let h = Hnsw::build(
-        flat,
-        d,
-        HnswParams {
-            m: cfg.hnsw.m,
-            ef_construction: cfg.hnsw.ef_construction,
-            seed: cfg.hnsw.seed,
-        },
-        |_, _| {},
-    );
+    let h = Hnsw::build(flat, d, cfg.hnsw.params(), |_, _| {});
     let ef = cfg.hnsw.ef_search;
-    let via = index_neighbours(&h, &holdout, &candidates, 10, ef);
-    let via_index = scores(&holdout, &via, &truth.seqs, thr, &Tiering::of(&learned));
-    let sample = draw_sample(n, opts.recall_queries, opts.seed);
+    let via = index_neighbours(&h, holdout, &split.candidates, 10, ef);
+    let via_index = scores(holdout, &via, &truth.seqs, thr, &Tiering::of(&learned));
+    let sample = draw_sample(truth.keys.len(), opts.recall_queries, opts.seed);
     let (recall, agree) = index_checks(&h, &sample, ef, cfg.similarity_threshold);
 
     let report = EvalReport {
-        items: n,
-        with_routing: with_routing.len(),
+        items: truth.keys.len(),
+        with_routing: split.with_routing,
         held_out: holdout.len(),
         threshold: cfg.similarity_threshold,
         variants,
@@ -320,40 +261,125 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     };
     std::fs::create_dir_all(&cfg.output.models_dir)
         .map_err(|e| Error::io(&cfg.output.models_dir, "create the directory", e))?;
-    atomic_write(
-        &report.report_path,
-        format!(
-            "{}\n",
-            serde_json::to_string_pretty(&report.json()).unwrap()
-        )
-        .as_bytes(),
-    )?;
+    write_json(&report.report_path, &report.json())?;
     atomic_write(&report.plot_path, report.svg().as_bytes())?;
     Ok(report)
 }
 
+/// The held-out split, drawn from the full data: every item's current JOB_CD sequence (the
+/// truth), the naive baseline's vectors, and which items are held out.
+struct Split {
+    truth: Truth,
+    naive: Array2<f32>,
+    /// Labels of the held-out items.
+    holdout: Vec<u32>,
+    /// Per label: whether it may be proposed (it has a routing and is not held out).
+    candidates: Vec<bool>,
+    held_keys: Vec<String>,
+    /// Items with a current routing.
+    with_routing: usize,
+}
+
+impl Split {
+    async fn draw(
+        cfg: &Config,
+        mapping: &crate::config::mapping::Mapping,
+        files: &[crate::engine::sqlfiles::SqlFile],
+        opts: &EvalOptions,
+    ) -> Result<Split> {
+        let volumes = ItemVolumes::load(&cfg.item_metadata)?;
+        let full = Engine::build(cfg, mapping, &volumes).await?;
+        transform::create_views(&full.ctx, files, &["01_map", "02_clean"], true).await?;
+        let truth = read_sequences(&full.ctx).await?;
+        let naive = naive_vectors(&full.ctx, &truth.keys).await?;
+        drop(full);
+        let n = truth.keys.len();
+        let with_routing: Vec<u32> = (0..n as u32)
+            .filter(|&i| truth.seqs[i as usize].is_some())
+            .collect();
+        let holdout = draw_holdout(&truth.keys, &with_routing, opts.holdout, opts.seed);
+        if holdout.is_empty() {
+            return Err(Error::input(
+                "clean_routings",
+                "no item has a current routing: nothing to evaluate (is the routing view empty?)",
+            ));
+        }
+        let mut is_held = vec![false; n];
+        for &i in &holdout {
+            is_held[i as usize] = true;
+        }
+        let candidates: Vec<bool> = (0..n)
+            .map(|i| truth.seqs[i].is_some() && !is_held[i])
+            .collect();
+        let held_keys: Vec<String> = holdout
+            .iter()
+            .map(|&i| truth.keys[i as usize].clone())
+            .collect();
+        Ok(Split {
+            truth,
+            naive,
+            holdout,
+            candidates,
+            held_keys,
+            with_routing: with_routing.len(),
+        })
+    }
+}
+
+/// The variants trained on the split: as configured, with the prior weights (only when the
+/// config learns), and with every weight 1.
+fn variant_configs(cfg: &Config) -> Vec<(&'static str, &'static str, Config)> {
+    let mut prior_only = cfg.clone();
+    prior_only.weights.learn = false;
+    let mut no_weights = prior_only.clone();
+    no_weights
+        .weights
+        .features
+        .values_mut()
+        .for_each(|w| *w = 1.0);
+    no_weights.weights.item.volume_floor = 1.0;
+    let mut out = vec![(
+        "trainer",
+        "the pipeline as configured (cleaning, SQL encoding, weights learned if weights.learn)",
+        cfg.clone(),
+    )];
+    if cfg.weights.learn {
+        out.push((
+            "prior_weights",
+            "the same pipeline with the configured weights, nothing learned",
+            prior_only,
+        ));
+    }
+    out.push((
+        "no_weights",
+        "the same pipeline, every feature and item weight 1, nothing learned",
+        no_weights,
+    ));
+    out
+}
+
 async fn train(
     cfg: &Config,
-    mapping: &crate::mapping::Mapping,
+    mapping: &crate::config::mapping::Mapping,
     files: &[crate::engine::sqlfiles::SqlFile],
     holdout: &[String],
     log: &mut RunLog,
-) -> Result<pipeline::TrainedVectors> {
+) -> Result<train::TrainedVectors> {
     train_with(cfg, mapping, files, holdout, false, None, log).await
 }
 
 /// [`train`], optionally without the held-out items themselves and saving the fitted state.
 async fn train_with(
     cfg: &Config,
-    mapping: &crate::mapping::Mapping,
+    mapping: &crate::config::mapping::Mapping,
     files: &[crate::engine::sqlfiles::SqlFile],
     holdout: &[String],
     items_too: bool,
     fitted_dir: Option<&Path>,
     log: &mut RunLog,
-) -> Result<pipeline::TrainedVectors> {
+) -> Result<train::TrainedVectors> {
     let mut timer = Timer::new();
-    pipeline::train_vectors(
+    train::train_vectors(
         cfg,
         mapping,
         files,
@@ -374,13 +400,13 @@ async fn train_with(
 /// held-out items' from the fitted state saved under `scratch`.
 async fn via_update(
     cfg: &Config,
-    mapping: &crate::mapping::Mapping,
+    mapping: &crate::config::mapping::Mapping,
     files: &[crate::engine::sqlfiles::SqlFile],
     keys: &[String],
     held: &[String],
     scratch: &Path,
     log: &mut RunLog,
-) -> Result<(ndarray::Array2<f32>, crate::learn::LearnReport)> {
+) -> Result<(ndarray::Array2<f32>, crate::features::learn::LearnReport)> {
     use crate::apply::{self, Transforms};
     use crate::engine::{self, RowFilter};
     let fitted = scratch.join("fitted");
@@ -389,7 +415,7 @@ async fn via_update(
     let t = Transforms {
         files: files.to_vec(),
         mapping: mapping.clone(),
-        dims: crate::vectors::Dims::from_batch(&transform::load_table(
+        dims: crate::features::vectors::Dims::from_batch(&transform::load_table(
             &fitted.join("dims.parquet"),
         )?)?,
         fitted,
@@ -581,7 +607,7 @@ fn index_neighbours(
 }
 
 /// Recall@10 of `search` at `ef` against exact search over all items, and the share of items
-/// whose nearest other as the similarity check finds it ([`pipeline::similarity_nearest`]) is
+/// whose nearest other as the similarity check finds it ([`similarity_nearest`]) is
 /// as close as the exact nearest other.
 fn index_checks(h: &Hnsw, sample: &[u32], ef: usize, threshold: f64) -> (f64, f64) {
     let quant = h.quantized();
@@ -592,19 +618,10 @@ fn index_checks(h: &Hnsw, sample: &[u32], ef: usize, threshold: f64) -> (f64, f6
                 let qv = h.vector(q);
                 let exact = h.brute_force(qv, 11);
                 let exact10: Vec<u32> = exact.iter().take(10).map(|x| x.1).collect();
-                let got: Vec<u32> = h.search(qv, 10, ef, vis).iter().map(|x| x.1).collect();
-                let hits = exact10.iter().filter(|e| got.contains(e)).count();
+                let hits = h.hits(qv, &exact10, ef, vis);
                 let exact_other = exact.iter().find(|x| x.1 != q).map(|x| x.0);
-                let other = pipeline::similarity_nearest(
-                    h,
-                    &quant,
-                    q,
-                    NEAREST_OTHER_EF,
-                    ef,
-                    threshold,
-                    vis,
-                )
-                .map(|x| x.0);
+                let other = similarity_nearest(h, &quant, q, NEAREST_OTHER_EF, ef, threshold, vis)
+                    .map(|x| x.0);
                 let same = match (other, exact_other) {
                     (Some(a), Some(b)) => a <= b,
                     (None, None) => true,
@@ -629,7 +646,7 @@ pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
     if m == 0 {
         return 1.0;
     }
-    1.0 - crate::mapping::levenshtein(a, b) as f64 / m as f64
+    1.0 - crate::text::levenshtein(a, b) as f64 / m as f64
 }
 
 /// How an answer is tiered, as `trainer recommend` tiers it: by the support of its first
@@ -641,7 +658,7 @@ struct Tiering<'a> {
 }
 
 impl<'a> Tiering<'a> {
-    fn of(l: &'a crate::learn::LearnReport) -> Self {
+    fn of(l: &'a crate::features::learn::LearnReport) -> Self {
         Tiering {
             cal: &l.calibration,
             props: &l.proposal_calibration,
@@ -650,12 +667,7 @@ impl<'a> Tiering<'a> {
 
     fn confidence(&self, nn: &[(f32, u32)], seqs: &[Option<Vec<u32>>]) -> Option<f64> {
         let first = nn.first()?;
-        let routes: Vec<Option<&[u32]>> = nn
-            .iter()
-            .take(PROPOSALS)
-            .map(|x| seqs[x.1 as usize].as_deref())
-            .collect();
-        let support = supports(&routes)[0];
+        let (_, support) = proposals(nn, seqs)?;
         Some(
             self.props
                 .apply(support)
@@ -719,6 +731,21 @@ fn scores(
     }
 }
 
+/// The routings of the first `PROPOSALS` neighbours and the first one's support (none: no
+/// neighbour).
+fn proposals<'s>(
+    nn: &[(f32, u32)],
+    seqs: &'s [Option<Vec<u32>>],
+) -> Option<(Vec<Option<&'s [u32]>>, usize)> {
+    let routes: Vec<Option<&[u32]>> = nn
+        .iter()
+        .take(PROPOSALS)
+        .map(|x| seqs[x.1 as usize].as_deref())
+        .collect();
+    let support = *supports(&routes).first()?;
+    Some((routes, support))
+}
+
 /// The held-out items by the support of their first proposal.
 fn proposal_bins(
     queries: &[u32],
@@ -726,30 +753,29 @@ fn proposal_bins(
     seqs: &[Option<Vec<u32>>],
     props: &ProposalCalibration,
 ) -> Vec<SupportBin> {
+    // (items, top-1 right, routing among the proposals) per support 1..=PROPOSALS.
+    let mut counts = [(0usize, 0usize, 0usize); PROPOSALS + 1];
+    for (q, nn) in queries.iter().zip(neighbours) {
+        let Some((routes, k)) = proposals(nn, seqs) else {
+            continue;
+        };
+        let own = seqs[*q as usize].as_deref();
+        let c = &mut counts[k];
+        c.0 += 1;
+        c.1 += usize::from(own.is_some() && routes[0] == own);
+        c.2 += usize::from(own.is_some() && routes.contains(&own));
+    }
     (1..=PROPOSALS)
-        .filter_map(|k| {
-            let (mut n, mut right, mut hit) = (0usize, 0usize, 0usize);
-            for (q, nn) in queries.iter().zip(neighbours) {
-                let routes: Vec<Option<&[u32]>> = nn
-                    .iter()
-                    .take(PROPOSALS)
-                    .map(|x| seqs[x.1 as usize].as_deref())
-                    .collect();
-                if routes.is_empty() || supports(&routes)[0] != k {
-                    continue;
-                }
-                let own = seqs[*q as usize].as_deref();
-                n += 1;
-                right += usize::from(own.is_some() && routes[0] == own);
-                hit += usize::from(own.is_some() && routes.contains(&own));
-            }
-            (n > 0).then(|| SupportBin {
+        .filter(|&k| counts[k].0 > 0)
+        .map(|k| {
+            let (n, right, hit) = counts[k];
+            SupportBin {
                 support: k,
                 items: n,
                 calibrated: props.apply(k),
                 observed_hit_at_5: hit as f64 / n as f64,
                 observed_top1: right as f64 / n as f64,
-            })
+            }
         })
         .collect()
 }
@@ -771,14 +797,16 @@ fn calibration_bins(
             let first = nn.first()?;
             Some((
                 first.0 as f64,
-                nn.iter().take(crate::learn::PROPOSALS).any(|x| same(x.1)),
+                nn.iter()
+                    .take(crate::features::learn::PROPOSALS)
+                    .any(|x| same(x.1)),
                 same(first.1),
             ))
         })
         .collect();
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = rows.len();
-    let bins = crate::learn::CAL_BINS.min(n);
+    let bins = crate::features::learn::CAL_BINS.min(n);
     (0..bins)
         .filter_map(|b| {
             let part = &rows[b * n / bins..(b + 1) * n / bins];
@@ -914,7 +942,7 @@ impl EvalReport {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
              <text x=\"{left}\" y=\"18\" font-size=\"14\">Calibrated similarity: does the item's routing come among the {} proposals?</text>\n",
-            crate::learn::PROPOSALS
+            crate::features::learn::PROPOSALS
         );
         for k in 0..=10 {
             let v = k as f64 / 10.0;
@@ -1160,6 +1188,17 @@ impl EvalReport {
         ));
         out
     }
+}
+
+/// `trainer eval` on the command line: the report as a table, or as one JSON object.
+pub async fn execute(config: &Path, opts: &EvalOptions, json: bool) -> Result<()> {
+    let report = eval(config, opts).await?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@ use datafusion::prelude::SessionContext;
 use crate::engine::sqlfiles::SqlFile;
 use crate::engine::{Engine, ItemVolumes};
 use crate::error::{Error, Result};
-use crate::pipeline::load_inputs;
+use crate::features::weights::ItemSample;
+use crate::train::load_inputs;
 use crate::transform;
-use crate::weights::ItemSample;
 
 pub async fn explain(config_path: &std::path::Path, view: Option<&str>) -> Result<String> {
     let (cfg, mapping, files) = load_inputs(config_path)?;
@@ -126,5 +126,11 @@ async fn explain_one(ctx: &SessionContext, f: &SqlFile, out: &mut String) -> Res
         "--- physical plan ---\n{}",
         displayable(physical.as_ref()).indent(true)
     );
+    Ok(())
+}
+
+/// `trainer explain` on the command line.
+pub async fn execute(config: &std::path::Path, view: Option<&str>) -> Result<()> {
+    print!("{}", explain(config, view).await?);
     Ok(())
 }

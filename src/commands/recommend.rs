@@ -23,10 +23,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::apply::{self, Transforms};
+use crate::config::mapping::Mapping;
 use crate::engine::{self, RowFilter};
 use crate::error::{Error, Result};
 use crate::index::hnsw::{Visited, with_visited};
-use crate::mapping::Mapping;
 use crate::model::{ByKey, ITEM_FEATURES_FILE, Model, ROUTINGS_FILE, Routing, Routings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +307,7 @@ fn answer(
         model,
         &q.vector,
         q.label,
-        opts.top_k.max(crate::learn::PROPOSALS),
+        opts.top_k.max(crate::features::learn::PROPOSALS),
         vis,
     );
     let mut found_routings = Vec::with_capacity(found.len());
@@ -328,7 +328,7 @@ fn answer(
         .iter()
         .map(|r| r.operations.iter().map(|o| o.job_cd.as_deref()).collect())
         .collect();
-    let support = crate::learn::supports(&sequences);
+    let support = crate::features::learn::supports(&sequences);
     drop(sequences);
     found.truncate(opts.top_k);
     found_routings.truncate(opts.top_k);
@@ -494,7 +494,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 n.item_cd,
                 n.similarity,
                 n.support,
-                crate::learn::PROPOSALS,
+                crate::features::learn::PROPOSALS,
                 n.part_type.as_deref().unwrap_or("-"),
                 n.part_nm.as_deref().unwrap_or("-"),
                 n.routing.rout_no,
@@ -583,7 +583,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                  the share of training items whose own routing was among their {n} proposals, when the \
                  first proposal was as alike; HIGH from {:.0} %.",
                 100.0 * a.threshold,
-                n = crate::learn::PROPOSALS,
+                n = crate::features::learn::PROPOSALS,
             );
         }
         Some(a) => {
@@ -591,7 +591,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 o,
                 "k of {} alike: k of the nearest items with a routing have this routing. Tier: the first \
                  proposal's similarity against {} (the model has too few routed items to calibrate it).",
-                crate::learn::PROPOSALS,
+                crate::features::learn::PROPOSALS,
                 a.threshold
             );
         }
@@ -706,9 +706,9 @@ async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<
 /// The ERP item view's mapped columns with their contract types (text where the contract has
 /// none), and the type each gets.
 fn item_columns(mapping: &Mapping) -> Vec<(String, DataType)> {
-    let contract = crate::sample::item_schema();
+    let contract = crate::erp::item_schema();
     mapping
-        .columns(crate::mapping::VIEWS[0].erp_name)
+        .columns(crate::erp::VIEWS[0].erp_name)
         .keys()
         .map(|c| {
             let ty = contract
@@ -727,7 +727,7 @@ fn item_view_batch(mapping: &Mapping, shown: &str, text: &str) -> Result<RecordB
     let cols = item_columns(mapping);
     let names: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
     let key_col = mapping
-        .columns(crate::mapping::VIEWS[0].erp_name)
+        .columns(crate::erp::VIEWS[0].erp_name)
         .iter()
         .find(|(_, std)| std.as_str() == "item_cd")
         .map(|(erp, _)| erp.clone())
@@ -803,7 +803,7 @@ fn item_view_batch(mapping: &Mapping, shown: &str, text: &str) -> Result<RecordB
             unknown
                 .iter()
                 .map(|u| {
-                    let near = crate::mapping::close_matches(u, &names);
+                    let near = crate::text::close_matches(u, &names);
                     if near.is_empty() {
                         u.clone()
                     } else {
@@ -879,15 +879,12 @@ fn register_erp_tables(
         .map(|_| ())
         .map_err(|e| Error::internal(format!("registering {name}: {e}")))
     };
-    reg(crate::mapping::VIEWS[0].erp_name, items)?;
+    reg(crate::erp::VIEWS[0].erp_name, items)?;
     for (view, contract) in [
+        (crate::erp::VIEWS[1].erp_name, crate::erp::routing_schema()),
         (
-            crate::mapping::VIEWS[1].erp_name,
-            crate::sample::routing_schema(),
-        ),
-        (
-            crate::mapping::VIEWS[2].erp_name,
-            crate::sample::work_order_schema(),
+            crate::erp::VIEWS[2].erp_name,
+            crate::erp::work_order_schema(),
         ),
     ] {
         let fields: Vec<Field> = mapping
@@ -904,4 +901,19 @@ fn register_erp_tables(
         reg(view, RecordBatch::new_empty(Arc::new(Schema::new(fields))))?;
     }
     Ok(())
+}
+
+/// `trainer recommend` on the command line: the answer goes to standard output as one write.
+pub async fn execute(
+    model: &Path,
+    items: &[String],
+    input: Option<&Path>,
+    opts: &Options,
+) -> Result<()> {
+    use std::io::Write;
+    let out = recommend(model, items, input, opts).await?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .map_err(|e| Error::output(Path::new("stdout"), e.to_string()))
 }

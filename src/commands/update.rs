@@ -24,22 +24,23 @@ use serde_json::json;
 
 use crate::apply::{self, Transforms};
 use crate::config::Config;
+use crate::config::mapping::Mapping;
 use crate::engine::{self, ItemVolumes, RowFilter, sources};
 use crate::error::{Error, Result};
 use crate::export::items::{ItemRow, low_entries, read_queue, write_items, write_queue};
 use crate::export::log::RunLog;
+use crate::export::log::{Timer, log_histogram};
+use crate::export::npy::write_npy;
 use crate::export::projector::{self, MetaRow};
 use crate::fsutil::{StagedDir, atomic_write};
 use crate::index::hnsw::with_visited;
 use crate::index::hnswlib_file;
-use crate::mapping::Mapping;
+use crate::index::similarity::{similarity_histogram, similarity_pass};
 use crate::model::{
     self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
     QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,
 };
-use crate::pipeline::{
-    self, Timer, log_histogram, similarity_histogram, similarity_pass, write_npy,
-};
+use crate::train;
 
 /// What an update did.
 #[derive(Debug, Clone)]
@@ -202,12 +203,7 @@ pub async fn update(
         return Err(Error::internal("encoded items differ from the new items"));
     }
     let unseen = items_with_unseen_levels(&ctx, &old_features).await?;
-    let new_routings = pipeline::save_query_batch(
-        &ctx,
-        "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq",
-        "routing_ops",
-    )
-    .await?;
+    let new_routings = engine::collect_batch(&ctx, train::ROUTING_OPS_SQL, "routing_ops").await?;
     // The new items with a routing are those routing_ops has rows for (not another pass over
     // the routing view).
     let mut routed: Vec<String> = key_column(&new_routings)?
@@ -217,7 +213,8 @@ pub async fn update(
         .collect();
     routed.dedup();
     transform_register_volumes(&ctx, &cfg)?;
-    let new_weights = crate::weights::new_item_weights(&ctx, &trained_cfg, max_volume).await?;
+    let new_weights =
+        crate::features::weights::new_item_weights(&ctx, &trained_cfg, max_volume).await?;
     drop(ctx);
     timer.lap("encode", &mut log);
 
@@ -462,14 +459,14 @@ pub async fn update(
         &out.join(SIDECAR_FILE),
         format!("{}\n", serde_json::to_string_pretty(&sidecar).unwrap()).as_bytes(),
     )?;
-    let meta_sha = pipeline::sha256_file(&cfg.item_metadata)?;
+    let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
     timer.lap("artifacts", &mut log);
     let (stage_seconds, stage_rss) = timer.json();
     let mut meta = meta;
     let entry = json!({
         "update": update_no,
         "at": at,
-        "data_snapshot_id": pipeline::snapshot_id(&srcs, &meta_sha),
+        "data_snapshot_id": crate::hash::snapshot_id(&srcs, &meta_sha),
         "sources": srcs.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
         "added": added,
         "low": low,
@@ -727,4 +724,37 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             .map(|_| ())
             .map_err(|e| Error::io(to, "copy the file", e))
     }
+}
+
+/// `trainer update` on the command line: update, then print what happened and any advice.
+pub async fn execute(config: &Path, model: Option<&Path>, quiet: bool) -> Result<()> {
+    let s = update(config, model, quiet).await?;
+    if s.update == 0 {
+        println!(
+            "nothing new: {} items in the model, unchanged ({} changed and {} gone since training, see the log); log {}",
+            s.items,
+            s.changed,
+            s.disappeared,
+            s.log_path.display()
+        );
+    } else {
+        println!(
+            "update {}: added {} items ({} LOW, queued) in {:.2} s; {} existing items now nearest to a new one, {} queued items resolved; {} changed and {} gone since training (see the log); model in {} ({} items), log {}",
+            s.update,
+            s.added,
+            s.low,
+            s.seconds,
+            s.rechecked,
+            s.resolved,
+            s.changed,
+            s.disappeared,
+            s.models_dir.display(),
+            s.items,
+            s.log_path.display()
+        );
+    }
+    for a in &s.advice {
+        println!("advice: {a}");
+    }
+    Ok(())
 }

@@ -10,29 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse_yaml;
+use crate::config::yaml::parse_yaml;
+use crate::erp::VIEWS;
 use crate::error::{Error, Result};
-
-/// A source view: its ERP name and the logical name the SQL layers use (`erp_<logical>`).
-pub struct ViewDef {
-    pub erp_name: &'static str,
-    pub logical: &'static str,
-}
-
-pub const VIEWS: &[ViewDef] = &[
-    ViewDef {
-        erp_name: "dbo_BI_ITEM_INFO_VIEW",
-        logical: "items",
-    },
-    ViewDef {
-        erp_name: "dbo_BI_ROUTING_VIEW",
-        logical: "routings",
-    },
-    ViewDef {
-        erp_name: "dbo_BI_WORK_ORDER_RESULTS",
-        logical: "work_orders",
-    },
-];
+use crate::text::close_matches;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -159,42 +140,4 @@ impl Mapping {
             .collect();
         format!("SELECT {} FROM \"{}\"", cols.join(", "), erp_view)
     }
-}
-
-/// Names within edit distance 2, or equal ignoring case and non-alphanumerics.
-pub fn close_matches(name: &str, candidates: &[String]) -> Vec<String> {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(|c| c.to_lowercase())
-            .collect::<String>()
-    };
-    let n = norm(name);
-    let mut out: Vec<(usize, String)> = candidates
-        .iter()
-        .filter_map(|c| {
-            let a: Vec<char> = n.chars().collect();
-            let b: Vec<char> = norm(c).chars().collect();
-            let d = levenshtein(&a, &b);
-            (d <= 2).then(|| (d, c.clone()))
-        })
-        .collect();
-    out.sort();
-    out.into_iter().take(3).map(|(_, c)| c).collect()
-}
-
-/// Edit distance between two sequences (also used by `trainer eval` for JOB_CD sequences).
-pub fn levenshtein<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, x) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }

@@ -1,4 +1,5 @@
-//! `config/trainer.yml` and `config/schema_mappings.yaml`: raw YAML -> validated structs.
+//! `config/trainer.yml` and `config/schema_mappings.yaml` ([`mapping`]): raw YAML ([`yaml`]) ->
+//! validated structs.
 //!
 //! Validation is complete before any data is read: an unknown key, a missing key or a value out
 //! of range is an error that names the key path (`hnsw.m`) and the expected value. Relative paths
@@ -8,10 +9,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+pub mod mapping;
+pub mod redact;
+pub mod yaml;
+
+use yaml::parse_yaml;
+
+/// The smallest `weights.learn_sample`: with fewer routed items the weights are not learned and
+/// the similarity is not calibrated.
+pub const MIN_LEARN_SAMPLE: usize = 50;
 
 /// The validated pipeline configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -81,7 +91,7 @@ fn serialize_redacted<S: serde::Serializer>(
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     match v {
-        Some(c) => s.serialize_some(&crate::engine::sources::odbc::redact(c)),
+        Some(c) => s.serialize_some(&redact::redact(c)),
         None => s.serialize_none(),
     }
 }
@@ -142,6 +152,17 @@ pub struct HnswConfig {
     pub seed: u64,
 }
 
+impl HnswConfig {
+    /// The construction parameters of the index this config builds.
+    pub fn params(&self) -> crate::index::HnswParams {
+        crate::index::HnswParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            seed: self.seed,
+        }
+    }
+}
+
 /// When `trainer update` advises a full retraining (it never retrains by itself).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -159,35 +180,6 @@ pub struct Output {
     pub logs_dir: PathBuf,
 }
 
-/// Parses YAML into `T`, naming the key path of any unknown, missing or mistyped key.
-pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
-    let value: serde_json::Value = serde_saphyr::from_str(text)
-        .map_err(|e| Error::config(file, format!("not valid YAML: {e}")))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // serde says "missing field `x`" at the parent's path: name the full key instead.
-        if let Some(field) = inner
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            let full = if path == "." { field.to_string() } else { format!("{path}.{field}") };
-            return Error::config(
-                file,
-                format!(
-                    "key `{full}` is missing: every key is required (config/trainer.yml in the repository shows each with its default)"
-                ),
-            );
-        }
-        let key = if path == "." {
-            "top level".to_string()
-        } else {
-            format!("key `{path}`")
-        };
-        Error::config(file, format!("{key}: {inner}"))
-    })
-}
-
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -202,23 +194,40 @@ impl Config {
     }
 
     /// Range checks that serde cannot express.
+    /// Checks every value against its range, section by section, in file order: the first
+    /// offending key is reported with the expected value.
     pub fn validate(&self, file: &Path) -> Result<()> {
-        let bad = |key: &str, expected: &str, got: String| {
-            Err(Error::config(
-                file,
-                format!("key `{key}`: expected {expected}, got {got}"),
-            ))
-        };
         if !(self.similarity_threshold > 0.0 && self.similarity_threshold < 1.0) {
             return bad(
+                file,
                 "similarity_threshold",
                 "a number in (0, 1), e.g. 0.8",
                 self.similarity_threshold.to_string(),
             );
         }
-        let e = &self.encoding;
+        self.encoding.validate(file)?;
+        self.weights.validate(file)?;
+        self.hnsw.validate(file)?;
+        self.update.validate(file)?;
+        if self.model_version.trim().is_empty() {
+            return bad(
+                file,
+                "model_version",
+                "a non-empty version label",
+                "\"\"".into(),
+            );
+        }
+        self.sources.validate(file)
+    }
+}
+
+impl Encoding {
+    /// The `encoding` section's ranges.
+    fn validate(&self, file: &Path) -> Result<()> {
+        let e = self;
         if !(0.0..0.5).contains(&e.onehot_min_share) {
             return bad(
+                file,
                 "encoding.onehot_min_share",
                 "a share in [0, 0.5), e.g. 0.005",
                 e.onehot_min_share.to_string(),
@@ -226,6 +235,7 @@ impl Config {
         }
         if !(2..=1000).contains(&e.onehot_max_levels) {
             return bad(
+                file,
                 "encoding.onehot_max_levels",
                 "an integer in 2..=1000",
                 e.onehot_max_levels.to_string(),
@@ -233,6 +243,7 @@ impl Config {
         }
         if !(2..=20).contains(&e.target_folds) {
             return bad(
+                file,
                 "encoding.target_folds",
                 "an integer in 2..=20, e.g. 5",
                 e.target_folds.to_string(),
@@ -240,6 +251,7 @@ impl Config {
         }
         if !(e.target_smoothing.is_finite() && e.target_smoothing >= 0.0) {
             return bad(
+                file,
                 "encoding.target_smoothing",
                 "a number >= 0, e.g. 20",
                 e.target_smoothing.to_string(),
@@ -248,33 +260,41 @@ impl Config {
         let [lo, hi] = e.clip_quantiles;
         if !(0.0 <= lo && lo < hi && hi <= 1.0) {
             return bad(
+                file,
                 "encoding.clip_quantiles",
                 "[lower, upper] with 0 <= lower < upper <= 1",
                 format!("[{lo}, {hi}]"),
             );
         }
-        for (k, w) in &self.weights.features {
+        Ok(())
+    }
+}
+
+impl Weights {
+    /// The `weights` section's ranges.
+    fn validate(&self, file: &Path) -> Result<()> {
+        for (k, w) in &self.features {
             if !(w.is_finite() && *w >= 0.0 && *w <= 100.0) {
                 return bad(
+                    file,
                     &format!("weights.features.{k}"),
                     "a weight in [0, 100]",
                     w.to_string(),
                 );
             }
         }
-        if !(crate::learn::MIN_QUERIES..=100_000).contains(&self.weights.learn_sample) {
+        if !(MIN_LEARN_SAMPLE..=100_000).contains(&self.learn_sample) {
             return bad(
+                file,
                 "weights.learn_sample",
-                &format!(
-                    "an integer in {}..=100000, e.g. 1000",
-                    crate::learn::MIN_QUERIES
-                ),
-                self.weights.learn_sample.to_string(),
+                &format!("an integer in {}..=100000, e.g. 1000", MIN_LEARN_SAMPLE),
+                self.learn_sample.to_string(),
             );
         }
-        let iw = &self.weights.item;
+        let iw = &self.item;
         if !(iw.volume_floor > 0.0 && iw.volume_floor <= 1.0) {
             return bad(
+                file,
                 "weights.item.volume_floor",
                 "a number in (0, 1], e.g. 0.1",
                 iw.volume_floor.to_string(),
@@ -282,17 +302,31 @@ impl Config {
         }
         if iw.domain_columns.is_empty() {
             return bad(
+                file,
                 "weights.item.domain_columns",
                 "a non-empty list of standard column names",
                 "[]".into(),
             );
         }
-        let h = &self.hnsw;
+        Ok(())
+    }
+}
+
+impl HnswConfig {
+    /// The `hnsw` section's ranges.
+    fn validate(&self, file: &Path) -> Result<()> {
+        let h = self;
         if !(2..=128).contains(&h.m) {
-            return bad("hnsw.m", "an integer in 2..=128, e.g. 32", h.m.to_string());
+            return bad(
+                file,
+                "hnsw.m",
+                "an integer in 2..=128, e.g. 32",
+                h.m.to_string(),
+            );
         }
         if !(h.m..=10_000).contains(&h.ef_construction) {
             return bad(
+                file,
                 "hnsw.ef_construction",
                 &format!("an integer in {}..=10000 (at least hnsw.m)", h.m),
                 h.ef_construction.to_string(),
@@ -300,27 +334,40 @@ impl Config {
         }
         if !(1..=10_000).contains(&h.ef_search) {
             return bad(
+                file,
                 "hnsw.ef_search",
                 "an integer in 1..=10000, e.g. 256",
                 h.ef_search.to_string(),
             );
         }
+        Ok(())
+    }
+}
+
+impl UpdateConfig {
+    /// The `update` section's shares.
+    fn validate(&self, file: &Path) -> Result<()> {
         for (key, v) in [
-            ("update.retrain_share", self.update.retrain_share),
-            ("update.unseen_level_share", self.update.unseen_level_share),
+            ("update.retrain_share", self.retrain_share),
+            ("update.unseen_level_share", self.unseen_level_share),
         ] {
             if !(v > 0.0 && v <= 1.0) {
-                return bad(key, "a share in (0, 1], e.g. 0.1", v.to_string());
+                return bad(file, key, "a share in (0, 1], e.g. 0.1", v.to_string());
             }
         }
-        if self.model_version.trim().is_empty() {
-            return bad("model_version", "a non-empty version label", "\"\"".into());
-        }
-        let src = &self.sources;
+        Ok(())
+    }
+}
+
+impl Sources {
+    /// The `sources` section: the settings of its kind, and only those; known view names.
+    fn validate(&self, file: &Path) -> Result<()> {
+        let src = self;
         match src.kind {
             SourceKind::Parquet => {
                 if src.dir.is_none() {
                     return bad(
+                        file,
                         "sources.dir",
                         "the folder with one <view>.parquet per ERP view (kind: parquet)",
                         "nothing".into(),
@@ -334,6 +381,7 @@ impl Config {
                     };
                     if set {
                         return bad(
+                            file,
                             &format!("sources.{k}"),
                             "no ODBC settings with kind: parquet",
                             "a value".into(),
@@ -348,6 +396,7 @@ impl Config {
                     .is_none_or(|c| c.trim().is_empty())
                 {
                     return bad(
+                        file,
                         "sources.connection",
                         "an ODBC connection string, e.g. DRIVER={MDBTools};DBQ=/abs/path/erp.accdb (kind: odbc)",
                         "nothing".into(),
@@ -355,6 +404,7 @@ impl Config {
                 }
                 if src.dir.is_some() || !src.files.is_empty() {
                     return bad(
+                        file,
                         "sources.dir",
                         "no Parquet settings with kind: odbc (use sources.tables)",
                         "a value".into(),
@@ -362,6 +412,7 @@ impl Config {
                 }
                 if src.retries > 10 {
                     return bad(
+                        file,
                         "sources.retries",
                         "an integer in 0..=10",
                         src.retries.to_string(),
@@ -369,26 +420,51 @@ impl Config {
                 }
             }
         }
-        for view in src.tables.keys() {
-            if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {
-                let names: Vec<&str> = crate::mapping::VIEWS.iter().map(|v| v.erp_name).collect();
+        let names: Vec<&str> = crate::erp::VIEWS.iter().map(|v| v.erp_name).collect();
+        let keyed = [
+            ("tables", src.tables.keys().collect::<Vec<_>>()),
+            ("files", src.files.keys().collect()),
+        ];
+        for (section, views) in keyed {
+            if let Some(view) = views.into_iter().find(|v| !names.contains(&v.as_str())) {
                 return bad(
-                    &format!("sources.tables.{view}"),
-                    &format!("one of {}", names.join(", ")),
-                    view.clone(),
-                );
-            }
-        }
-        for view in self.sources.files.keys() {
-            if !crate::mapping::VIEWS.iter().any(|v| v.erp_name == view) {
-                let names: Vec<&str> = crate::mapping::VIEWS.iter().map(|v| v.erp_name).collect();
-                return bad(
-                    &format!("sources.files.{view}"),
+                    file,
+                    &format!("sources.{section}.{view}"),
                     &format!("one of {}", names.join(", ")),
                     view.clone(),
                 );
             }
         }
         Ok(())
+    }
+}
+
+/// The error for `key`: what was expected and what was found.
+fn bad(file: &Path, key: &str, expected: &str, got: String) -> Result<()> {
+    Err(Error::config(
+        file,
+        format!("key `{key}`: expected {expected}, got {got}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped config keeps the Stage-2 plan's numbers as its defaults.
+    #[test]
+    fn shipped_config_has_the_plans_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/trainer.yml");
+        let cfg = Config::load(&path).unwrap();
+        let plan = crate::index::HnswParams::plan(42);
+        let got = cfg.hnsw.params();
+        assert_eq!(
+            (got.m, got.ef_construction, got.seed),
+            (plan.m, plan.ef_construction, plan.seed)
+        );
+        assert_eq!(cfg.hnsw.space, Space::Cosine);
+        assert_eq!(cfg.hnsw.ef_search, 256);
+        assert_eq!(cfg.similarity_threshold, 0.8);
+        assert_eq!(cfg.encoding.seed, 42);
     }
 }

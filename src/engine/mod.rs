@@ -10,7 +10,6 @@
 //! which is what makes fitted state and vectors bit-identical across runs.
 
 pub mod deterministic;
-pub mod explain;
 pub mod seq_join;
 pub mod sources;
 pub mod sqlfiles;
@@ -25,8 +24,9 @@ use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::config::Config;
+use crate::config::mapping::Mapping;
+use crate::erp::VIEWS;
 use crate::error::{Error, Result};
-use crate::mapping::{Mapping, VIEWS};
 
 /// A fresh context with trainer's settings and UDFs, no tables.
 pub fn new_context() -> SessionContext {
@@ -351,6 +351,17 @@ pub async fn collect(ctx: &SessionContext, sql: &str, what: &str) -> Result<Vec<
     collect_df(df, what).await
 }
 
+/// Runs a query and returns its result as one batch (of the query's schema, also when empty).
+pub async fn collect_batch(ctx: &SessionContext, sql: &str, what: &str) -> Result<RecordBatch> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| Error::sql(what, e.to_string()))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = collect_df(df, what).await?;
+    concat(&schema, &batches)
+}
+
 /// Collects a DataFrame partition by partition, in partition order (deterministic row order).
 pub async fn collect_df(
     df: datafusion::dataframe::DataFrame,
@@ -367,8 +378,8 @@ pub async fn collect_df(
 ///
 /// DataFusion may swap a join's inputs so that the side it estimates smaller is the one held in
 /// its hash table. For the streamed encode views those estimates are unreliable (a join of a
-/// 72-row table with a 2.3M-row one was estimated smaller than a 228k-row table, and the 27M-row
-/// join result was held whole: 6.9 GB instead of 2.4 GB at 325k items). So for these views the
+/// small fitted table with a large input was estimated smaller than the item table, and the
+/// join result, several times larger than the items, was held whole). So for these views the
 /// written order decides, and sql/README tells analysts to put the small table first.
 pub async fn stream_as_written(
     ctx: &SessionContext,

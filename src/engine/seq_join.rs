@@ -5,8 +5,8 @@
 //! skipped). A group whose values are all NULL gives `''`; no rows at all give NULL.
 //!
 //! `array_to_string(array_agg(job_cd ORDER BY proc_seq), ' ')` says the same, but DataFusion 55
-//! runs an ordered `array_agg` row by row on `ScalarValue`s: at 325k items it took 4.35 s of
-//! `item_targets`' 4.7 s, and `seq_join` takes a tenth of that (measured in BENCHMARKS.md). The
+//! runs an ordered `array_agg` row by row on `ScalarValue`s, which made it most of
+//! `item_targets`' time; `seq_join` works on whole arrays (BENCHMARKS.md has the figures). The
 //! result does not depend on the order rows arrive in, so it is reproducible however a plan
 //! feeds the aggregate.
 

@@ -141,7 +141,7 @@ fn parse_file(layer: &str, path: &Path) -> Result<SqlFile> {
         version: need(version, "version")?,
         grain: need(grain, "grain")?,
         purpose: need(purpose, "purpose")?,
-        sha256: crate::engine::sources::parquet::hex(&Sha256::digest(text.as_bytes())),
+        sha256: crate::hash::hex(&Sha256::digest(text.as_bytes())),
         path: path.to_path_buf(),
         name,
         body,

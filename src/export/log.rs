@@ -1,12 +1,17 @@
 //! The run log `logs/trainer_YYYYMMDD.log`: one timestamped line per event, appended; the same
 //! lines go to stderr. It records stage timings, dimensions, memory, the similarity distribution,
-//! index parameters and LOW-tier warnings.
+//! index parameters and LOW-tier warnings. Also the stage [`Timer`] and the progress bar: what a
+//! user sees of a run while it runs.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::memory::{peak_rss_bytes, start_stage_peak_rss, take_stage_peak_rss};
 
 pub struct RunLog {
     file: Option<File>,
@@ -64,57 +69,107 @@ impl RunLog {
     }
 }
 
-/// Peak resident set size of this process in bytes (VmHWM), if the OS reports it.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+/// Stage timings and per-stage peak RSS. The peak is reset at each stage boundary where the OS
+/// allows it, so each stage reports its own peak; `peak` is the maximum over all stages.
+pub struct Timer {
+    stages: Vec<Stage>,
+    t: Instant,
+    per_stage_rss: bool,
+    peak: Option<u64>,
 }
 
-/// Peaks measured by [`mark_peak_rss`] since the last [`take_stage_peak_rss`], so that marking
-/// sub-steps (SQL views) does not lose a stage's peak.
-static FOLDED_PEAK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Resets the peak RSS (VmHWM) to the current RSS (Linux: `5` into `/proc/self/clear_refs`), so
-/// that the next [`peak_rss_bytes`] reads the peak since now. Returns false where unsupported.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+struct Stage {
+    name: String,
+    seconds: f64,
+    peak_rss: Option<u64>,
 }
 
-/// Starts measuring a stage: forgets earlier peaks. Returns false where the OS cannot reset the
-/// peak (then every figure is the peak since the process started).
-pub fn start_stage_peak_rss() -> bool {
-    FOLDED_PEAK.store(0, std::sync::atomic::Ordering::Relaxed);
-    reset_peak_rss()
+impl Default for Timer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-/// The peak RSS since the previous mark (or stage start), and starts a new interval; the stage's
-/// own peak is kept for [`take_stage_peak_rss`].
-pub fn mark_peak_rss() -> Option<u64> {
-    let p = peak_rss_bytes()?;
-    FOLDED_PEAK.fetch_max(p, std::sync::atomic::Ordering::Relaxed);
-    reset_peak_rss();
-    Some(p)
-}
-
-/// The peak RSS of the stage so far (including marked intervals).
-pub fn take_stage_peak_rss() -> Option<u64> {
-    let p = peak_rss_bytes()?;
-    Some(p.max(FOLDED_PEAK.load(std::sync::atomic::Ordering::Relaxed)))
-}
-
-/// Returns freed heap memory to the OS (glibc keeps freed chunks of its arenas mapped, so a
-/// stage that follows a large one would otherwise be measured, and held, at the old size).
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only releases memory glibc's allocator holds unused.
-        unsafe {
-            malloc_trim(0);
+impl Timer {
+    pub fn new() -> Self {
+        Timer {
+            stages: Vec::new(),
+            t: Instant::now(),
+            per_stage_rss: start_stage_peak_rss(),
+            peak: peak_rss_bytes(),
         }
     }
+    pub fn lap(&mut self, name: &str, log: &mut RunLog) {
+        let s = self.t.elapsed().as_secs_f64();
+        let rss = take_stage_peak_rss();
+        self.peak = self.peak.max(rss);
+        log.info(format!(
+            "stage {name}: {s:.3} s, peak RSS {}{}",
+            mib(rss),
+            if self.per_stage_rss {
+                ""
+            } else {
+                " (since start)"
+            }
+        ));
+        self.stages.push(Stage {
+            name: name.to_string(),
+            seconds: s,
+            peak_rss: rss,
+        });
+        if self.per_stage_rss {
+            start_stage_peak_rss();
+        }
+        self.t = Instant::now();
+    }
+    /// The largest peak RSS seen so far.
+    pub fn peak(&self) -> Option<u64> {
+        self.peak
+    }
+    pub fn json(&self) -> (serde_json::Value, serde_json::Value) {
+        let secs = self
+            .stages
+            .iter()
+            .map(|st| (st.name.clone(), json!(st.seconds)))
+            .collect::<serde_json::Map<_, _>>();
+        let rss = self
+            .stages
+            .iter()
+            .map(|st| (st.name.clone(), json!(st.peak_rss)))
+            .collect::<serde_json::Map<_, _>>();
+        (secs.into(), rss.into())
+    }
+}
+
+pub fn mib(b: Option<u64>) -> String {
+    b.map(|b| format!("{} MiB", b / (1024 * 1024)))
+        .unwrap_or_else(|| "?".into())
+}
+
+pub fn log_histogram(log: &mut RunLog, what: &str, hist: &[usize; 10]) {
+    for (k, c) in hist.iter().enumerate() {
+        log.info(format!(
+            "{what} [{:.1}, {:.1}{}: {c}",
+            k as f64 / 10.0,
+            (k + 1) as f64 / 10.0,
+            if k == 9 { "]" } else { ")" }
+        ));
+    }
+}
+
+pub fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    b.set_prefix(what.to_string());
+    Some(b)
 }

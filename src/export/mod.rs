@@ -2,4 +2,6 @@
 
 pub mod items;
 pub mod log;
+pub mod metadata;
+pub mod npy;
 pub mod projector;

@@ -39,8 +39,8 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::features::vectors::{Dims, RawMatrix};
 use crate::rng::{fnv1a64, mix64};
-use crate::vectors::{Dims, RawMatrix};
 
 /// Routed neighbours kept per query and per shortlist round.
 pub const SHORTLIST: usize = 64;
@@ -53,7 +53,7 @@ pub const PROPOSALS: usize = 5;
 /// Equal-count bins of the calibration curve.
 pub const CAL_BINS: usize = 10;
 /// Fewer routed queries than this: no learning and no calibration (reported, not hidden).
-pub const MIN_QUERIES: usize = 50;
+pub const MIN_QUERIES: usize = crate::config::MIN_LEARN_SAMPLE;
 
 /// Multipliers of the prior weight the search tries.
 fn grid() -> Vec<f64> {
@@ -486,6 +486,21 @@ fn weighted_row(raw: &RawMatrix, blocks: &Blocks, w: &[f64], i: usize, out: &mut
     }
 }
 
+/// The rows `ids` of the layout, weighted by `w` and L2-normalised ([`weighted_row`]).
+fn weighted_rows(raw: &RawMatrix, blocks: &Blocks, w: &[f64], ids: &[u32]) -> Array2<f32> {
+    let mut m = Array2::<f32>::zeros((ids.len(), blocks.src.len()));
+    for (r, &i) in ids.iter().enumerate() {
+        weighted_row(
+            raw,
+            blocks,
+            w,
+            i as usize,
+            m.row_mut(r).as_slice_mut().expect("row-major"),
+        );
+    }
+    m
+}
+
 /// (similarity, label) with a total order: "less" is better (higher similarity, then lower
 /// label), so a max-heap keeps the worst on top. Exact searches here and in `eval` use it.
 #[derive(Clone, Copy, PartialEq)]
@@ -524,17 +539,7 @@ fn shortlist(
     k: usize,
 ) -> Vec<Vec<u32>> {
     const CB: usize = 2048;
-    let d = blocks.src.len();
-    let mut q = Array2::<f32>::zeros((queries.len(), d));
-    for (r, &i) in queries.iter().enumerate() {
-        weighted_row(
-            raw,
-            blocks,
-            w,
-            i as usize,
-            q.row_mut(r).as_slice_mut().expect("row-major"),
-        );
-    }
+    let q = weighted_rows(raw, blocks, w, queries);
     let top = |hits: Vec<Hit>| -> Vec<Hit> {
         let mut heap: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
         for h in hits {
@@ -546,17 +551,7 @@ fn shortlist(
     let merged = candidates
         .par_chunks(CB)
         .map(|cs| {
-            let mut b = Array2::<f32>::zeros((cs.len(), d));
-            for (r, &j) in cs.iter().enumerate() {
-                weighted_row(
-                    raw,
-                    blocks,
-                    w,
-                    j as usize,
-                    b.row_mut(r).as_slice_mut().expect("row-major"),
-                );
-            }
-            let sims = q.dot(&b.t());
+            let sims = q.dot(&weighted_rows(raw, blocks, w, cs).t());
             sims.outer_iter()
                 .zip(queries)
                 .map(|(row, &qi)| {

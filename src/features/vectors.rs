@@ -140,8 +140,8 @@ struct Bucket {
 /// Encoded features collected from the stream: non-zero values as triplets of 8 bytes (item
 /// offset, dim id, f32), in buckets of 2^16 items. [`Encoded::into_matrix`] scatters one bucket
 /// at a time and frees it before the next, so the matrix (filled one band of rows at a time)
-/// and the triplets are never both held whole: at 325k items they are 0.44 and 0.29 GB, and
-/// holding both was the memory peak of the run.
+/// and the triplets are never both held whole: holding both would be the memory peak of the
+/// run.
 pub struct Encoded {
     n_items: usize,
     buckets: Vec<Bucket>,
@@ -290,7 +290,7 @@ impl Encoded {
                 }
             }
             // The bucket's triplets are dropped: hand their memory back before the next band.
-            crate::export::log::release_free_memory();
+            crate::memory::release_free_memory();
         }
         Ok(RawMatrix {
             n: n_items,

@@ -31,11 +31,27 @@ use super::links::Links;
 use super::quant::Quantized;
 use crate::rng::Rng;
 
+/// How an index is built. The config's `hnsw` section gives them (`HnswConfig::params`);
+/// [`HnswParams::plan`] has the Stage-2 plan's values.
 #[derive(Debug, Clone, Copy)]
 pub struct HnswParams {
+    /// Links per node above level 0 (`2m` on level 0); the plan's value is 32.
     pub m: usize,
+    /// Beam width while inserting (at least `m`); the plan's value is 200.
     pub ef_construction: usize,
+    /// Seed of the level draws: the same vectors and seed give the same graph and file.
     pub seed: u64,
+}
+
+impl HnswParams {
+    /// The Stage-2 plan's parameters (M 32, ef_construction 200) with the given level seed.
+    pub fn plan(seed: u64) -> HnswParams {
+        HnswParams {
+            m: 32,
+            ef_construction: 200,
+            seed,
+        }
+    }
 }
 
 /// An HNSW graph over `n` vectors of `dim` f32 (unit length for cosine).
@@ -140,9 +156,9 @@ impl Metric for I16Metric<'_> {
 }
 
 /// Prefetches every cache line `v` touches (x86-64; elsewhere nothing). Issued for all fresh
-/// neighbours of a candidate before any of their distances, so the loads overlap: measured at
-/// 325k × 337, construction took 53.4 s without prefetching, 48.8 s with every line and 62 s
-/// with only the first two lines of each vector.
+/// neighbours of a candidate before any of their distances, so the loads overlap. Every line
+/// is prefetched: prefetching only the first lines of each vector was slower than none
+/// (BENCHMARKS.md).
 #[inline(always)]
 fn prefetch_slice<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
@@ -592,26 +608,35 @@ impl Hnsw {
     }
 
     /// Recall@k of `search` at `ef` against exact search, averaged over `queries` (unit vectors):
-    /// the share of the k exact nearest neighbours that the index returns.
+    /// the share of the k exact nearest neighbours that the index returns. Queries run in
+    /// parallel; the result does not depend on the thread count.
     pub fn recall_at<'a>(
         &self,
         queries: impl IntoIterator<Item = &'a [f32]>,
         k: usize,
         ef: usize,
     ) -> f64 {
-        let mut vis = Visited::new(self.len());
-        let (mut hits, mut total) = (0usize, 0usize);
-        for q in queries {
-            let got: Vec<u32> = self
-                .search(q, k, ef, &mut vis)
-                .iter()
-                .map(|x| x.1)
-                .collect();
-            let exact: Vec<u32> = self.brute_force(q, k).iter().map(|x| x.1).collect();
-            hits += exact.iter().filter(|e| got.contains(e)).count();
-            total += exact.len();
-        }
+        let queries: Vec<&[f32]> = queries.into_iter().collect();
+        let per: Vec<(usize, usize)> = queries
+            .par_iter()
+            .map(|q| {
+                let exact: Vec<u32> = self.brute_force(q, k).iter().map(|x| x.1).collect();
+                let hits = with_visited(|vis| self.hits(q, &exact, ef, vis));
+                (hits, exact.len())
+            })
+            .collect();
+        let (hits, total) = per.iter().fold((0, 0), |(a, b), (h, t)| (a + h, b + t));
         hits as f64 / total.max(1) as f64
+    }
+
+    /// How many of `exact` (the exact nearest neighbours of `q`) a search for as many at `ef`
+    /// returns.
+    pub fn hits(&self, q: &[f32], exact: &[u32], ef: usize, vis: &mut Visited) -> usize {
+        let got = self.search(q, exact.len(), ef, vis);
+        exact
+            .iter()
+            .filter(|e| got.iter().any(|g| g.1 == **e))
+            .count()
     }
 
     /// Appends points (incremental insertion, one at a time, deterministic). New points draw

@@ -11,6 +11,7 @@ pub mod hnsw;
 pub mod hnswlib_file;
 pub mod links;
 pub mod quant;
+pub mod similarity;
 
 pub use hnsw::{Hnsw, HnswParams};
 

@@ -5,10 +5,10 @@
 //!   in i32. Integer sums are exact in any order, so a distance does not depend on the CPU, the
 //!   SIMD width or the layout the rows are stored in (see the HNSW module docs for why
 //!   construction uses them).
-//! * **Compact.** Construction is bound by loading vectors, not by arithmetic: profiling the 325k
-//!   build put a third of the search loop on waiting for vector lines. Item vectors are mostly
-//!   one-hot blocks: at 325k items × 337 dims every row has exactly 111 non-zeros (85 numeric
-//!   and target dims that are never zero, one level of each of 26 one-hot features). So the
+//! * **Compact.** Construction is bound by loading vectors, not by arithmetic: profiling showed
+//!   the search loop waiting for vector lines. Item vectors are mostly one-hot blocks: every
+//!   row has the same few numeric and target dims that are never zero, and one level of each
+//!   one-hot feature. So the
 //!   columns are reordered by how often they are non-zero, and a stored row is the leading
 //!   ("dense") columns as i16, then the values of the row's non-zeros among the other columns
 //!   (i16) and their positions (one byte each when the other columns fit in a byte, else two),
@@ -18,9 +18,7 @@
 //!   five or six. The dense prefix is chosen from the data among all cuts, fewest lines first,
 //!   then fewest bytes, then more dense columns; dense data keeps the plain layout. Up to 0.1 %
 //!   of the rows may keep their last non-zeros in a side list (see
-//!   [`Quantized::choose_split`]). At 325k items that is 4 lines a row (96 dense columns and 21
-//!   entries: 255 bytes) where the unaligned 280-byte layout took 5.4 on average (674 bytes as
-//!   plain i16); at 1M items 4 lines too (99 + 19, 132 rows with a side list) instead of 5.
+//!   [`Quantized::choose_split`]).
 //! * **Queries are expanded.** The point a search starts from is written out as a full vector in
 //!   the reordered column order ([`Quantized::expand`]), so a distance is a SIMD dot product
 //!   over the dense part plus one multiply-add per entry. Padding entries point at an extra

@@ -175,7 +175,8 @@ fn learning_never_uses_held_out_routings() {
     use arrow::array::{Array, StringArray};
     use arrow::record_batch::RecordBatch;
     use trainer::export::log::RunLog;
-    use trainer::pipeline::{Timer, TrainOptions, load_inputs, train_vectors};
+    use trainer::export::log::Timer;
+    use trainer::train::{TrainOptions, load_inputs, train_vectors};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let train = |config: &std::path::Path, holdout: &[String]| {
@@ -244,7 +245,7 @@ fn learning_never_uses_held_out_routings() {
     let unique = Project::new(dir.path());
 
     let (a, c) = (train(&original.config, &held), train(&unique.config, &held));
-    let weights = |t: &trainer::pipeline::TrainedVectors| {
+    let weights = |t: &trainer::train::TrainedVectors| {
         let mut v = serde_json::to_value(&t.learned).unwrap();
         v["shortlist_seconds"] = serde_json::json!(0);
         v["search_seconds"] = serde_json::json!(0);

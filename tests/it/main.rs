@@ -5,6 +5,7 @@ mod common;
 mod errors;
 mod eval;
 mod odbc;
+mod outputs;
 mod pipeline;
 mod real_clients;
 mod recommend;

@@ -111,7 +111,7 @@ fn sample_trains_with_sane_vectors_and_index() {
         .downcast_ref::<Float32Array>()
         .unwrap();
     // The calibration is monotone: a higher similarity never gets a lower confidence.
-    let cal = trainer::learn::Calibration::from_metadata(&meta);
+    let cal = trainer::features::learn::Calibration::from_metadata(&meta);
     let mut low = 0;
     for i in 0..n {
         assert_eq!(tier.value(i) == "HIGH", conf.value(i) >= 0.8, "row {i}");
@@ -185,7 +185,10 @@ fn revectorising_training_items_is_bit_identical() {
     p.run_ok();
     let (n, d, trained) = read_npy(&p.models().join("vectors.npy"));
     let v = rt()
-        .block_on(trainer::pipeline::vectorize(&p.config, &p.models()))
+        .block_on(trainer::commands::vectorize::vectorize(
+            &p.config,
+            &p.models(),
+        ))
         .unwrap();
     assert_eq!(v.vectors.dim(), (n, d));
     let again: Vec<f32> = v.vectors.iter().copied().collect();
@@ -237,10 +240,7 @@ fn new_item_uses_full_data_statistics_and_no_leakage() {
     let full = Project::new(&sample_dir());
     let rt = rt();
     let (eng, _) = rt
-        .block_on(trainer::pipeline::apply_session(
-            &full.config,
-            &train.models(),
-        ))
+        .block_on(trainer::train::apply_session(&full.config, &train.models()))
         .unwrap();
     let q = |sql: &str| {
         rt.block_on(trainer::engine::collect(&eng.ctx, sql, "test"))

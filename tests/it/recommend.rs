@@ -143,7 +143,7 @@ fn new_items_from_a_file_are_encoded_as_update_encodes_them() {
     std::fs::write(&csv, item_csv(&sample_dir(), &s.dropped)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (keys, vecs) = rt
-        .block_on(trainer::recommend::encode_input(&m, &csv))
+        .block_on(trainer::commands::recommend::encode_input(&m, &csv))
         .unwrap();
     assert_eq!(keys, s.dropped);
     let jsonl = dir.path().join("new.jsonl");
@@ -175,7 +175,7 @@ fn new_items_from_a_file_are_encoded_as_update_encodes_them() {
     }
     std::fs::write(&jsonl, text).unwrap();
     let (keys2, vecs2) = rt
-        .block_on(trainer::recommend::encode_input(&m, &jsonl))
+        .block_on(trainer::commands::recommend::encode_input(&m, &jsonl))
         .unwrap();
     assert_eq!(keys2, keys);
     assert!(

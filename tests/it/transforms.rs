@@ -20,7 +20,7 @@ fn every_view_output_on_the_fixture() {
         .build()
         .unwrap();
     let (eng, files) = rt
-        .block_on(trainer::pipeline::apply_session(&p.config, &p.models()))
+        .block_on(trainer::train::apply_session(&p.config, &p.models()))
         .unwrap();
     for f in &files {
         // ORDER BY every column: views have no inherent order, snapshots need one.

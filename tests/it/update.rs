@@ -171,7 +171,7 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let v = rt
-        .block_on(trainer::pipeline::vectorize(&s.full.config, &m))
+        .block_on(trainer::commands::vectorize::vectorize(&s.full.config, &m))
         .unwrap();
     for (k, key) in s.dropped.iter().enumerate() {
         let row = v.keys.iter().position(|x| x == key).unwrap();

@@ -5,11 +5,11 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use datafusion::prelude::SessionContext;
-
+use crate::config::mapping::Mapping;
 use crate::config::{Config, SourceKind};
+use crate::erp::VIEWS;
 use crate::error::{Error, Result};
-use crate::mapping::{Mapping, VIEWS};
+use crate::parquet_io::{FooterError, footer};
 
 /// One view as the source describes it.
 pub struct ViewReport {
@@ -32,28 +32,18 @@ pub fn describe_sources(cfg: &Config, mapping: &Mapping) -> Result<Vec<ViewRepor
                 let shown = path.display().to_string();
                 let file = std::fs::File::open(&path)
                     .map_err(|e| Error::input(&shown, format!("cannot open: {e}")))?;
-                let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
-                    .map_err(|e| {
+                let (schema, rows) = footer(file).map_err(|e| match e {
+                    FooterError::NotParquet(e) => {
                         Error::input(&shown, format!("not a readable Parquet file ({e})"))
-                    })?;
-                let meta = parquet::file::reader::FileReader::metadata(&reader);
-                let schema = parquet::arrow::parquet_to_arrow_schema(
-                    meta.file_metadata().schema_descr(),
-                    None,
-                )
-                .map_err(|e| Error::input(&shown, e.to_string()))?;
+                    }
+                    FooterError::Schema(e) => Error::input(&shown, e),
+                })?;
                 let columns: Vec<(String, String)> = schema
                     .fields()
                     .iter()
                     .map(|f| (f.name().clone(), f.data_type().to_string()))
                     .collect();
-                out.push(report(
-                    v.erp_name,
-                    shown,
-                    columns,
-                    meta.file_metadata().num_rows() as u64,
-                    mapping,
-                ));
+                out.push(report(v.erp_name, shown, columns, rows, mapping));
             }
         }
         SourceKind::Odbc => {
@@ -134,7 +124,7 @@ pub fn render(reports: &[ViewReport], mapping: &Mapping) -> (String, bool) {
                 .iter()
                 .map(|m| {
                     let names: Vec<String> = r.columns.iter().map(|(n, _)| n.clone()).collect();
-                    let c = crate::mapping::close_matches(m, &names);
+                    let c = crate::text::close_matches(m, &names);
                     if c.is_empty() {
                         m.clone()
                     } else {
@@ -149,9 +139,9 @@ pub fn render(reports: &[ViewReport], mapping: &Mapping) -> (String, bool) {
 }
 
 /// Snapshots the configured sources to `<out>/<view>.parquet` (mapped columns, contract types)
-/// with `item_metadata.json` and `extract.json`; returns the snapshot id. A Parquet config
-/// pointed at `<out>` trains on exactly this data and reports the same `data_snapshot_id`.
-pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serde_json::Value> {
+/// with `item_metadata.json` and `extract.json`. A Parquet config pointed at `<out>` trains on
+/// exactly this data and reports the same `data_snapshot_id`.
+pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<Extracted> {
     let staged = crate::fsutil::StagedDir::create(out)?;
     let ctx = crate::engine::new_context();
     let t = std::time::Instant::now();
@@ -159,6 +149,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
     let read_seconds = t.elapsed().as_secs_f64();
     let mut files = Vec::new();
     let mut rows = serde_json::Map::new();
+    let mut total_rows = 0u64;
     for v in VIEWS {
         let cols: Vec<String> = mapping
             .columns(v.erp_name)
@@ -166,15 +157,16 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
             .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
             .collect();
         let sql = format!("SELECT {} FROM \"{}\"", cols.join(", "), v.erp_name);
-        let batch = view_batch(&ctx, &sql, v.erp_name).await?;
+        let batch = crate::engine::collect_batch(&ctx, &sql, v.erp_name).await?;
         rows.insert(v.erp_name.to_string(), serde_json::json!(batch.num_rows()));
+        total_rows += batch.num_rows() as u64;
         let path = staged.path().join(format!("{}.parquet", v.erp_name));
         crate::parquet_io::write_parquet(&path, &batch)?;
         files.push(crate::engine::sources::SourceInfo {
             view: v.erp_name.to_string(),
             location: String::new(),
             columns: vec![],
-            sha256: crate::pipeline::sha256_file(&path)?,
+            sha256: crate::hash::sha256_file(&path)?,
         });
     }
     std::fs::copy(&cfg.item_metadata, staged.path().join("item_metadata.json")).map_err(|e| {
@@ -183,8 +175,8 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
             format!("cannot copy item metadata: {e}"),
         )
     })?;
-    let meta_sha = crate::pipeline::sha256_file(&cfg.item_metadata)?;
-    let id = crate::pipeline::snapshot_id(&files, &meta_sha);
+    let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
+    let id = crate::hash::snapshot_id(&files, &meta_sha);
     let doc = serde_json::json!({
         "snapshot_id": id,
         "created_at": chrono::Local::now().to_rfc3339(),
@@ -196,24 +188,19 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<serd
         "read_seconds": read_seconds,
         "schema_mapping_version": mapping.version,
     });
-    crate::fsutil::atomic_write(
-        &staged.path().join("extract.json"),
-        format!("{}\n", serde_json::to_string_pretty(&doc).unwrap()).as_bytes(),
-    )?;
+    crate::export::metadata::write_json(&staged.path().join("extract.json"), &doc)?;
     staged.commit()?;
-    Ok(doc)
+    Ok(Extracted {
+        snapshot_id: id,
+        rows: total_rows,
+        read_seconds,
+    })
 }
 
-async fn view_batch(
-    ctx: &SessionContext,
-    sql: &str,
-    view: &str,
-) -> Result<arrow::record_batch::RecordBatch> {
-    let df = ctx
-        .sql(sql)
-        .await
-        .map_err(|e| Error::sql(view, e.to_string()))?;
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let batches = crate::engine::collect_df(df, view).await?;
-    crate::engine::concat(&schema, &batches)
+/// What [`extract`] wrote (`extract.json` has the details).
+pub struct Extracted {
+    pub snapshot_id: String,
+    /// Rows over all views.
+    pub rows: u64,
+    pub read_seconds: f64,
 }

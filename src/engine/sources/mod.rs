@@ -11,9 +11,9 @@ pub mod parquet;
 
 use datafusion::prelude::SessionContext;
 
+use crate::config::mapping::Mapping;
 use crate::config::{Config, SourceKind};
 use crate::error::Result;
-use crate::mapping::Mapping;
 
 /// What was registered for one view.
 #[derive(Debug, Clone, serde::Serialize)]

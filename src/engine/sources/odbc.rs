@@ -14,7 +14,8 @@
 //! * An Access link to SQL Server holds no data: mdbtools says "X is not a table in this
 //!   database"; that becomes an error telling the user to connect to the SQL Server directly.
 //! * Passwords: taken from the environment variable `sources.password_env` and appended as
-//!   `PWD=...`; connection strings are shown only through [`redact`].
+//!   `PWD=...`; connection strings are shown only through
+//!   [`redact`](crate::config::redact::redact).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,81 +33,10 @@ use sha2::{Digest, Sha256};
 
 use super::SourceInfo;
 use crate::config::Sources;
+use crate::config::mapping::Mapping;
+use crate::config::redact::redact;
+use crate::erp::{VIEWS, contract_schema};
 use crate::error::{Error, Result};
-use crate::mapping::{Mapping, VIEWS};
-
-/// Connection strings with any password value replaced by `***`.
-pub fn redact(conn: &str) -> String {
-    // ODBC connection strings are `key=value` pairs separated by `;`, where a value in braces
-    // (`PWD={a;b}`) may hold `;` and `}}` stands for `}`: split by that grammar, not by `;`.
-    let mut out = String::with_capacity(conn.len());
-    let mut rest = conn;
-    while !rest.is_empty() {
-        let (key, after_key) = match rest.find('=') {
-            Some(k) => (&rest[..k], &rest[k + 1..]),
-            None => {
-                out.push_str(rest);
-                break;
-            }
-        };
-        // A `;` before the `=` ends an attribute without a value.
-        if let Some(semi) = key.find(';') {
-            out.push_str(&rest[..=semi]);
-            rest = &rest[semi + 1..];
-            continue;
-        }
-        let value_len = if after_key.trim_start().starts_with('{') {
-            let lead = after_key.len() - after_key.trim_start().len();
-            let body = &after_key[lead + 1..];
-            let mut k = 0;
-            let bytes = body.as_bytes();
-            let mut end = None;
-            while k < bytes.len() {
-                if bytes[k] == b'}' {
-                    if bytes.get(k + 1) == Some(&b'}') {
-                        k += 2;
-                        continue;
-                    }
-                    end = Some(k);
-                    break;
-                }
-                k += 1;
-            }
-            match end {
-                // up to the closing brace, then to the next `;`
-                Some(e) => {
-                    let tail = &body[e + 1..];
-                    lead + 1 + e + 1 + tail.find(';').unwrap_or(tail.len())
-                }
-                // An unclosed brace: the rest is the value.
-                None => after_key.len(),
-            }
-        } else {
-            after_key.find(';').unwrap_or(after_key.len())
-        };
-        // The key's last word, so that text before it (a driver's message) does not hide it.
-        let word = key
-            .trim_end()
-            .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let secret = matches!(word.as_str(), "pwd" | "password");
-        out.push_str(key);
-        out.push('=');
-        out.push_str(if secret {
-            "***"
-        } else {
-            &after_key[..value_len]
-        });
-        rest = &after_key[value_len..];
-        if let Some(r) = rest.strip_prefix(';') {
-            out.push(';');
-            rest = r;
-        }
-    }
-    out
-}
 
 /// The value of attribute `key` (any case) of an ODBC connection string, braces removed.
 fn attribute(conn: &str, key: &str) -> Option<String> {
@@ -140,15 +70,6 @@ fn check_database_file(full: &str, shown: &str) -> Result<()> {
                 "the database file DBQ={dbq} cannot be read: {e}; check the path (absolute) in sources.connection"
             ),
         )),
-    }
-}
-
-/// The ERP contract: the type of every column of every view, from the spec.
-pub fn contract_schema(view: &str) -> Schema {
-    match view {
-        "dbo_BI_ITEM_INFO_VIEW" => crate::sample::item_schema(),
-        "dbo_BI_ROUTING_VIEW" => crate::sample::routing_schema(),
-        _ => crate::sample::work_order_schema(),
     }
 }
 
@@ -289,7 +210,7 @@ pub fn describe(
             // MSysObjects types 4 and 6: linked ODBC / linked Access tables (no data in the file).
             Some(4) | Some(6) => Error::input(
                 format!("{view} ({shown})"),
-                format!("{table} in this Access file is a link to a SQL Server view and holds no data; connect to the SQL Server directly (see README, 'ODBC sources')"),
+                format!("{table} in this Access file is a link to a SQL Server view and holds no data; connect to the SQL Server directly (see docs/odbc.md)"),
             ),
             _ => Error::input(format!("{view} ({shown})"), format!("cannot read table {table}: {}", redact(&text))),
         }
@@ -598,7 +519,7 @@ pub fn hash_batch(batch: &RecordBatch) -> Result<String> {
             h.update([0x1f]);
         }
     }
-    Ok(super::parquet::hex(&h.finalize()))
+    Ok(crate::hash::hex(&h.finalize()))
 }
 
 /// For `sources check`: (view, table, redacted connection + fetch mode, columns with ODBC

@@ -9,8 +9,11 @@ use sha2::{Digest, Sha256};
 
 use super::SourceInfo;
 use crate::config::Sources;
+use crate::config::mapping::Mapping;
+use crate::erp::VIEWS;
 use crate::error::{Error, Result};
-use crate::mapping::{Mapping, VIEWS};
+use crate::hash::hex;
+use crate::parquet_io::{FooterError, footer};
 
 pub fn file_for(sources: &Sources, view: &str) -> PathBuf {
     let dir = sources.dir.clone().unwrap_or_default();
@@ -40,29 +43,18 @@ pub async fn register_all(
             )
         })?;
         // Validate the footer and schema up front so a corrupt file is named, not a query.
-        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-            bytes::Bytes::from(bytes.clone()),
-        )
-        .map_err(|e| {
-            Error::input(
+        let (schema, _) = footer(bytes::Bytes::from(bytes.clone())).map_err(|e| match e {
+            FooterError::NotParquet(e) => Error::input(
                 &shown,
                 format!(
                     "not a readable Parquet file ({e}). Re-export view {} from the ERP.",
                     v.erp_name
                 ),
-            )
-        })?;
-        let schema = parquet::arrow::parquet_to_arrow_schema(
-            parquet::file::reader::FileReader::metadata(&reader)
-                .file_metadata()
-                .schema_descr(),
-            None,
-        )
-        .map_err(|e| {
-            Error::input(
+            ),
+            FooterError::Schema(e) => Error::input(
                 &shown,
                 format!("Parquet schema cannot be read as Arrow ({e})"),
-            )
+            ),
         })?;
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         mapping.check_source_columns(v.erp_name, &shown, &columns)?;
@@ -88,8 +80,4 @@ pub async fn register_all(
         });
     }
     Ok(out)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
