@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Writes `value` as pretty-printed JSON with a final newline, atomically.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    atomic_write(
+        path,
+        format!("{}\n", serde_json::to_string_pretty(value).unwrap()).as_bytes(),
+    )
+}
+
 /// Writes `path` through `f` into `path.tmp-<pid>`, fsyncs and renames it into place.
 pub fn atomic_write_with<F>(path: &Path, f: F) -> Result<()>
 where
@@ -166,59 +174,159 @@ impl StagedDir {
         &self.staging
     }
 
-    /// Swaps the staging directory into place. The old directory is moved aside first and removed
-    /// only after the new one is in place.
+    /// Swaps the staging directory into place in one atomic step: on Linux the two directories
+    /// are exchanged (`renameat2` with `RENAME_EXCHANGE`), so at every instant the final path
+    /// holds either the complete previous output or the complete new one; the previous one, now
+    /// under the staging name, is removed afterwards (a run killed before that leaves it to the
+    /// next run's clean-up). Where the file system cannot exchange, the previous directory is
+    /// moved aside and the new one renamed into place; a crash between those two renames is
+    /// repaired at the next start ([`StagedDir::create`] moves the previous output back).
     pub fn commit(mut self) -> Result<()> {
-        let old = self.final_path.with_file_name(format!(
-            ".{}.old-{}",
-            self.final_path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy(),
-            std::process::id()
-        ));
-        let had_old = self.final_path.exists();
-        if had_old {
-            fs::rename(&self.final_path, &old)
-                .map_err(|e| Error::io(&self.final_path, "move the previous output aside", e))?;
-        }
-        if let Err(e) = fs::rename(&self.staging, &self.final_path) {
-            if had_old {
-                let _ = fs::rename(&old, &self.final_path);
+        sync_dir(&self.staging);
+        let parent = self
+            .final_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        failpoint("swap:before");
+        if self.final_path.exists() {
+            match exchange(&self.staging, &self.final_path) {
+                Ok(()) => {
+                    sync_dir(&parent);
+                    self.committed = true;
+                    failpoint("swap:exchanged");
+                    // The staging name now holds the previous output.
+                    let _ = fs::remove_dir_all(&self.staging);
+                    return Ok(());
+                }
+                Err(e) if exchange_unsupported(&e) => return self.commit_by_two_renames(&parent),
+                Err(e) => {
+                    return Err(Error::io(
+                        &self.final_path,
+                        "swap the new output into place",
+                        e,
+                    ));
+                }
             }
+        }
+        fs::rename(&self.staging, &self.final_path)
+            .map_err(|e| Error::io(&self.final_path, "move the new output into place", e))?;
+        sync_dir(&parent);
+        self.committed = true;
+        Ok(())
+    }
+
+    /// The swap where the file system cannot exchange two directories: the previous output is
+    /// moved aside (`.<name>.old-PID`), the new one renamed into place, the previous removed.
+    fn commit_by_two_renames(mut self, parent: &Path) -> Result<()> {
+        let old = set_aside_path(&self.final_path, std::process::id());
+        fs::rename(&self.final_path, &old)
+            .map_err(|e| Error::io(&self.final_path, "move the previous output aside", e))?;
+        failpoint("swap:between_renames");
+        if let Err(e) = fs::rename(&self.staging, &self.final_path) {
+            let _ = fs::rename(&old, &self.final_path);
             return Err(Error::io(
                 &self.final_path,
                 "move the new output into place",
                 e,
             ));
         }
-        if had_old {
-            let _ = fs::remove_dir_all(&old);
-        }
+        sync_dir(parent);
         self.committed = true;
+        let _ = fs::remove_dir_all(&old);
         Ok(())
     }
 }
 
-/// Removes the staging and set-aside folders (`.<name>.staging-PID`, `.<name>.old-PID`) that
-/// runs killed before they could clean up left beside `<name>`: those whose process is gone.
-/// (At 325k items each is hundreds of MB.)
+/// `.<name>.old-<pid>` beside `final_path`: where the two-rename swap sets the previous output
+/// aside.
+fn set_aside_path(final_path: &Path, pid: u32) -> PathBuf {
+    final_path.with_file_name(format!(
+        ".{}.old-{pid}",
+        final_path.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Exchanges two paths atomically (Linux `renameat2(..., RENAME_EXCHANGE)`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    const AT_FDCWD: i32 = -100;
+    const RENAME_EXCHANGE: u32 = 2;
+    use std::ffi::c_char;
+    unsafe extern "C" {
+        fn renameat2(
+            olddirfd: i32,
+            oldpath: *const c_char,
+            newdirfd: i32,
+            newpath: *const c_char,
+            flags: u32,
+        ) -> i32;
+    }
+    // Test hook: the file-system-without-exchange path, on any file system.
+    if std::env::var_os("TRAINER_TEST_NO_EXCHANGE").is_some() {
+        return Err(std::io::Error::from_raw_os_error(22));
+    }
+    let (a, b) = (
+        CString::new(a.as_os_str().as_bytes()).map_err(std::io::Error::other)?,
+        CString::new(b.as_os_str().as_bytes()).map_err(std::io::Error::other)?,
+    );
+    // SAFETY: both paths are NUL-terminated C strings that live across the call; the call only
+    // renames.
+    let rc = unsafe { renameat2(AT_FDCWD, a.as_ptr(), AT_FDCWD, b.as_ptr(), RENAME_EXCHANGE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Whether `exchange` failed because the file system or kernel cannot exchange (EINVAL, ENOSYS,
+/// ENOTSUP), rather than for a reason the two-rename swap would meet too.
+fn exchange_unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(22 | 38 | 95)) || e.kind() == std::io::ErrorKind::Unsupported
+}
+
+/// Flushes a directory's entries to disk (best effort: a file system without directory fsync
+/// still renames atomically, only the durability after a power cut is weaker).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Cleans up after runs killed before they could: removes their staging folders
+/// (`.<name>.staging-PID`, which after an exchange may hold the previous output) and set-aside
+/// folders (`.<name>.old-PID`) whose process is gone. A set-aside folder while `<name>` itself is
+/// missing is a two-rename swap cut between its renames: it is the previous output, and it is
+/// moved back instead.
 fn remove_leftovers(parent: &Path, name: &str) {
     let Ok(rd) = fs::read_dir(parent) else {
         return;
     };
+    let final_path = parent.join(name);
     for e in rd.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let pid = [".staging-", ".old-"].iter().find_map(|kind| {
+        let found = [".staging-", ".old-"].iter().find_map(|kind| {
             file.strip_prefix(&format!(".{name}{kind}"))
                 .and_then(|p| p.parse::<u32>().ok())
+                .map(|pid| (*kind, pid))
         });
-        if let Some(pid) = pid
-            && pid != std::process::id()
-            && !process_alive(pid)
-        {
-            let _ = fs::remove_dir_all(e.path());
+        let Some((kind, pid)) = found else { continue };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
         }
+        if kind == ".old-" && !final_path.exists() && fs::rename(e.path(), &final_path).is_ok() {
+            continue;
+        }
+        let _ = fs::remove_dir_all(e.path());
     }
 }
 

@@ -1,5 +1,5 @@
-//! Content hashes: the data snapshot id and file hashes recorded in `training_metadata.json` and
-//! `extract.json`, so that a model names exactly the data it was trained on.
+//! Content hashes (hex SHA-256) recorded in `training_metadata.json` and `extract.json`, so that
+//! a model names exactly the data and transforms it was trained with.
 
 use std::path::Path;
 
@@ -12,21 +12,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The data snapshot id: SHA-256 over each view's name and content hash (Parquet: the file's
-/// bytes; ODBC: the values read) and the item metadata file's hash.
-pub fn snapshot_id(
-    sources: &[crate::engine::sources::SourceInfo],
-    item_metadata_sha: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for s in sources {
-        h.update(s.view.as_bytes());
-        h.update(s.sha256.as_bytes());
-    }
-    h.update(item_metadata_sha.as_bytes());
-    hex(&h.finalize())
-}
-
+/// SHA-256 of a file's bytes, in hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;

@@ -31,11 +31,11 @@ use crate::engine::{self, Engine, ItemVolumes, column_as, strings};
 use crate::error::{Error, Result};
 use crate::export::log::RunLog;
 use crate::export::log::Timer;
-use crate::export::metadata::write_json;
 use crate::features::learn::{
     Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports,
 };
 use crate::fsutil::atomic_write;
+use crate::fsutil::write_json;
 use crate::index::Hnsw;
 use crate::index::hnsw::with_visited;
 use crate::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};

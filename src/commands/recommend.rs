@@ -113,6 +113,10 @@ struct Query<'a> {
 }
 
 /// `trainer recommend`: the rendered output.
+///
+/// A `run` or `update` may swap the model while it is read, and the files are read one by one:
+/// the answer is kept only if `training_metadata.json` (rewritten by every writer) is the same
+/// after reading as before, so that every file came from one model; otherwise it is read again.
 pub async fn recommend(
     model_dir: &Path,
     codes: &[String],
@@ -127,6 +131,45 @@ pub async fn recommend(
     if opts.top_k == 0 {
         return Err(Error::usage("--top-k must be at least 1"));
     }
+    let input = input.map(read_input).transpose()?;
+    let generation = || std::fs::read(model_dir.join(crate::model::METADATA_FILE)).ok();
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let before = generation();
+        let out = recommend_once(model_dir, codes, input.as_ref(), opts).await;
+        if generation() == before {
+            return out;
+        }
+    }
+    Err(Error::input(
+        model_dir.display().to_string(),
+        format!(
+            "the model was replaced {ATTEMPTS} times while it was read (a run or update is writing it); try again when it is done"
+        ),
+    ))
+}
+
+/// The items file (`-`: standard input), read once: shown name and text.
+fn read_input(path: &Path) -> Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| Error::input("standard input", e.to_string()))?;
+        Ok(("standard input".to_string(), s))
+    } else {
+        let shown = path.display().to_string();
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| Error::input(&shown, format!("cannot read the items file: {e}")))?;
+        Ok((shown, s))
+    }
+}
+
+async fn recommend_once(
+    model_dir: &Path,
+    codes: &[String],
+    input: Option<&(String, String)>,
+    opts: &Options,
+) -> Result<String> {
     // The index (in Model) is read beside the tables of routings and attributes.
     let (model, tables) = rayon::join(
         || Model::load(model_dir),
@@ -164,8 +207,8 @@ pub async fn recommend(
         ));
     }
     let new_items;
-    if let Some(path) = input {
-        new_items = read_new_items(&model, model_dir, path).await?;
+    if let Some((shown, text)) = input {
+        new_items = read_new_items(&model, model_dir, shown, text).await?;
         for (k, key) in new_items.keys.iter().enumerate() {
             match by_key.get(key.as_str()) {
                 Some(&l) => {
@@ -665,26 +708,21 @@ pub async fn encode_input(
     path: &Path,
 ) -> Result<(Vec<String>, ndarray::Array2<f32>)> {
     let model = Model::load(model_dir)?;
-    let n = read_new_items(&model, model_dir, path).await?;
+    let (shown, text) = read_input(path)?;
+    let n = read_new_items(&model, model_dir, &shown, &text).await?;
     Ok((n.keys, n.vectors))
 }
 
 /// Reads new items (CSV with a header, or JSON lines) in the item view's own columns, cleans and
 /// encodes them with the model's transforms and fitted state.
-async fn read_new_items(model: &Model, model_dir: &Path, path: &Path) -> Result<NewItems> {
+async fn read_new_items(
+    model: &Model,
+    model_dir: &Path,
+    shown: &str,
+    text: &str,
+) -> Result<NewItems> {
     let t = Transforms::load(model_dir)?;
-    let (shown, text) = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Error::input("standard input", e.to_string()))?;
-        ("standard input".to_string(), s)
-    } else {
-        let shown = path.display().to_string();
-        let s = std::fs::read_to_string(path)
-            .map_err(|e| Error::input(&shown, format!("cannot read the items file: {e}")))?;
-        (shown, s)
-    };
-    let batch = item_view_batch(&t.mapping, &shown, &text)?;
+    let batch = item_view_batch(&t.mapping, shown, text)?;
     let ctx = engine::new_context();
     register_erp_tables(&ctx, &t.mapping, batch)?;
     t.define_views(&ctx, RowFilter::All).await?;

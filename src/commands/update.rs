@@ -30,9 +30,11 @@ use crate::error::{Error, Result};
 use crate::export::items::{ItemRow, low_entries, read_queue, write_items, write_queue};
 use crate::export::log::RunLog;
 use crate::export::log::{Timer, log_histogram};
+use crate::export::metadata::sources_json;
 use crate::export::npy::write_npy;
 use crate::export::projector::{self, MetaRow};
-use crate::fsutil::{StagedDir, atomic_write};
+use crate::fsutil::StagedDir;
+use crate::fsutil::write_json;
 use crate::index::hnsw::with_visited;
 use crate::index::hnswlib_file;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
@@ -455,10 +457,7 @@ pub async fn update(
     )
     .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?;
     sidecar["N"] = json!(n);
-    atomic_write(
-        &out.join(SIDECAR_FILE),
-        format!("{}\n", serde_json::to_string_pretty(&sidecar).unwrap()).as_bytes(),
-    )?;
+    write_json(&out.join(SIDECAR_FILE), &sidecar)?;
     let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
     timer.lap("artifacts", &mut log);
     let (stage_seconds, stage_rss) = timer.json();
@@ -466,8 +465,8 @@ pub async fn update(
     let entry = json!({
         "update": update_no,
         "at": at,
-        "data_snapshot_id": crate::hash::snapshot_id(&srcs, &meta_sha),
-        "sources": srcs.iter().map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256})).collect::<Vec<_>>(),
+        "data_snapshot_id": sources::snapshot_id(&srcs, &meta_sha),
+        "sources": sources_json(&srcs),
         "added": added,
         "low": low,
         "existing_items_rechecked": rechecked,
@@ -487,10 +486,7 @@ pub async fn update(
         Some(u) => u.push(entry),
         None => meta["updates"] = json!([entry]),
     }
-    atomic_write(
-        &out.join(METADATA_FILE),
-        format!("{}\n", serde_json::to_string_pretty(&meta).unwrap()).as_bytes(),
-    )?;
+    write_json(&out.join(METADATA_FILE), &meta)?;
     crate::fsutil::failpoint("update:before_swap");
     staged.commit()?;
     let seconds = started.elapsed().as_secs_f64();

@@ -120,6 +120,7 @@ impl Timer {
         if self.per_stage_rss {
             start_stage_peak_rss();
         }
+        crate::fsutil::failpoint(&format!("stage:{name}"));
         self.t = Instant::now();
     }
     /// The largest peak RSS seen so far.

@@ -7,17 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::engine::sources::SourceInfo;
-use crate::error::Result;
-use crate::fsutil::atomic_write;
 use crate::index::HnswParams;
-
-/// Writes `value` as pretty-printed JSON with a final newline, atomically.
-pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    atomic_write(
-        path,
-        format!("{}\n", serde_json::to_string_pretty(value).unwrap()).as_bytes(),
-    )
-}
 
 /// What `training_metadata.json` and each update entry say about the sources read.
 pub fn sources_json(sources: &[SourceInfo]) -> Vec<Value> {

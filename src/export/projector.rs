@@ -149,11 +149,7 @@ fn write_rest(dir: &Path, (n, d): (usize, usize), meta: &[MetaRow<'_>]) -> Resul
             "metadataPath": "metadata.tsv",
         }]
     });
-    atomic_write(
-        &dir.join("projector_config.json"),
-        format!("{}\n", serde_json::to_string_pretty(&json).unwrap()).as_bytes(),
-    )?;
-    Ok(())
+    crate::fsutil::write_json(&dir.join("projector_config.json"), &json)
 }
 
 #[cfg(test)]

@@ -246,3 +246,25 @@ pub fn assert_same_files(a: &Path, b: &Path, files: &[&str], what: &str) {
         );
     }
 }
+
+/// Every file under `dir` (recursively) with its bytes, sorted by path: a model directory to
+/// compare byte for byte.
+pub fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{Project, redact, sample_dir, snapshots};
+use crate::common::{Project, redact, sample_dir, snapshots, tree_bytes};
 
 fn stderr_of(p: &Project) -> (i32, String) {
     let out = p.run();
@@ -294,4 +294,122 @@ fn a_second_writer_and_a_file_as_models_dir_are_refused() {
         std::fs::read(file_cfg.models()).unwrap(),
         b"not a directory"
     );
+}
+
+/// `trainer run` with `TRAINER_FAILPOINT` (and any other variables) set.
+fn run_with(p: &Project, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.args(["run", "--quiet", "--config", p.config.to_str().unwrap()]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// What a killed run left beside the model: staging and set-aside folders.
+fn leftovers(p: &Project) -> Vec<String> {
+    std::fs::read_dir(p.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".staging-") || n.contains(".old-"))
+        .collect()
+}
+
+fn data_version(p: &Project) -> String {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.models().join("training_metadata.json")).unwrap())
+            .unwrap();
+    meta["data_version"].as_str().unwrap().to_string()
+}
+
+/// Issue 18: a run killed at any phase, the swap included, leaves the complete previous model
+/// byte for byte, or once swapped the complete new one; the next run removes what it left, and
+/// where the file system cannot exchange directories, a run cut between its two renames has its
+/// previous model moved back by the next run.
+#[test]
+fn a_run_killed_at_any_phase_leaves_a_complete_model() {
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let first = tree_bytes(&p.models());
+    // The runs below are told apart from the first by their data_version.
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        set_line(&text, "data_version", "data_version: \"second\"".into()),
+    )
+    .unwrap();
+    for point in [
+        "stage:read",
+        "stage:sql_transforms",
+        "stage:learn_weights",
+        "stage:vectors",
+        "stage:index_build",
+        "stage:similarity_check",
+        "stage:artifacts",
+        "swap:before",
+    ] {
+        let out = run_with(&p, &[("TRAINER_FAILPOINT", point)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("TRAINER_FAILPOINT={point}: aborting")),
+            "{point}: {err}"
+        );
+        assert!(
+            tree_bytes(&p.models()) == first,
+            "{point}: the model changed"
+        );
+    }
+    // Killed after the exchange, before the previous model is removed: the new one is in place,
+    // complete (the same files, the same vectors).
+    let out = run_with(&p, &[("TRAINER_FAILPOINT", "swap:exchanged")]);
+    assert!(!out.status.success());
+    assert_eq!(data_version(&p), "second");
+    let second = tree_bytes(&p.models());
+    let names =
+        |t: &[(std::path::PathBuf, Vec<u8>)]| t.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&second), names(&first));
+    let vectors = |t: &[(std::path::PathBuf, Vec<u8>)]| {
+        t.iter()
+            .find(|x| x.0.ends_with("vectors.npy"))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert!(vectors(&second) == vectors(&first));
+    assert_eq!(
+        leftovers(&p).len(),
+        1,
+        "the previous model, under the staging name"
+    );
+    p.run_ok();
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+
+    // Without an exchange: cut between the two renames, the model folder is missing for a moment;
+    // the next run (here killed as soon as it has read its input) moves the previous one back.
+    let before = tree_bytes(&p.models());
+    let out = run_with(
+        &p,
+        &[
+            ("TRAINER_TEST_NO_EXCHANGE", "1"),
+            ("TRAINER_FAILPOINT", "swap:between_renames"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!p.models().exists());
+    let out = run_with(&p, &[("TRAINER_FAILPOINT", "stage:read")]);
+    assert!(!out.status.success());
+    assert!(
+        tree_bytes(&p.models()) == before,
+        "the previous model is back"
+    );
+    // And the two-rename swap itself, uninterrupted, swaps and cleans up.
+    let out = run_with(&p, &[("TRAINER_TEST_NO_EXCHANGE", "1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.run_ok();
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
 }

@@ -4,7 +4,7 @@
 //! resolves rows, nothing new changes nothing, and a failed or killed update leaves the model.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, BooleanArray, StringArray, UInt64Array};
 use arrow::compute::{cast, concat_batches, filter_record_batch};
@@ -12,7 +12,7 @@ use arrow::datatypes::DataType;
 use trainer::index::hnswlib_file;
 use trainer::transform::load_table;
 
-use crate::common::{Project, python, read_bytes, read_npy, sample_dir, trainer};
+use crate::common::{Project, python, read_bytes, read_npy, sample_dir, trainer, tree_bytes};
 
 const VIEWS: [&str; 3] = [
     "dbo_BI_ITEM_INFO_VIEW",
@@ -114,23 +114,6 @@ fn strings(b: &arrow::record_batch::RecordBatch, c: &str) -> Vec<String> {
 }
 
 /// Every file of a model directory with its bytes (relative path order).
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), read_bytes(&p)));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     let s = setup(&sample_dir());
@@ -224,13 +207,13 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     assert_eq!(meta_tsv.lines().count(), 1001);
 
     // Nothing new: nothing changes, and it says so.
-    let files = snapshot(&m);
+    let files = tree_bytes(&m);
     let again = update_ok(&s);
     assert!(
         again.starts_with("nothing new: 1000 items in the model"),
         "{again}"
     );
-    assert!(snapshot(&m) == files, "a no-op update changed the model");
+    assert!(tree_bytes(&m) == files, "a no-op update changed the model");
 
     // The real hnswlib loads the updated index and finds the same neighbours.
     if let Some(py) = python() {
@@ -362,7 +345,7 @@ fn the_retrain_queue_keeps_rows_and_resolves_them() {
 fn a_failed_or_killed_update_leaves_the_model_intact() {
     let s = setup(&sample_dir());
     let m = s.trained.models();
-    let files = snapshot(&m);
+    let files = tree_bytes(&m);
     for point in [
         "update:read",
         "update:index",
@@ -371,7 +354,7 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
     ] {
         let out = update(&s.full.config, &m, Some(("TRAINER_FAILPOINT", point)));
         assert!(!out.status.success(), "{point}: the update did not stop");
-        assert!(snapshot(&m) == files, "{point}: the model changed");
+        assert!(tree_bytes(&m) == files, "{point}: the model changed");
     }
     // Bad input: the item view is not Parquet.
     let data = tempfile::tempdir().unwrap();
@@ -395,7 +378,7 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
     let bad = Project::new(data.path());
     let out = update(&bad.config, &m, None);
     assert_eq!(out.status.code(), Some(3));
-    assert!(snapshot(&m) == files, "bad input changed the model");
+    assert!(tree_bytes(&m) == files, "bad input changed the model");
     // A model written before model_format_version existed is refused (exit 3), untouched.
     let meta_path = m.join("training_metadata.json");
     let text = std::fs::read_to_string(&meta_path).unwrap();

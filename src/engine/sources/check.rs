@@ -176,7 +176,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<Extr
         )
     })?;
     let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
-    let id = crate::hash::snapshot_id(&files, &meta_sha);
+    let id = super::snapshot_id(&files, &meta_sha);
     let doc = serde_json::json!({
         "snapshot_id": id,
         "created_at": chrono::Local::now().to_rfc3339(),
@@ -188,7 +188,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<Extr
         "read_seconds": read_seconds,
         "schema_mapping_version": mapping.version,
     });
-    crate::export::metadata::write_json(&staged.path().join("extract.json"), &doc)?;
+    crate::fsutil::write_json(&staged.path().join("extract.json"), &doc)?;
     staged.commit()?;
     Ok(Extracted {
         snapshot_id: id,

@@ -37,3 +37,16 @@ pub async fn register_all(
         SourceKind::Odbc => odbc::register_all(ctx, &cfg.sources, mapping).await,
     }
 }
+
+/// The data snapshot id: SHA-256 over each view's name and content hash (Parquet: the file's
+/// bytes; ODBC: the values read) and the item metadata file's hash.
+pub fn snapshot_id(sources: &[SourceInfo], item_metadata_sha: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update(s.view.as_bytes());
+        h.update(s.sha256.as_bytes());
+    }
+    h.update(item_metadata_sha.as_bytes());
+    crate::hash::hex(&h.finalize())
+}
