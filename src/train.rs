@@ -179,6 +179,13 @@ pub async fn train_vectors(
 
     // ---- SQL: map and clean, then what the model keeps of the clean layer ----------------------
     let mut rows = map_and_clean(ctx, files, log).await?;
+    if rows["item_targets"].as_u64() == Some(0) {
+        return Err(Error::input(
+            crate::erp::ROUTING_VIEW,
+            "no item has a current routing after cleaning: a model could propose nothing. \
+             Is the routing view empty, or do its ITEM_CDs match none of the item view's?",
+        ));
+    }
     check_weight_keys(ctx, cfg).await?;
     // What recommend proposes and explains, read while the clean layer's tables are held (the
     // encode layer drops them).
@@ -192,6 +199,11 @@ pub async fn train_vectors(
 
     // ---- item weights and folds (Rust), then SQL encode (fit) -----------------------------------
     let sample = weights::fit_item_sample(ctx, cfg).await?;
+    log.info(format!(
+        "item metadata: volumes for {} of {} items (the others count as volume 0)",
+        sample.metadata_matched,
+        sample.keys.len()
+    ));
     let sample_batch = sample.to_batch();
     if let Some(dir) = opts.fitted_dir {
         transform::save_table(&dir.join("item_sample.parquet"), &sample_batch)?;
@@ -459,7 +471,7 @@ async fn check_weight_keys(ctx: &datafusion::prelude::SessionContext, cfg: &Conf
         if !columns.contains(key) {
             let near = crate::text::close_matches(key, &columns);
             return Err(Error::config(
-                Path::new("config"),
+                &cfg.file,
                 format!(
                     "key `weights.features.{key}`: `{key}` is not a column of the clean_items view{}",
                     if near.is_empty() {

@@ -237,9 +237,19 @@ pub async fn register_stand_in(ctx: &SessionContext, f: &SqlFile) -> Result<()> 
 
 /// `CREATE VIEW <name> AS <body>` for SQL file `f`.
 pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
+    let err =
+        |e: datafusion::error::DataFusionError| Error::sql(format!("sql/{}", f.rel), e.to_string());
     ctx.sql(&format!("CREATE VIEW {} AS {}", f.name, f.body))
         .await
-        .map_err(|e| Error::sql(format!("sql/{}", f.rel), e.to_string()))?;
+        .map_err(err)?;
+    // Planning a view does not optimise it: an error the optimiser finds (a constant that does
+    // not cast) would surface in the first file that computes a reader of this view, and be
+    // blamed on that file. Optimising the view's own query here blames this file instead.
+    ctx.sql(&format!("SELECT * FROM {}", f.name))
+        .await
+        .map_err(err)?
+        .into_optimized_plan()
+        .map_err(err)?;
     Ok(())
 }
 
@@ -250,7 +260,8 @@ pub async fn define_view(ctx: &SessionContext, f: &SqlFile) -> Result<()> {
 /// done. (A view reads its inputs in a fixed order too, see `engine::deterministic`, so a `fit_`
 /// file sums the same rows in the same order either way.) Then a held input that a streamed view
 /// still reads is replaced by its view: the stream does not depend on row order, and the inputs
-/// are long-format rows that cost far more memory to hold than time to recompute. Files that do not read each other run at the same time ([`run_jobs`]). Held
+/// are long-format rows that cost far more memory to hold than time to recompute. Files that do
+/// not read each other run at the same time ([`run_jobs`]). Held
 /// tables that no pending file needs, directly or through a view, are dropped as soon as the
 /// last reader is done; `keep` names the ones the caller still reads (`None`: keep every table,
 /// for a session that is inspected afterwards).

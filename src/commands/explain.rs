@@ -49,6 +49,7 @@ pub async fn explain(config_path: &std::path::Path, view: Option<&str>) -> Resul
         sample_weight: vec![],
         fold: vec![],
         max_volume: 0.0,
+        metadata_matched: 0,
     };
     let mut out = String::new();
     // Encode inputs held as tables, until no later fit_ file reads them.

@@ -45,6 +45,9 @@ pub struct Config {
     pub hnsw: HnswConfig,
     pub update: UpdateConfig,
     pub output: Output,
+    /// The file this config was read from (errors found after loading name it).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -188,8 +191,9 @@ impl Config {
                 format!("cannot read the config file: {e} (pass --config PATH)"),
             )
         })?;
-        let cfg: Config = parse_yaml(path, &text)?;
+        let mut cfg: Config = parse_yaml(path, &text)?;
         cfg.validate(path)?;
+        cfg.file = path.to_path_buf();
         Ok(cfg)
     }
 

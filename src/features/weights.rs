@@ -32,6 +32,8 @@ pub struct ItemSample {
     pub fold: Vec<i64>,
     /// max_j (P_j + S_j) over the training items (new items' volume weights are relative to it).
     pub max_volume: f64,
+    /// Items with an entry in the item metadata (the others have volume 0).
+    pub metadata_matched: usize,
 }
 
 pub fn feature_weight(cfg: &Config, feature: &str) -> Option<f64> {
@@ -43,17 +45,17 @@ pub fn fold_of(key: &str, seed: u64, folds: i64) -> i64 {
 }
 
 /// Per item of `clean_items` (item_key order): key, volume `P + S`, and the weighted share of
-/// the domain columns present.
+/// the domain columns present; and how many items have an entry in the item metadata.
 async fn weight_inputs(
     ctx: &SessionContext,
     cfg: &Config,
-) -> Result<(Vec<String>, Vec<f64>, Vec<f64>)> {
+) -> Result<(Vec<String>, Vec<f64>, Vec<f64>, usize)> {
     let iw = &cfg.weights.item;
     let schema = crate::engine::view_schema(ctx, "clean_items").await?;
     for c in &iw.domain_columns {
         if schema.field_with_name(c).is_err() {
             return Err(Error::config(
-                std::path::Path::new("config"),
+                &cfg.file,
                 format!(
                     "key `weights.item.domain_columns`: `{c}` is not a column of the clean_items view"
                 ),
@@ -66,7 +68,8 @@ async fn weight_inputs(
         .map(|c| format!("CASE WHEN c.{c} IS NULL THEN 0.0 ELSE 1.0 END AS p_{c}"))
         .collect();
     let sql = format!(
-        "SELECT c.item_key, CAST(coalesce(m.production_volume, 0) + coalesce(m.sales_volume, 0) AS DOUBLE) AS volume, {} \
+        "SELECT c.item_key, CAST(coalesce(m.production_volume, 0) + coalesce(m.sales_volume, 0) AS DOUBLE) AS volume, \
+         m.item_key IS NOT NULL AS in_metadata, {} \
          FROM clean_items c LEFT JOIN item_metadata m ON m.item_key = c.item_key ORDER BY c.item_key",
         presence.join(", ")
     );
@@ -74,6 +77,7 @@ async fn weight_inputs(
     let mut keys = Vec::new();
     let mut volume = Vec::new();
     let mut dom_num = Vec::new();
+    let mut matched = 0usize;
     let wsum: f64 = iw
         .domain_columns
         .iter()
@@ -82,6 +86,12 @@ async fn weight_inputs(
     for b in &batches {
         let k = column_as(b, "item_key", &DataType::Utf8, "item weights")?;
         let v = column_as(b, "volume", &DataType::Float64, "item weights")?;
+        let found = column_as(b, "in_metadata", &DataType::Boolean, "item weights")?;
+        let found = found
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .expect("boolean");
+        matched += found.true_count();
         let ps: Vec<_> = iw
             .domain_columns
             .iter()
@@ -97,7 +107,7 @@ async fn weight_inputs(
             dom_num.push(if wsum > 0.0 { d / wsum } else { 0.0 });
         }
     }
-    Ok((keys, volume, dom_num))
+    Ok((keys, volume, dom_num, matched))
 }
 
 /// `(v, d, h)`: the volume, domain and item weight of an item with volume `P + S` and weighted
@@ -121,7 +131,7 @@ pub async fn new_item_weights(
     cfg: &Config,
     max_volume: f64,
 ) -> Result<Vec<f64>> {
-    let (_, volume, dom) = weight_inputs(ctx, cfg).await?;
+    let (_, volume, dom, _) = weight_inputs(ctx, cfg).await?;
     Ok(volume
         .iter()
         .zip(&dom)
@@ -139,11 +149,26 @@ pub async fn new_item_weights(
 
 /// Computes the item sample from `clean_items` and `item_metadata`.
 pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemSample> {
-    let (keys, volume, dom_num) = weight_inputs(ctx, cfg).await?;
+    let (keys, volume, dom_num, matched) = weight_inputs(ctx, cfg).await?;
     if keys.is_empty() {
         return Err(Error::input(
             "clean_items",
             "no items left after cleaning: is the item view empty?",
+        ));
+    }
+    // Volumes that match (almost) no item mean the two sides spell ITEM_CD differently (an
+    // export that dropped leading zeros, another plant's file): every volume weight would
+    // silently be the floor.
+    if matched * 100 < keys.len() {
+        return Err(Error::input(
+            cfg.item_metadata.display().to_string(),
+            format!(
+                "only {matched} of the {} items of the item view have an entry under `item_volumes` \
+                 (keys are ITEM_CD upper-cased and trimmed, e.g. `{}`); is this the metadata of \
+                 these items, with ITEM_CD spelled as in the item view?",
+                keys.len(),
+                keys[0]
+            ),
         ));
     }
     let max_v = volume.iter().cloned().fold(0.0f64, f64::max);
@@ -162,6 +187,7 @@ pub async fn fit_item_sample(ctx: &SessionContext, cfg: &Config) -> Result<ItemS
         .map(|k| fold_of(k, cfg.encoding.seed, cfg.encoding.target_folds))
         .collect();
     Ok(ItemSample {
+        metadata_matched: matched,
         keys,
         volume_weight,
         domain_weight,

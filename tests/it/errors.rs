@@ -237,6 +237,20 @@ fn degenerate_item_views_are_errors_not_panics() {
             .collect();
         let all = concat_batches(&one.schema(), &rows).unwrap();
         trainer::parquet_io::write_parquet(&f, &all).unwrap();
+        // Volumes for the renamed items, so that only the missing variation is wrong.
+        let volumes: serde_json::Map<String, serde_json::Value> = (0..copies)
+            .map(|k| {
+                (
+                    format!("SAME{k}"),
+                    serde_json::json!({"production_volume": 1, "sales_volume": 1}),
+                )
+            })
+            .collect();
+        std::fs::write(
+            data.path().join("item_metadata.json"),
+            serde_json::json!({ "item_volumes": volumes }).to_string(),
+        )
+        .unwrap();
         let p = Project::new(data.path());
         let (code, err) = stderr_of(&p);
         assert_eq!(code, 3, "{copies} items: {err}");

@@ -6,6 +6,7 @@
 //! the difference.
 
 pub mod check;
+pub mod contract;
 pub mod odbc;
 pub mod parquet;
 

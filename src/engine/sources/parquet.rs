@@ -3,11 +3,14 @@
 //! carry every mapped column.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use sha2::{Digest, Sha256};
 
-use super::SourceInfo;
+use super::{SourceInfo, contract};
 use crate::config::Sources;
 use crate::config::mapping::Mapping;
 use crate::erp::VIEWS;
@@ -58,20 +61,41 @@ pub async fn register_all(
         })?;
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         mapping.check_source_columns(v.erp_name, &shown, &columns)?;
-        let abs = std::fs::canonicalize(&path).map_err(|e| Error::input(&shown, e.to_string()))?;
-        ctx.register_parquet(
-            datafusion::common::TableReference::bare(v.erp_name),
-            abs.to_string_lossy().as_ref(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .map_err(|e| {
-            Error::input(
-                &shown,
-                format!("cannot register as table {}: {e}", v.erp_name),
-            )
-        })?;
         let sha = hex(&Sha256::digest(&bytes));
+        let convert = contract::columns_to_convert(v.erp_name, &shown, &schema, mapping)?;
+        if convert.is_empty() {
+            let abs =
+                std::fs::canonicalize(&path).map_err(|e| Error::input(&shown, e.to_string()))?;
+            ctx.register_parquet(
+                datafusion::common::TableReference::bare(v.erp_name),
+                abs.to_string_lossy().as_ref(),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .map_err(|e| {
+                Error::input(
+                    &shown,
+                    format!("cannot register as table {}: {e}", v.erp_name),
+                )
+            })?;
+        } else {
+            // Text where the contract wants numbers or dates: converted here, in memory, so
+            // that a bad value is named with its row instead of failing a SQL cast.
+            let batches = read_batches(bytes::Bytes::from(bytes), &shown)?;
+            let batch = if batches.is_empty() {
+                RecordBatch::new_empty(Arc::new(schema.clone()))
+            } else {
+                contract::convert(v.erp_name, &shown, &batches, &convert)?
+            };
+            let table =
+                datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
+                    .map_err(|e| Error::internal(e.to_string()))?;
+            ctx.register_table(
+                datafusion::common::TableReference::bare(v.erp_name),
+                Arc::new(table),
+            )
+            .map_err(|e| Error::internal(e.to_string()))?;
+        }
         out.push(SourceInfo {
             view: v.erp_name.to_string(),
             location: shown,
@@ -80,4 +104,14 @@ pub async fn register_all(
         });
     }
     Ok(out)
+}
+
+/// Every row of a Parquet file held in memory; a decoding error names the file.
+fn read_batches(bytes: bytes::Bytes, shown: &str) -> Result<Vec<RecordBatch>> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::input(shown, format!("not a readable Parquet file ({e})")))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::input(shown, format!("a page of the file cannot be decoded ({e})")))
 }
