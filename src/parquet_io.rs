@@ -100,3 +100,16 @@ pub fn footer<R: parquet::file::reader::ChunkReader + 'static>(
         .map_err(|e| FooterError::Schema(e.to_string()))?;
     Ok((schema, meta.num_rows() as u64))
 }
+
+/// Decodes every page of a Parquet file without holding it (batch by batch): the first error,
+/// if any. Used only after a query failed on a decoding error, to name the damaged file.
+pub fn check_decodes(path: &Path) -> std::result::Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        batch.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

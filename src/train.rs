@@ -178,7 +178,10 @@ pub async fn train_vectors(
     release_free_memory();
 
     // ---- SQL: map and clean, then what the model keeps of the clean layer ----------------------
-    let mut rows = map_and_clean(ctx, files, log).await?;
+    let mut rows = match map_and_clean(ctx, files, log).await {
+        Err(e) => return Err(blame_damaged_source(&eng.sources, e)),
+        Ok(rows) => rows,
+    };
     if rows["item_targets"].as_u64() == Some(0) {
         return Err(Error::input(
             crate::erp::ROUTING_VIEW,
@@ -281,6 +284,31 @@ pub async fn train_vectors(
         has_routing: labels.iter().map(Option::is_some).collect(),
         learned,
     })
+}
+
+/// A query over the sources that failed on a Parquet decoding error (a damaged data page behind
+/// an intact footer) names no file: find the source file that does not decode and blame it
+/// (exit 3). Any other error, or none found, is returned as it was.
+fn blame_damaged_source(sources: &[crate::engine::sources::SourceInfo], e: Error) -> Error {
+    if !matches!(&e, Error::Sql { message, .. } if message.contains("Parquet")) {
+        return e;
+    }
+    for s in sources {
+        let path = Path::new(&s.location);
+        if !path.is_file() {
+            continue;
+        }
+        if let Err(why) = crate::parquet_io::check_decodes(path) {
+            return Error::input(
+                &s.location,
+                format!(
+                    "the file is damaged: a data page cannot be decoded ({why}); re-export view {} from the ERP",
+                    s.view
+                ),
+            );
+        }
+    }
+    e
 }
 
 /// Runs the map and clean layers and logs their row counts (returned for the metadata).

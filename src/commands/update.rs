@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::config::mapping::Mapping;
 use crate::engine::{self, ItemVolumes, RowFilter, sources};
 use crate::error::{Error, Result};
-use crate::export::items::{ItemRow, low_entries, read_queue, write_items, write_queue};
+use crate::export::items::{
+    ItemRow, QueueEntry, low_entries, read_queue, write_items, write_queue,
+};
 use crate::export::log::RunLog;
 use crate::export::log::{Timer, log_histogram};
 use crate::export::metadata::sources_json;
@@ -42,7 +44,7 @@ use crate::model::{
     self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
     QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,
 };
-use crate::train;
+use crate::train::{self, ItemTable};
 
 /// What an update did.
 #[derive(Debug, Clone)]
@@ -81,22 +83,7 @@ pub async fn update(
     let _lock = crate::fsutil::ModelLock::acquire(&dir)?;
     let meta = model::read_metadata(&dir)?;
     let params = SearchParams::from_metadata(&dir, &meta)?;
-    let meta_path = dir.join(METADATA_FILE);
-    let trained_cfg: Config = serde_json::from_value(meta["config"].clone()).map_err(|e| {
-        Error::input(
-            meta_path.display().to_string(),
-            format!("its `config` cannot be read back ({e}); retrain with `trainer run`"),
-        )
-    })?;
-    let max_volume = meta
-        .pointer("/item_weight_fit/max_volume")
-        .and_then(|v| v.as_f64())
-        .ok_or_else(|| {
-            Error::input(
-                meta_path.display().to_string(),
-                "`item_weight_fit.max_volume` is missing; retrain with `trainer run`",
-            )
-        })?;
+    let (trained_cfg, max_volume) = trained_state(&dir, &meta)?;
     let t = Transforms::load(&dir)?;
     let mut log = RunLog::open(&cfg.output.logs_dir, quiet)?;
     log.info(format!(
@@ -105,22 +92,7 @@ pub async fn update(
         dir.display(),
         config_path.display()
     ));
-    let mut advice = Vec::new();
-    if let (Ok(files), Ok(mapping)) = (
-        crate::engine::sqlfiles::load(&cfg.sql_dir),
-        Mapping::load(&cfg.mapping),
-    ) {
-        let edited = t.edited_since(&files, &mapping);
-        if !edited.is_empty() {
-            let msg = format!(
-                "changed since training: {}; new items are encoded with the model's own copies, \
-                 a full `trainer run` picks the changes up",
-                edited.join(", ")
-            );
-            log.warn(&msg);
-            advice.push(msg);
-        }
-    }
+    let mut advice = edited_since_training(&cfg, &t, &mut log);
     let mut timer = Timer::new();
 
     // ---- read: the sources, cleaned with the model's transforms ---------------------------------
@@ -135,37 +107,7 @@ pub async fn update(
 
     // ---- what is new, changed, gone ------------------------------------------------------------
     let diff = compare(&current, &items, &old_features)?;
-    log.info(format!(
-        "items: {} in the sources, {} in the model; {} new, {} changed since training, {} no longer in the sources",
-        current.num_rows(),
-        items.len(),
-        diff.new_rows.len(),
-        diff.changed.len(),
-        diff.disappeared.len()
-    ));
-    for (cd, cols) in diff.changed.iter().take(LIST) {
-        log.info(format!(
-            "changed since training (not re-encoded; retrain to pick it up): {cd} ({})",
-            cols.join(", ")
-        ));
-    }
-    if diff.changed.len() > LIST {
-        log.info(format!(
-            "... and {} more changed items",
-            diff.changed.len() - LIST
-        ));
-    }
-    for cd in diff.disappeared.iter().take(LIST) {
-        log.info(format!(
-            "no longer in the sources (still in the model): {cd}"
-        ));
-    }
-    if diff.disappeared.len() > LIST {
-        log.info(format!(
-            "... and {} more items no longer in the sources",
-            diff.disappeared.len() - LIST
-        ));
-    }
+    log_diff(&diff, current.num_rows(), items.len(), &mut log);
     let nothing = |log: &mut RunLog, advice: Vec<String>| {
         log.info(format!(
             "nothing new: the model in {} is unchanged",
@@ -260,40 +202,14 @@ pub async fn update(
         |_| {},
     );
     drop(quant);
-    // An old item's nearest other can only become a new item that is closer: look at the old
-    // items among each new item's ef_search nearest.
-    let found: Vec<Vec<(u32, u32, f32)>> = (start as u32..n as u32)
-        .into_par_iter()
-        .map(|i| {
-            with_visited(|vis| h.search(h.vector(i), ef, ef, vis))
-                .into_iter()
-                .filter(|&(_, j)| (j as usize) < start)
-                .map(|(d, j)| (j, i, 1.0 - d))
-                .collect()
-        })
-        .collect();
-    let mut nearest_label = items.nearest_label.clone();
-    let mut nearest_sim = items.nearest_similarity.clone();
-    let mut rechecked = 0usize;
-    let mut raised = Vec::new();
-    for (j, i, sim) in found.into_iter().flatten() {
-        let j = j as usize;
-        let better = sim > nearest_sim[j]
-            || (sim == nearest_sim[j] && nearest_label[j].is_some_and(|l| (i as u64) < l));
-        if better {
-            if nearest_label[j].is_none_or(|l| (l as usize) < start) {
-                rechecked += 1;
-            }
-            if (conf(nearest_sim[j]) as f64) < thr && (conf(sim) as f64) >= thr {
-                raised.push(j);
-            }
-            nearest_sim[j] = sim;
-            nearest_label[j] = Some(i as u64);
-        }
-    }
+    let Rechecked {
+        mut nearest_label,
+        mut nearest_sim,
+        rechecked,
+        raised,
+    } = recheck_existing(&h, start, ef, &items, &conf, thr);
     nearest_label.extend(new_nearest.iter().map(|x| x.0.map(u64::from)));
     nearest_sim.extend(new_nearest.iter().map(|x| x.1));
-    let tier = |s: f32| if conf(s) as f64 >= thr { "HIGH" } else { "LOW" };
     let low = new_nearest
         .iter()
         .filter(|x| (conf(x.1) as f64) < thr)
@@ -304,61 +220,24 @@ pub async fn update(
     // ---- the items table, the queue ------------------------------------------------------------
     let update_no = meta["updates"].as_array().map_or(0, Vec::len) + 1;
     let at = chrono::Local::now().to_rfc3339();
-    let new_part: Vec<Option<String>> = enc.items.part_nm.clone();
-    let new_seal: Vec<Option<String>> = enc.items.seal_type.clone();
-    let rows: Vec<ItemRow> = (0..n)
-        .map(|i| {
-            let (key, cd, part, seal, w, has) = if i < start {
-                (
-                    items.item_key[i].as_str(),
-                    items.item_cd[i].as_str(),
-                    items.part_nm[i].as_deref(),
-                    items.seal_type[i].as_deref(),
-                    items.item_weight[i],
-                    items.has_routing[i],
-                )
-            } else {
-                let k = i - start;
-                (
-                    enc.items.keys[k].as_str(),
-                    enc.items.item_cd[k].as_str(),
-                    new_part[k].as_deref(),
-                    new_seal[k].as_deref(),
-                    new_weights[k],
-                    routed.binary_search(&enc.items.keys[k]).is_ok(),
-                )
-            };
-            ItemRow {
-                item_key: key,
-                item_cd: cd,
-                part_nm: part,
-                seal_type: seal,
-                item_weight: w,
-                nearest_label: nearest_label[i],
-                nearest_similarity: nearest_sim[i],
-                confidence: conf(nearest_sim[i]),
-                has_routing: has,
-                tier: tier(nearest_sim[i]),
-            }
-        })
-        .collect();
-    let by_cd: std::collections::HashMap<&str, usize> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.item_cd, i))
-        .collect();
+    let rows = grown_rows(
+        &items,
+        &enc.items,
+        &new_weights,
+        &routed,
+        (&nearest_label, &nearest_sim),
+        &conf,
+        thr,
+    );
     let mut queue = read_queue(&dir.join(QUEUE_FILE))?;
-    let mut resolved = 0usize;
-    for e in queue.iter_mut().filter(|e| e.is_open()) {
-        if let Some(&i) = by_cd.get(e.item_cd.as_str())
-            && conf(nearest_sim[i]) as f64 >= thr
-        {
-            e.resolved_by = format!("update {update_no}");
-            e.resolved_at = at.clone();
-            e.resolved_similarity = Some(nearest_sim[i]);
-            resolved += 1;
-        }
-    }
+    let resolved = resolve_queued(
+        &mut queue,
+        &rows,
+        &conf,
+        thr,
+        &format!("update {update_no}"),
+        &at,
+    );
     let fresh = low_entries(&rows, start, thr, &format!("update {update_no}"), &at);
     queue.extend(fresh);
 
@@ -380,29 +259,7 @@ pub async fn update(
     }
 
     // ---- advice --------------------------------------------------------------------------------
-    let trained_items = meta["items"].as_u64().unwrap_or(start as u64) as usize;
-    let added_before: usize = meta["updates"].as_array().map_or(0, |u| {
-        u.iter().filter_map(|x| x["added"].as_u64()).sum::<u64>() as usize
-    });
-    let share = (added_before + added) as f64 / trained_items.max(1) as f64;
-    if share > cfg.update.retrain_share {
-        advice.push(format!(
-            "{} items were added since training, {:.1} % of the {trained_items} trained items \
-             (update.retrain_share {}): retrain with `trainer run`",
-            added_before + added,
-            100.0 * share,
-            cfg.update.retrain_share
-        ));
-    }
-    let unseen_share = unseen as f64 / added as f64;
-    if unseen_share > cfg.update.unseen_level_share {
-        advice.push(format!(
-            "{unseen} of the {added} new items ({:.1} %) carry a category level no training item \
-             had (update.unseen_level_share {}): retrain with `trainer run`",
-            100.0 * unseen_share,
-            cfg.update.unseen_level_share
-        ));
-    }
+    advice.extend(retrain_advice(&meta, &cfg, start, added, unseen));
     for a in &advice {
         log.warn(format!("advice: {a}"));
     }
@@ -450,14 +307,7 @@ pub async fn update(
     binary?;
     rest?;
     write_queue(&out.join(QUEUE_FILE), &queue)?;
-    let mut sidecar: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(SIDECAR_FILE)).map_err(|e| {
-            Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string())
-        })?,
-    )
-    .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?;
-    sidecar["N"] = json!(n);
-    write_json(&out.join(SIDECAR_FILE), &sidecar)?;
+    grown_sidecar(&dir, &out, n)?;
     let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
     timer.lap("artifacts", &mut log);
     let (stage_seconds, stage_rss) = timer.json();
@@ -753,4 +603,270 @@ pub async fn execute(config: &Path, model: Option<&Path>, quiet: bool) -> Result
         println!("advice: {a}");
     }
     Ok(())
+}
+
+/// The config the model was trained with and the largest training volume (new items' volume
+/// weights are relative to it), from its metadata.
+fn trained_state(dir: &Path, meta: &serde_json::Value) -> Result<(Config, f64)> {
+    let meta_path = dir.join(METADATA_FILE);
+    let trained_cfg: Config = serde_json::from_value(meta["config"].clone()).map_err(|e| {
+        Error::input(
+            meta_path.display().to_string(),
+            format!("its `config` cannot be read back ({e}); retrain with `trainer run`"),
+        )
+    })?;
+    let max_volume = meta
+        .pointer("/item_weight_fit/max_volume")
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| {
+            Error::input(
+                meta_path.display().to_string(),
+                "`item_weight_fit.max_volume` is missing; retrain with `trainer run`",
+            )
+        })?;
+    Ok((trained_cfg, max_volume))
+}
+
+/// Advice when the working tree's SQL or mapping differ from the model's copies.
+fn edited_since_training(cfg: &Config, t: &Transforms, log: &mut RunLog) -> Vec<String> {
+    let mut advice = Vec::new();
+    if let (Ok(files), Ok(mapping)) = (
+        crate::engine::sqlfiles::load(&cfg.sql_dir),
+        Mapping::load(&cfg.mapping),
+    ) {
+        let edited = t.edited_since(&files, &mapping);
+        if !edited.is_empty() {
+            let msg = format!(
+                "changed since training: {}; new items are encoded with the model's own copies, \
+                 a full `trainer run` picks the changes up",
+                edited.join(", ")
+            );
+            log.warn(&msg);
+            advice.push(msg);
+        }
+    }
+    advice
+}
+
+/// What is new, changed and gone, in the log (counts, and the first items of each kind).
+fn log_diff(diff: &Diff, in_sources: usize, in_model: usize, log: &mut RunLog) {
+    log.info(format!(
+        "items: {} in the sources, {} in the model; {} new, {} changed since training, {} no longer in the sources",
+        in_sources,
+        in_model,
+        diff.new_rows.len(),
+        diff.changed.len(),
+        diff.disappeared.len()
+    ));
+    for (cd, cols) in diff.changed.iter().take(LIST) {
+        log.info(format!(
+            "changed since training (not re-encoded; retrain to pick it up): {cd} ({})",
+            cols.join(", ")
+        ));
+    }
+    if diff.changed.len() > LIST {
+        log.info(format!(
+            "... and {} more changed items",
+            diff.changed.len() - LIST
+        ));
+    }
+    for cd in diff.disappeared.iter().take(LIST) {
+        log.info(format!(
+            "no longer in the sources (still in the model): {cd}"
+        ));
+    }
+    if diff.disappeared.len() > LIST {
+        log.info(format!(
+            "... and {} more items no longer in the sources",
+            diff.disappeared.len() - LIST
+        ));
+    }
+}
+
+/// The existing items' nearest others after the insertion, and which of them changed.
+struct Rechecked {
+    nearest_label: Vec<Option<u64>>,
+    nearest_sim: Vec<f32>,
+    /// Existing items whose nearest other is now a new item.
+    rechecked: usize,
+    /// Existing items that went from LOW to HIGH.
+    raised: Vec<usize>,
+}
+
+/// An existing item's nearest other can only become a new item that is closer: looks at the
+/// existing items among each new item's `ef` nearest.
+fn recheck_existing(
+    h: &crate::index::Hnsw,
+    start: usize,
+    ef: usize,
+    items: &Items,
+    conf: &dyn Fn(f32) -> f32,
+    thr: f64,
+) -> Rechecked {
+    let n = h.len();
+    let found: Vec<Vec<(u32, u32, f32)>> = (start as u32..n as u32)
+        .into_par_iter()
+        .map(|i| {
+            with_visited(|vis| h.search(h.vector(i), ef, ef, vis))
+                .into_iter()
+                .filter(|&(_, j)| (j as usize) < start)
+                .map(|(d, j)| (j, i, 1.0 - d))
+                .collect()
+        })
+        .collect();
+    let mut nearest_label = items.nearest_label.clone();
+    let mut nearest_sim = items.nearest_similarity.clone();
+    let mut rechecked = 0usize;
+    let mut raised = Vec::new();
+    for (j, i, sim) in found.into_iter().flatten() {
+        let j = j as usize;
+        let better = sim > nearest_sim[j]
+            || (sim == nearest_sim[j] && nearest_label[j].is_some_and(|l| (i as u64) < l));
+        if better {
+            if nearest_label[j].is_none_or(|l| (l as usize) < start) {
+                rechecked += 1;
+            }
+            if (conf(nearest_sim[j]) as f64) < thr && (conf(sim) as f64) >= thr {
+                raised.push(j);
+            }
+            nearest_sim[j] = sim;
+            nearest_label[j] = Some(i as u64);
+        }
+    }
+    Rechecked {
+        nearest_label,
+        nearest_sim,
+        rechecked,
+        raised,
+    }
+}
+
+/// Marks the open queue entries whose item is now HIGH as resolved by `by`; returns how many.
+fn resolve_queued(
+    queue: &mut [QueueEntry],
+    rows: &[ItemRow],
+    conf: &dyn Fn(f32) -> f32,
+    thr: f64,
+    by: &str,
+    at: &str,
+) -> usize {
+    let by_cd: std::collections::HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.item_cd, i))
+        .collect();
+    let mut resolved = 0usize;
+    for e in queue.iter_mut().filter(|e| e.is_open()) {
+        if let Some(&i) = by_cd.get(e.item_cd.as_str())
+            && conf(rows[i].nearest_similarity) as f64 >= thr
+        {
+            e.resolved_by = by.to_string();
+            e.resolved_at = at.to_string();
+            e.resolved_similarity = Some(rows[i].nearest_similarity);
+            resolved += 1;
+        }
+    }
+    resolved
+}
+
+/// Advice to retrain: too many items added since training, or too many new items with category
+/// levels the training never saw.
+fn retrain_advice(
+    meta: &serde_json::Value,
+    cfg: &Config,
+    start: usize,
+    added: usize,
+    unseen: usize,
+) -> Vec<String> {
+    let mut advice = Vec::new();
+    let trained_items = meta["items"].as_u64().unwrap_or(start as u64) as usize;
+    let added_before: usize = meta["updates"].as_array().map_or(0, |u| {
+        u.iter().filter_map(|x| x["added"].as_u64()).sum::<u64>() as usize
+    });
+    let share = (added_before + added) as f64 / trained_items.max(1) as f64;
+    if share > cfg.update.retrain_share {
+        advice.push(format!(
+            "{} items were added since training, {:.1} % of the {trained_items} trained items \
+             (update.retrain_share {}): retrain with `trainer run`",
+            added_before + added,
+            100.0 * share,
+            cfg.update.retrain_share
+        ));
+    }
+    let unseen_share = unseen as f64 / added as f64;
+    if unseen_share > cfg.update.unseen_level_share {
+        advice.push(format!(
+            "{unseen} of the {added} new items ({:.1} %) carry a category level no training item \
+             had (update.unseen_level_share {}): retrain with `trainer run`",
+            100.0 * unseen_share,
+            cfg.update.unseen_level_share
+        ));
+    }
+    advice
+}
+
+/// `hnsw_index.json` of the grown index: the model's, with the new N.
+fn grown_sidecar(dir: &Path, out: &Path, n: usize) -> Result<()> {
+    let mut sidecar: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(SIDECAR_FILE)).map_err(|e| {
+            Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string())
+        })?,
+    )
+    .map_err(|e| Error::input(dir.join(SIDECAR_FILE).display().to_string(), e.to_string()))?;
+    sidecar["N"] = json!(n);
+    write_json(&out.join(SIDECAR_FILE), &sidecar)?;
+    Ok(())
+}
+
+/// The rows of the grown `items.parquet`: the model's items (with their nearest others as
+/// rechecked), then the new ones.
+fn grown_rows<'a>(
+    items: &'a Items,
+    new: &'a ItemTable,
+    new_weights: &[f64],
+    routed: &[String],
+    (nearest_label, nearest_sim): (&[Option<u64>], &[f32]),
+    conf: &dyn Fn(f32) -> f32,
+    thr: f64,
+) -> Vec<ItemRow<'a>> {
+    (0..nearest_sim.len())
+        .map(|i| {
+            let (key, cd, part, seal, w, has) = if i < items.len() {
+                (
+                    items.item_key[i].as_str(),
+                    items.item_cd[i].as_str(),
+                    items.part_nm[i].as_deref(),
+                    items.seal_type[i].as_deref(),
+                    items.item_weight[i],
+                    items.has_routing[i],
+                )
+            } else {
+                let k = i - items.len();
+                (
+                    new.keys[k].as_str(),
+                    new.item_cd[k].as_str(),
+                    new.part_nm[k].as_deref(),
+                    new.seal_type[k].as_deref(),
+                    new_weights[k],
+                    routed.binary_search(&new.keys[k]).is_ok(),
+                )
+            };
+            ItemRow {
+                item_key: key,
+                item_cd: cd,
+                part_nm: part,
+                seal_type: seal,
+                item_weight: w,
+                nearest_label: nearest_label[i],
+                nearest_similarity: nearest_sim[i],
+                confidence: conf(nearest_sim[i]),
+                has_routing: has,
+                tier: if conf(nearest_sim[i]) as f64 >= thr {
+                    "HIGH"
+                } else {
+                    "LOW"
+                },
+            }
+        })
+        .collect()
 }

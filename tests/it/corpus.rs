@@ -366,6 +366,14 @@ fn data() {
     let truncated = Case::new();
     let bytes = std::fs::read(truncated.view(ITEMS)).unwrap();
     std::fs::write(truncated.view(ITEMS), &bytes[..bytes.len() / 2]).unwrap();
+    let damaged = Case::new();
+    let mut bytes = std::fs::read(damaged.view(ITEMS)).unwrap();
+    // Data pages a third into the file; the footer stays intact.
+    let at = bytes.len() / 3;
+    for b in &mut bytes[at..at + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(damaged.view(ITEMS), &bytes).unwrap();
     let empty_file = Case::new();
     std::fs::write(empty_file.view(WORK_ORDERS), b"").unwrap();
     let text_in_number = Case::new();
@@ -404,6 +412,7 @@ fn data() {
             ("routing view file missing", 3, missing, Case::run),
             ("item view not Parquet", 3, garbage, Case::run),
             ("item view truncated", 3, truncated, Case::run),
+            ("item view with a damaged data page", 3, damaged, Case::run),
             ("work-order view empty file", 3, empty_file, Case::run),
             ("text in a numeric column", 3, text_in_number, Case::run),
             ("ITEM_CD as integers", 3, integer_key, Case::run),
