@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::yaml::parse_yaml;
+use crate::config::yaml::read_yaml;
 use crate::erp::VIEWS;
 use crate::error::{Error, Result};
 use crate::text::close_matches;
@@ -28,13 +28,8 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn load(path: &Path) -> Result<Mapping> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(
-                path,
-                format!("cannot read the mapping file: {e} (see key `mapping` in the config)"),
-            )
-        })?;
-        let mut m: Mapping = parse_yaml(path, &text)?;
+        let mut m: Mapping =
+            read_yaml(path, "the mapping file", "see key `mapping` in the config")?;
         m.file = path.to_path_buf();
         m.validate()?;
         Ok(m)

@@ -17,8 +17,6 @@ pub mod mapping;
 pub mod redact;
 pub mod yaml;
 
-use yaml::parse_yaml;
-
 /// The smallest `weights.learn_sample`: with fewer routed items the weights are not learned and
 /// the similarity is not calibrated.
 pub const MIN_LEARN_SAMPLE: usize = 50;
@@ -185,13 +183,7 @@ pub struct Output {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(
-                path,
-                format!("cannot read the config file: {e} (pass --config PATH)"),
-            )
-        })?;
-        let mut cfg: Config = parse_yaml(path, &text)?;
+        let mut cfg: Config = yaml::read_yaml(path, "the config file", "pass --config PATH")?;
         cfg.validate(path)?;
         cfg.file = path.to_path_buf();
         Ok(cfg)

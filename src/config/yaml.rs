@@ -34,3 +34,11 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
         Error::config(file, format!("{key}: {inner}"))
     })
 }
+
+/// Reads `path` and parses it into `T`; an unreadable file is a config error saying what the
+/// file is (`what`) and where it is configured (`hint`).
+pub fn read_yaml<T: DeserializeOwned>(path: &Path, what: &str, hint: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(path, format!("cannot read {what}: {e} ({hint})")))?;
+    parse_yaml(path, &text)
+}
