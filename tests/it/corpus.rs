@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use trainer::transform::load_table;
 
-use crate::common::{Project, has_odbc_driver, repo, sample_dir, snapshots, tree_bytes};
+use crate::common::{Project, copy_tree, has_odbc_driver, repo, sample_dir, snapshots, tree_bytes};
 
 /// A trained model of the bundled sample, made once and copied into every case's project.
 fn template() -> &'static Path {
@@ -24,19 +24,6 @@ fn template() -> &'static Path {
         (p, m)
     })
     .1
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// One case's world: a copy of the sample data, of the SQL and of the mapping it may break, and a

@@ -1,9 +1,7 @@
 //! Bad input: a clear message naming the file, key, view or column, a documented non-zero exit
 //! code, and no half-written artifacts (the previous model stays intact). Messages are snapshots.
 
-use std::path::Path;
-
-use crate::common::{Project, redact, sample_dir, snapshots, tree_bytes};
+use crate::common::{Project, copy_tree, redact, sample_dir, snapshots, tree_bytes};
 
 fn stderr_of(p: &Project) -> (i32, String) {
     let out = p.run();
@@ -27,18 +25,10 @@ fn set_line(text: &str, key: &str, line: String) -> String {
         .join("\n")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 #[test]
 fn missing_input_file() {
     let data = tempfile::tempdir().unwrap();
-    copy_dir(&sample_dir(), data.path());
+    copy_tree(&sample_dir(), data.path());
     std::fs::remove_file(data.path().join("dbo_BI_ROUTING_VIEW.parquet")).unwrap();
     let p = Project::new(data.path());
     let (code, err) = stderr_of(&p);
@@ -101,7 +91,7 @@ fn missing_mapped_column() {
 #[test]
 fn corrupt_parquet() {
     let data = tempfile::tempdir().unwrap();
-    copy_dir(&sample_dir(), data.path());
+    copy_tree(&sample_dir(), data.path());
     let f = data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet");
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
@@ -213,7 +203,7 @@ fn degenerate_item_views_are_errors_not_panics() {
     use arrow::compute::{cast, concat_batches, filter_record_batch};
     for copies in [1usize, 3] {
         let data = tempfile::tempdir().unwrap();
-        copy_dir(&sample_dir(), data.path());
+        copy_tree(&sample_dir(), data.path());
         let f = data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet");
         let b = trainer::transform::load_table(&f).unwrap();
         let c = cast(

@@ -3,12 +3,11 @@
 //! the message of a failing SQL transform. Volatile parts (temporary paths, seconds, hashes,
 //! dates, memory) are filtered out; everything else is compared as it is.
 
-use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{Project, redact, repo, sample_dir, snapshots, trainer};
+use crate::common::{Project, copy_tree, redact, repo, sample_dir, snapshots, trainer};
 
 /// The output of a command that must succeed.
 fn ok(out: Output) -> Output {
@@ -87,19 +86,6 @@ fn eval_table() {
     let out = ok(trainer(&["eval", "--config", p.config.to_str().unwrap()]));
     let text = redact(&String::from_utf8_lossy(&out.stdout), &p);
     filtered().bind(|| insta::assert_snapshot!("eval_table", text));
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]
