@@ -282,3 +282,17 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Replaces the config line that starts (after indentation) with `key:`.
+pub fn set_line(text: &str, key: &str, line: String) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key}:")) {
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

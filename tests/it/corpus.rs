@@ -12,7 +12,9 @@ use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use trainer::transform::load_table;
 
-use crate::common::{Project, copy_tree, has_odbc_driver, repo, sample_dir, snapshots, tree_bytes};
+use crate::common::{
+    Project, copy_tree, has_odbc_driver, repo, sample_dir, set_line, snapshots, tree_bytes,
+};
 
 /// A trained model of the bundled sample, made once and copied into every case's project.
 fn template() -> &'static Path {
@@ -210,19 +212,9 @@ const ITEMS: &str = "dbo_BI_ITEM_INFO_VIEW";
 const ROUTINGS: &str = "dbo_BI_ROUTING_VIEW";
 const WORK_ORDERS: &str = "dbo_BI_WORK_ORDER_RESULTS";
 
+/// A config edit: the line of `key` becomes `line`.
 fn set(key: &'static str, line: &'static str) -> impl FnOnce(String) -> String {
-    move |t: String| {
-        t.lines()
-            .map(|l| {
-                if l.trim_start().starts_with(&format!("{key}:")) {
-                    line.to_string()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+    move |t: String| set_line(&t, key, line.to_string())
 }
 
 #[test]

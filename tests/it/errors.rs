@@ -1,7 +1,7 @@
 //! Bad input: a clear message naming the file, key, view or column, a documented non-zero exit
 //! code, and no half-written artifacts (the previous model stays intact). Messages are snapshots.
 
-use crate::common::{Project, copy_tree, redact, sample_dir, snapshots, tree_bytes};
+use crate::common::{Project, copy_tree, redact, sample_dir, set_line, snapshots, tree_bytes};
 
 fn stderr_of(p: &Project) -> (i32, String) {
     let out = p.run();
@@ -9,20 +9,6 @@ fn stderr_of(p: &Project) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         redact(&String::from_utf8_lossy(&out.stderr), p),
     )
-}
-
-/// Replaces the config line that starts (after indentation) with `key:`.
-fn set_line(text: &str, key: &str, line: String) -> String {
-    text.lines()
-        .map(|l| {
-            if l.trim_start().starts_with(&format!("{key}:")) {
-                line.clone()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
