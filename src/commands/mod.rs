@@ -51,6 +51,15 @@ pub async fn dispatch(cmd: Command) -> Result<()> {
         Command::Sources {
             command: SourcesCommand::Check { config },
         } => sources::check(&config).await,
+        Command::Sources {
+            command:
+                SourcesCommand::Profile {
+                    config,
+                    model,
+                    json,
+                    html,
+                },
+        } => sources::profile(&config, model.as_deref(), json, html.as_deref()).await,
         Command::Extract { config, out } => sources::extract(&config, &out).await,
         Command::Update {
             config,

@@ -1,5 +1,5 @@
-//! `trainer sources check` and `trainer extract`: the command-line side of
-//! [`crate::engine::sources::check`] (reports and exit codes).
+//! `trainer sources check`, `trainer sources profile` and `trainer extract`: the command-line
+//! side of [`crate::engine::sources::check`] and [`crate::profile`] (reports and exit codes).
 
 use std::path::Path;
 
@@ -27,6 +27,40 @@ pub async fn check(config: &Path) -> Result<()> {
                 mapping.file.display()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `trainer sources profile`: the data-quality report, as text or JSON, and as an HTML page.
+pub async fn profile(
+    config: &Path,
+    model: Option<&Path>,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let mapping = Mapping::load(&cfg.mapping)?;
+    let model = match model {
+        Some(m) if !m.join(crate::model::ITEM_FEATURES_FILE).is_file() => {
+            return Err(Error::input(
+                m.display().to_string(),
+                "no trained model here (no item_features.parquet): give the folder `trainer run` \
+                 wrote, or leave out --model",
+            ));
+        }
+        Some(m) => Some(m.to_path_buf()),
+        None => Some(cfg.output.models_dir.clone())
+            .filter(|m| m.join(crate::model::ITEM_FEATURES_FILE).is_file()),
+    };
+    let p = crate::profile::profile(&cfg, &mapping, model.as_deref()).await?;
+    if let Some(path) = html {
+        crate::fsutil::atomic_write(path, crate::profile::render::html(&p).as_bytes())?;
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&p).map_err(|e| Error::internal(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::profile::render::text(&p));
     }
     Ok(())
 }

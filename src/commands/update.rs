@@ -99,6 +99,7 @@ pub async fn update(
     let ctx = engine::new_context();
     crate::fsutil::failpoint("update:read");
     let srcs = sources::register_all(&ctx, &cfg, &t.mapping).await?;
+    sources::log_sources(&srcs, &mut log);
     t.define_views(&ctx, RowFilter::All).await?;
     let current = apply::clean_items(&ctx).await?;
     let items = Items::load(&dir.join(ITEMS_FILE))?;

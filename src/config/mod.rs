@@ -81,10 +81,31 @@ pub struct Sources {
     /// ODBC: how often a transient connection error is retried (with exponential backoff).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// What a value that is not of its column's contract type does (text such as `abc` or
+    /// `12,5` where the contract wants a number): `true` (the default) stops the run with an
+    /// input error naming the rows; `false` turns every such value into NULL, counted in the log
+    /// and in `training_metadata.json`.
+    #[serde(default = "default_strict")]
+    pub strict: bool,
+    /// ERP columns (mapped, of a non-text contract type) whose bad values become NULL even when
+    /// `strict` is true: the per-column exceptions.
+    #[serde(default)]
+    pub lenient_columns: Vec<String>,
 }
 
 fn default_retries() -> u32 {
     3
+}
+
+fn default_strict() -> bool {
+    true
+}
+
+impl Sources {
+    /// Whether a bad value in ERP column `col` stops the run (else it becomes NULL).
+    pub fn strict_for(&self, col: &str) -> bool {
+        self.strict && !self.lenient_columns.iter().any(|c| c == col)
+    }
 }
 
 fn serialize_redacted<S: serde::Serializer>(

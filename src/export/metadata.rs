@@ -13,7 +13,13 @@ use crate::index::HnswParams;
 pub fn sources_json(sources: &[SourceInfo]) -> Vec<Value> {
     sources
         .iter()
-        .map(|s| json!({"view": s.view, "location": s.location, "sha256": s.sha256}))
+        .map(|s| {
+            let mut v = json!({"view": s.view, "location": s.location, "sha256": s.sha256});
+            if !s.nulled.is_empty() {
+                v["nulled"] = json!(s.nulled);
+            }
+            v
+        })
         .collect()
 }
 

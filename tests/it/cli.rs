@@ -15,6 +15,7 @@ fn help_texts() {
         vec!["recommend", "--help"],
         vec!["extract", "--help"],
         vec!["sources", "check", "--help"],
+        vec!["sources", "profile", "--help"],
     ] {
         let out = trainer(&args);
         assert!(out.status.success());

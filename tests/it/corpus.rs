@@ -292,6 +292,12 @@ fn config() {
                 Case::run,
             ),
             (
+                "misspelt column in sources.lenient_columns",
+                2,
+                Case::with(set("lenient_columns", "  lenient_columns: [OUTDIAMETR]")),
+                Case::run,
+            ),
+            (
                 "unknown view under sources.files",
                 2,
                 Case::with(|t| {
@@ -402,6 +408,53 @@ fn data() {
             ("INSRT_DT with text", 3, date_as_text, Case::run),
         ],
     );
+}
+
+/// Not strict (the column listed in `sources.lenient_columns`, or `strict: false` for every
+/// column): the run goes on, the bad values are NULL, and the log and `training_metadata.json`
+/// count them.
+#[test]
+fn columns_read_leniently_turn_bad_values_into_counted_nulls() {
+    let edits = [
+        ("lenient_columns", "  lenient_columns: [OUTDIAMETER]"),
+        ("strict", "  strict: false"),
+    ];
+    for (what, line) in edits {
+        let case = Case::with(set(what, line));
+        let mut rows = 0;
+        case.edit_view(ITEMS, |b| {
+            rows = b.num_rows();
+            with_column(&b, "OUTDIAMETER", texts(rows, &["12.5", "abc", "", "12,5"]))
+        });
+        let out = case.run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+        // Rows 2, 6, 10, ... hold `abc`, rows 4, 8, ... `12,5`; '' is missing, not bad.
+        let bad = rows / 2;
+        let warning = format!(
+            "{ITEMS}: {bad} of {rows} values of column `OUTDIAMETER` are not of its contract \
+             type and became NULL (sources.strict): row 2 `abc`, row 4 `12,5`, row 6 `abc`, \
+             row 8 `12,5`, row 10 `abc`, ..."
+        );
+        let logs = case.project.dir.path().join("logs");
+        let log: String = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(
+            log.contains(&warning),
+            "{what}: no warning in the log:\n{log}"
+        );
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(case.project.models().join("training_metadata.json")).unwrap(),
+        )
+        .unwrap();
+        let nulled = &meta["sources"][0]["nulled"][0];
+        assert_eq!(nulled["column"], "OUTDIAMETER", "{what}: {meta}");
+        assert_eq!(nulled["count"], bad as u64, "{what}");
+        assert_eq!(nulled["rows"], rows as u64, "{what}");
+        assert!(meta["sources"][1].get("nulled").is_none(), "{what}");
+    }
 }
 
 #[test]

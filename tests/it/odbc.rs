@@ -322,6 +322,19 @@ fn load_postgres(conn_str: &str, password: &str) {
         None,
     )
     .unwrap();
+    // OUTDIAMETER as text: valid numbers only, and with seven values that are not numbers.
+    for (table, bad) in [("items_text_dims", 0), ("items_bad_dims", 7)] {
+        for sql in [
+            format!("CREATE TABLE dbo.{table} AS SELECT * FROM dbo.bi_item_info_view_t"),
+            format!("ALTER TABLE dbo.{table} ALTER COLUMN \"OUTDIAMETER\" TYPE text"),
+            format!(
+                "UPDATE dbo.{table} SET \"OUTDIAMETER\" = '12,5' WHERE \"ITEM_CD\" IN \
+                 (SELECT \"ITEM_CD\" FROM dbo.{table} ORDER BY \"ITEM_CD\" LIMIT {bad})"
+            ),
+        ] {
+            conn.execute(&sql, (), None).unwrap();
+        }
+    }
     // Connection dropped mid-read: the server terminates this very session at row 5000.
     conn.execute(
         "CREATE VIEW dbo.routing_drops AS SELECT r.*, CASE WHEN row_number() OVER () = 5000 \
@@ -368,6 +381,44 @@ fn postgres_trains_identically_to_parquet() {
         !tm.contains(&password),
         "the password leaked into training_metadata.json"
     );
+}
+
+/// A column PostgreSQL declares as text where the contract wants a number is converted as a
+/// Parquet file's is: valid numbers train identically, bad ones stop the run naming the column,
+/// or become counted NULLs in a lenient column.
+#[test]
+fn postgres_text_in_a_numeric_column() {
+    let Some((conn, password)) = pg() else { return };
+    let meta = sample_dir().join("item_metadata.json");
+    let as_text = PG_TABLES.replace("dbo.BI_ITEM_INFO_VIEW", "dbo.items_text_dims");
+    let p = odbc_project(&conn, &as_text, &meta);
+    p.run_ok();
+    let pq = Project::new(&sample_dir());
+    pq.run_ok();
+    assert_same_files(
+        &p.models(),
+        &pq.models(),
+        &["vectors.npy", "hnsw_index.bin", "items.parquet"],
+        "OUTDIAMETER as text in PostgreSQL vs Parquet",
+    );
+    let bad = PG_TABLES.replace("dbo.BI_ITEM_INFO_VIEW", "dbo.items_bad_dims");
+    let err = fails_cleanly(
+        &odbc_project(&conn, &bad, &meta),
+        "column `OUTDIAMETER` must hold numeric values (the ERP contract), but 7 of its",
+        &password,
+    );
+    assert!(err.contains("dbo.items_bad_dims on"), "{err}");
+    let lenient = odbc_project(
+        &conn,
+        &format!("{bad}  lenient_columns: [OUTDIAMETER]\n"),
+        &meta,
+    );
+    lenient.run_ok();
+    let tm: serde_json::Value = serde_json::from_slice(&read_bytes(
+        &lenient.models().join("training_metadata.json"),
+    ))
+    .unwrap();
+    assert_eq!(tm["sources"][0]["nulled"][0]["count"], 7, "{tm}");
 }
 
 /// Runs `trainer run` and checks: exit code 3, the message contains `expect`, the password is

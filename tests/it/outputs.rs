@@ -1,10 +1,13 @@
 //! What users and Stage 3 see that no other module pins: the `run` summary line, the shape of
-//! `training_metadata.json`, `hnsw_index.json`, the `sources check` report, the `eval` table and
-//! the message of a failing SQL transform. Volatile parts (temporary paths, seconds, hashes,
+//! `training_metadata.json`, `hnsw_index.json`, the `sources check` report, the `sources
+//! profile` report (text, JSON, HTML), the `eval` table and the message of a failing SQL
+//! transform. Volatile parts (temporary paths, seconds, hashes,
 //! dates, memory) are filtered out; everything else is compared as it is.
 
 use std::process::Output;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use serde_json::Value;
 
 use crate::common::{Project, copy_tree, redact, repo, sample_dir, snapshots, trainer};
@@ -110,4 +113,135 @@ fn failing_sql_transform_is_named_and_leaves_no_model() {
         .replace(&sql.path().display().to_string(), "[SQL]");
     snapshots().bind(|| insta::assert_snapshot!("sql_failure", err));
     assert!(!p.models().exists(), "no model may be written");
+}
+
+#[test]
+fn sources_profile_report_text_json_and_html() {
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let cfg = p.config.to_str().unwrap();
+    let html = p.dir.path().join("profile.html");
+    let out = ok(trainer(&[
+        "sources",
+        "profile",
+        "--config",
+        cfg,
+        "--html",
+        html.to_str().unwrap(),
+    ]));
+    let text = redact(&String::from_utf8_lossy(&out.stdout), &p);
+    snapshots().bind(|| insta::assert_snapshot!("sources_profile", text));
+    let page = redact(&std::fs::read_to_string(&html).unwrap(), &p);
+    snapshots().bind(|| insta::assert_snapshot!("sources_profile_html", page));
+
+    let out = ok(trainer(&["sources", "profile", "--config", cfg, "--json"]));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut lines = Vec::new();
+    shape(&json, "", &mut lines);
+    snapshots().bind(|| insta::assert_snapshot!("sources_profile_json_shape", lines.join("\n")));
+    // The JSON and the table count the same.
+    let items = &json["views"][0];
+    assert_eq!(items["rows"], 1001);
+    let od = items["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "OUTDIAMETER")
+        .unwrap();
+    assert_eq!(od["nines"], 2, "{od}");
+}
+
+/// `batch` with the text column `name` replaced by `values`.
+fn with_text(batch: &RecordBatch, name: &str, values: Vec<Option<&str>>) -> RecordBatch {
+    let schema = batch.schema();
+    let i = schema.index_of(name).unwrap();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields[i] = Arc::new(arrow::datatypes::Field::new(
+        name,
+        arrow::datatypes::DataType::Utf8,
+        true,
+    ));
+    let mut cols = batch.columns().to_vec();
+    cols[i] = Arc::new(StringArray::from(values)) as ArrayRef;
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
+}
+
+/// Data that moved since training: the profile counts the bad values a strict run would stop
+/// on (and does not stop), and flags the features that moved against the model.
+#[test]
+fn sources_profile_flags_bad_values_and_drift() {
+    let data = tempfile::tempdir().unwrap();
+    copy_tree(&sample_dir(), data.path());
+    let p = Project::new(data.path());
+    p.run_ok();
+    let items = data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet");
+    let b = trainer::transform::load_table(&items).unwrap();
+    let n = b.num_rows();
+    // Part types: a third missing now, another third a type no training item had.
+    let part: Vec<Option<&str>> = (0..n)
+        .map(|i| match i % 3 {
+            0 => None,
+            1 => Some("NEW-TYPE"),
+            _ => Some("SFT0"),
+        })
+        .collect();
+    let b = with_text(&b, "PART_TYPE", part);
+    let od: Vec<Option<&str>> = (0..n)
+        .map(|i| {
+            if i % 100 == 7 {
+                Some("12,5")
+            } else {
+                Some("10")
+            }
+        })
+        .collect();
+    let b = with_text(&b, "OUTDIAMETER", od);
+    trainer::parquet_io::write_parquet(&items, &b).unwrap();
+
+    let out = ok(trainer(&[
+        "sources",
+        "profile",
+        "--config",
+        p.config.to_str().unwrap(),
+    ]));
+    let text = redact(&String::from_utf8_lossy(&out.stdout), &p);
+    let wanted: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("  OUTDIAMETER:")
+                || l.starts_with("drift")
+                || (l.starts_with("  ") && l.contains(": ") && l.contains("moved"))
+                || l.starts_with("  part_type:")
+        })
+        .collect();
+    snapshots().bind(|| insta::assert_snapshot!("sources_profile_drift", wanted.join("\n")));
+    // A strict run stops on those values; the profile did not.
+    assert_eq!(p.run().status.code(), Some(3));
+}
+
+/// Stage 1's `features.parquet` as the item view: `sources.files` points the view at it.
+#[test]
+fn stage1_features_parquet_as_the_item_view() {
+    let data = tempfile::tempdir().unwrap();
+    copy_tree(&sample_dir(), data.path());
+    std::fs::rename(
+        data.path().join("dbo_BI_ITEM_INFO_VIEW.parquet"),
+        data.path().join("features.parquet"),
+    )
+    .unwrap();
+    let p = Project::with(data.path(), |t| {
+        t.replace(
+            "  kind: parquet\n",
+            "  kind: parquet\n  files:\n    dbo_BI_ITEM_INFO_VIEW: features.parquet\n",
+        )
+    });
+    p.run_ok();
+    let same = Project::new(&sample_dir());
+    same.run_ok();
+    crate::common::assert_same_files(
+        &p.models(),
+        &same.models(),
+        &["vectors.npy", "hnsw_index.bin", "items.parquet"],
+        "features.parquet as the item view",
+    );
 }

@@ -167,6 +167,7 @@ pub async fn extract(cfg: &Config, mapping: &Mapping, out: &Path) -> Result<Extr
             location: String::new(),
             columns: vec![],
             sha256: crate::hash::sha256_file(&path)?,
+            nulled: vec![],
         });
     }
     std::fs::copy(&cfg.item_metadata, staged.path().join("item_metadata.json")).map_err(|e| {

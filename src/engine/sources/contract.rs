@@ -5,9 +5,11 @@
 //! file nobody edited and naming neither the file, the column nor the row. So such columns are
 //! converted here: the house's missing spellings (`''`, `nan`, `null`, `none`, white space, see
 //! `norm_text`) become NULL, and any other value that is not of the contract type is an input
-//! error naming the view, file, column, the first offending rows and how many there are. The key
-//! ITEM_CD delivered as a number is an error too: its leading zeros are gone, and with them the
-//! match with the routing view and the item metadata.
+//! error naming the view, file, column, the first offending rows and how many there are, unless
+//! `sources.strict` is false or the column is listed in `sources.lenient_columns`: then such a
+//! value becomes NULL and is counted ([`Nulled`]), in the log and in `training_metadata.json`.
+//! The key ITEM_CD delivered as a number is an error too: its leading zeros are gone, and with
+//! them the match with the routing view and the item metadata.
 
 use std::sync::Arc;
 
@@ -16,11 +18,81 @@ use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
+use crate::config::Sources;
 use crate::config::mapping::Mapping;
 use crate::error::{Error, Result};
 
 /// Offending rows shown in the error; the count covers all of them.
 const SHOWN: usize = 5;
+
+/// The values of one column that were not of its contract type and became NULL because the
+/// column is not strict.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Nulled {
+    pub column: String,
+    /// How many values became NULL.
+    pub count: usize,
+    /// Rows in the view.
+    pub rows: usize,
+    /// The first of them, as `row N `value``.
+    pub examples: Vec<String>,
+}
+
+impl Nulled {
+    /// The log's warning for this column of `view`.
+    pub fn warning(&self, view: &str) -> String {
+        format!(
+            "{view}: {} of {} values of column `{}` are not of its contract type and became NULL \
+             (sources.strict): {}{}",
+            self.count,
+            self.rows,
+            self.column,
+            self.examples.join(", "),
+            if self.count > self.examples.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// `sources.lenient_columns` must name mapped columns whose contract type is not text (the only
+/// ones a value can fail to convert to).
+pub fn check_lenient(config: &std::path::Path, sources: &Sources, mapping: &Mapping) -> Result<()> {
+    let mut candidates: Vec<String> = Vec::new();
+    for v in crate::erp::VIEWS {
+        let contract = crate::erp::contract_schema(v.erp_name);
+        for col in mapping.columns(v.erp_name).keys() {
+            if contract
+                .field_with_name(col)
+                .is_ok_and(|f| !is_text(f.data_type()))
+                && !candidates.contains(col)
+            {
+                candidates.push(col.clone());
+            }
+        }
+    }
+    for col in &sources.lenient_columns {
+        if !candidates.contains(col) {
+            let close = crate::text::close_matches(col, &candidates);
+            return Err(Error::config(
+                config,
+                format!(
+                    "key `sources.lenient_columns`: `{col}` is not a mapped ERP column of a \
+                     numeric or date type{}. Columns that can hold bad values: {}",
+                    if close.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (did you mean {}?)", close.join(", "))
+                    },
+                    candidates.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
@@ -60,13 +132,15 @@ pub fn columns_to_convert(
 }
 
 /// The file's rows with the `convert` columns in their contract types (missing spellings as
-/// NULL), or an error naming the values that are not of the type.
+/// NULL), or an error naming the values that are not of the type; in the columns that are not
+/// strict, such values become NULL and are counted.
 pub fn convert(
     view: &str,
     shown: &str,
     batches: &[RecordBatch],
     convert: &[(String, DataType)],
-) -> Result<RecordBatch> {
+    sources: &Sources,
+) -> Result<(RecordBatch, Vec<Nulled>)> {
     let Some(first) = batches.first() else {
         return Err(Error::internal("convert called without batches"));
     };
@@ -75,15 +149,20 @@ pub fn convert(
         .map_err(|e| Error::input(format!("{view} ({shown})"), e.to_string()))?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns: Vec<ArrayRef> = all.columns().to_vec();
+    let mut nulled = Vec::new();
     for (col, want) in convert {
         let i = schema
             .index_of(col)
             .map_err(|e| Error::internal(e.to_string()))?;
-        columns[i] = convert_column(view, shown, col, &columns[i], want)?;
+        let strict = sources.strict_for(col);
+        let (typed, bad) = convert_column(view, shown, col, &columns[i], want, strict)?;
+        columns[i] = typed;
+        nulled.extend(bad);
         fields[i] = Field::new(col, want.clone(), true);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::internal(e.to_string()))
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok((batch, nulled))
 }
 
 fn convert_column(
@@ -92,7 +171,8 @@ fn convert_column(
     col: &str,
     array: &ArrayRef,
     want: &DataType,
-) -> Result<ArrayRef> {
+    strict: bool,
+) -> Result<(ArrayRef, Option<Nulled>)> {
     let text = cast(array, &DataType::Utf8).map_err(|e| Error::internal(e.to_string()))?;
     let text = text
         .as_any()
@@ -117,18 +197,29 @@ fn convert_column(
         .filter(|&r| cleaned.is_valid(r) && typed.is_null(r))
         .collect();
     if bad.is_empty() {
-        return Ok(typed);
+        return Ok((typed, None));
     }
     let examples: Vec<String> = bad
         .iter()
         .take(SHOWN)
         .map(|&r| format!("row {} `{}`", r + 1, text.value(r)))
         .collect();
+    if !strict {
+        // The cast already made them NULL (`safe`).
+        let nulled = Nulled {
+            column: col.to_string(),
+            count: bad.len(),
+            rows: text.len(),
+            examples,
+        };
+        return Ok((typed, Some(nulled)));
+    }
     Err(Error::input(
         format!("{view} ({shown})"),
         format!(
-            "column `{col}` must hold {} values (the ERP contract), but {} of its {} values do not: {}{}. \
-             Correct them in the source; a missing value may be empty, NULL or 'nan'.",
+            "column `{col}` must hold {} values (the ERP contract), but {} of its {} values do not ({}{}). \
+             Correct them in the source (a missing value may be empty, NULL or 'nan'), or \
+             list the column in `sources.lenient_columns` to read them as NULL.",
             kind(want),
             bad.len(),
             text.len(),
@@ -163,7 +254,7 @@ mod tests {
             Some("abc"),
             Some("12,5"),
         ]));
-        let err = convert_column("V", "f.parquet", "OD", &a, &DataType::Float64)
+        let err = convert_column("V", "f.parquet", "OD", &a, &DataType::Float64, true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("column `OD`"), "{err}");
@@ -176,7 +267,9 @@ mod tests {
             Some("NaN"),
             None,
         ]));
-        let typed = convert_column("V", "f.parquet", "OD", &ok, &DataType::Float64).unwrap();
+        let (typed, nulled) =
+            convert_column("V", "f.parquet", "OD", &ok, &DataType::Float64, true).unwrap();
+        assert_eq!(nulled, None);
         let f = typed
             .as_any()
             .downcast_ref::<arrow::array::Float64Array>()
@@ -184,5 +277,38 @@ mod tests {
         assert_eq!(f.value(0), 12.5);
         assert_eq!(f.value(1), 3.0);
         assert!(f.is_null(2) && f.is_null(3) && f.is_null(4));
+    }
+
+    #[test]
+    fn a_lenient_column_reads_bad_values_as_null_and_counts_them() {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("12.5"),
+            Some("abc"),
+            Some(""),
+            Some("12,5"),
+            None,
+        ]));
+        let (typed, nulled) =
+            convert_column("V", "f.parquet", "OD", &a, &DataType::Float64, false).unwrap();
+        let f = typed
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(f.value(0), 12.5);
+        assert_eq!(f.null_count(), 4);
+        let n = nulled.expect("two bad values");
+        assert_eq!(
+            (n.count, n.rows, n.examples.clone()),
+            (
+                2,
+                5,
+                vec!["row 2 `abc`".to_string(), "row 4 `12,5`".to_string()]
+            )
+        );
+        assert_eq!(
+            n.warning("V"),
+            "V: 2 of 5 values of column `OD` are not of its contract type and became NULL \
+             (sources.strict): row 2 `abc`, row 4 `12,5`"
+        );
     }
 }

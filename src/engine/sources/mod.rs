@@ -25,6 +25,28 @@ pub struct SourceInfo {
     pub columns: Vec<String>,
     /// SHA-256 of the source bytes (Parquet) for the data snapshot id.
     pub sha256: String,
+    /// Columns whose values of the wrong type became NULL (`sources.strict`).
+    pub nulled: Vec<contract::Nulled>,
+}
+
+/// One view's mapped columns as the source delivers them, before any conversion: what the
+/// data-quality profile counts missing spellings, sentinels and bad values on.
+pub struct RawView {
+    pub view: String,
+    pub location: String,
+    /// (mapped ERP column, its type in the source)
+    pub source_types: Vec<(String, String)>,
+    /// The mapped columns, in mapping order (ODBC: every column as the driver's text).
+    pub batch: arrow::record_batch::RecordBatch,
+}
+
+/// Reads every view's mapped columns as delivered (blocking for ODBC: call from
+/// `spawn_blocking`).
+pub fn read_raw(cfg: &Config, mapping: &Mapping) -> Result<Vec<RawView>> {
+    match cfg.sources.kind {
+        SourceKind::Parquet => parquet::read_raw(&cfg.sources, mapping),
+        SourceKind::Odbc => odbc::read_raw(&cfg.sources, mapping),
+    }
 }
 
 /// Registers every view of the config's source, checking mapped columns exist.
@@ -33,9 +55,25 @@ pub async fn register_all(
     cfg: &Config,
     mapping: &Mapping,
 ) -> Result<Vec<SourceInfo>> {
+    contract::check_lenient(&cfg.file, &cfg.sources, mapping)?;
     match cfg.sources.kind {
         SourceKind::Parquet => parquet::register_all(ctx, &cfg.sources, mapping).await,
         SourceKind::Odbc => odbc::register_all(ctx, &cfg.sources, mapping).await,
+    }
+}
+
+/// One log line per source, and a warning per column whose bad values became NULL.
+pub fn log_sources(sources: &[SourceInfo], log: &mut crate::export::log::RunLog) {
+    for s in sources {
+        log.info(format!(
+            "source {}: {} ({} columns)",
+            s.view,
+            s.location,
+            s.columns.len()
+        ));
+        for n in &s.nulled {
+            log.warn(n.warning(&s.view));
+        }
     }
 }
 

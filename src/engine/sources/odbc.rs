@@ -31,7 +31,7 @@ use odbc_api::handles::{AsStatementRef, Statement};
 use odbc_api::{ConnectionOptions, Cursor, Environment, ResultSetMetadata};
 use sha2::{Digest, Sha256};
 
-use super::SourceInfo;
+use super::{SourceInfo, contract};
 use crate::config::Sources;
 use crate::config::mapping::Mapping;
 use crate::config::redact::redact;
@@ -362,24 +362,27 @@ impl Columns {
     }
 }
 
-/// Reads the mapped columns of one view into a batch of the contract schema.
+/// Reads the mapped columns of one view into a batch of the contract schema. A column the
+/// driver declares as text where the contract wants a number or a date is fetched as text and
+/// converted as a Parquet file's is (`contract::convert`): the same missing spellings, the same
+/// errors naming the rows, the same `sources.strict`.
 fn read_view(
     conn: &odbc_api::Connection<'_>,
     view: &str,
     table: &str,
     shown: &str,
+    sources: &Sources,
     mapping: &Mapping,
     bulk: bool,
-) -> Result<(RecordBatch, Vec<String>)> {
-    let what = format!("{view} ({table} on {shown})");
-    let available: Vec<String> = describe(conn, view, table, shown)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    mapping.check_source_columns(view, &format!("{table} on {shown}"), &available)?;
+) -> Result<(RecordBatch, Vec<String>, Vec<contract::Nulled>)> {
+    let where_ = format!("{table} on {shown}");
+    let what = format!("{view} ({where_})");
+    let described = describe(conn, view, table, shown)?;
+    let available: Vec<String> = described.iter().map(|(n, _)| n.clone()).collect();
+    mapping.check_source_columns(view, &where_, &available)?;
     let contract = contract_schema(view);
     let cols: Vec<&String> = mapping.columns(view).keys().collect();
-    let fields: Vec<Field> = cols
+    let wanted: Vec<Field> = cols
         .iter()
         .map(|c| {
             contract
@@ -389,9 +392,58 @@ fn read_view(
                 .with_nullable(true)
         })
         .collect();
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let batch = fetch(conn, table, &schema, bulk, &what)?;
-    Ok((batch, available))
+    let mut to_convert = Vec::new();
+    let fetched: Vec<Field> = wanted
+        .iter()
+        .map(|f| {
+            let declared_text = described
+                .iter()
+                .any(|(n, t)| n == f.name() && is_text_type(t));
+            if declared_text && *f.data_type() != DataType::Utf8 {
+                to_convert.push((f.name().clone(), f.data_type().clone()));
+                Field::new(f.name(), DataType::Utf8, true)
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    let batch = fetch(conn, table, &Arc::new(Schema::new(fetched)), bulk, &what)?;
+    if to_convert.is_empty() || batch.num_rows() == 0 {
+        let batch = batch_in(batch, Arc::new(Schema::new(wanted)))?;
+        return Ok((batch, available, vec![]));
+    }
+    let (batch, nulled) = contract::convert(view, &where_, &[batch], &to_convert, sources)?;
+    Ok((batch, available, nulled))
+}
+
+/// ODBC type names (as [`describe`] spells them) of character columns.
+fn is_text_type(t: &str) -> bool {
+    [
+        "Char",
+        "Varchar",
+        "LongVarchar",
+        "WChar",
+        "WVarchar",
+        "WLongVarchar",
+    ]
+    .iter()
+    .any(|p| t == *p || t.starts_with(&format!("{p} ")) || t.starts_with(&format!("{p}{{")))
+}
+
+/// `batch` (no rows, or no column to convert) in `schema`: an empty text column becomes an
+/// empty column of the contract type.
+fn batch_in(batch: RecordBatch, schema: SchemaRef) -> Result<RecordBatch> {
+    if batch.schema() == schema {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::internal(e.to_string()))
 }
 
 /// `SELECT "c1", "c2", ... FROM table` (the only form mdbtools understands), read into `schema`
@@ -615,7 +667,8 @@ fn read_all_once(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo
     let mut out = Vec::new();
     for v in VIEWS {
         let table = table_for(sources, v.erp_name);
-        let (batch, columns) = read_view(&conn, v.erp_name, &table, &shown, mapping, bulk)?;
+        let (batch, columns, nulled) =
+            read_view(&conn, v.erp_name, &table, &shown, sources, mapping, bulk)?;
         let h = hash_batch(&batch)?;
         out.push((
             SourceInfo {
@@ -626,9 +679,50 @@ fn read_all_once(sources: &Sources, mapping: &Mapping) -> Result<Vec<(SourceInfo
                 ),
                 columns,
                 sha256: h,
+                nulled,
             },
             batch,
         ));
+    }
+    Ok(out)
+}
+
+/// Each view's mapped columns as the driver's text (nothing converted).
+pub fn read_raw(sources: &Sources, mapping: &Mapping) -> Result<Vec<super::RawView>> {
+    let (conn, shown) = connect(sources)?;
+    let bulk = supports_bulk(&conn);
+    let mut out = Vec::new();
+    for v in VIEWS {
+        let table = table_for(sources, v.erp_name);
+        let where_ = format!("{table} on {shown}");
+        let described = describe(&conn, v.erp_name, &table, &shown)?;
+        let available: Vec<String> = described.iter().map(|(n, _)| n.clone()).collect();
+        mapping.check_source_columns(v.erp_name, &where_, &available)?;
+        let cols: Vec<&String> = mapping.columns(v.erp_name).keys().collect();
+        let schema = Arc::new(Schema::new(
+            cols.iter()
+                .map(|c| Field::new(c.as_str(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let what = format!("{} ({where_})", v.erp_name);
+        let batch = fetch(&conn, &table, &schema, bulk, &what)?;
+        let source_types = cols
+            .iter()
+            .map(|c| {
+                let t = described
+                    .iter()
+                    .find(|(n, _)| n == *c)
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default();
+                (c.to_string(), t)
+            })
+            .collect();
+        out.push(super::RawView {
+            view: v.erp_name.to_string(),
+            location: where_,
+            source_types,
+            batch,
+        });
     }
     Ok(out)
 }

@@ -63,6 +63,7 @@ pub async fn register_all(
         mapping.check_source_columns(v.erp_name, &shown, &columns)?;
         let sha = hex(&Sha256::digest(&bytes));
         let convert = contract::columns_to_convert(v.erp_name, &shown, &schema, mapping)?;
+        let mut nulled = Vec::new();
         if convert.is_empty() {
             let abs =
                 std::fs::canonicalize(&path).map_err(|e| Error::input(&shown, e.to_string()))?;
@@ -85,7 +86,10 @@ pub async fn register_all(
             let batch = if batches.is_empty() {
                 RecordBatch::new_empty(Arc::new(schema.clone()))
             } else {
-                contract::convert(v.erp_name, &shown, &batches, &convert)?
+                let (batch, n) =
+                    contract::convert(v.erp_name, &shown, &batches, &convert, sources)?;
+                nulled = n;
+                batch
             };
             let table =
                 datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
@@ -101,6 +105,56 @@ pub async fn register_all(
             location: shown,
             columns,
             sha256: sha,
+            nulled,
+        });
+    }
+    Ok(out)
+}
+
+/// Each view's mapped columns as the file holds them.
+pub fn read_raw(sources: &Sources, mapping: &Mapping) -> Result<Vec<super::RawView>> {
+    let mut out = Vec::new();
+    for v in VIEWS {
+        let path = file_for(sources, v.erp_name);
+        let shown = path.display().to_string();
+        let bytes = bytes::Bytes::from(
+            std::fs::read(&path).map_err(|e| Error::input(&shown, format!("cannot read: {e}")))?,
+        );
+        let (schema, _) = footer(bytes.clone()).map_err(|e| match e {
+            FooterError::NotParquet(e) => {
+                Error::input(&shown, format!("not a readable Parquet file ({e})"))
+            }
+            FooterError::Schema(e) => Error::input(&shown, e),
+        })?;
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        mapping.check_source_columns(v.erp_name, &shown, &names)?;
+        let cols: Vec<&String> = mapping.columns(v.erp_name).keys().collect();
+        let batches = read_batches(bytes, &shown)?;
+        let all = if batches.is_empty() {
+            RecordBatch::new_empty(Arc::new(schema.clone()))
+        } else {
+            arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                .map_err(|e| Error::internal(e.to_string()))?
+        };
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| all.schema().index_of(c))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let batch = all
+            .project(&idx)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let source_types = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        out.push(super::RawView {
+            view: v.erp_name.to_string(),
+            location: shown,
+            source_types,
+            batch,
         });
     }
     Ok(out)
