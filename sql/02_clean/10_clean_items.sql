@@ -1,4 +1,4 @@
--- version: 2
+-- version: 3
 -- grain: one row per item_key (ITEM_CD upper-cased and trimmed)
 -- purpose: one spelling of text and of missing, codes upper-cased, sentinels to NULL, units to mm,
 --          log1p of the skewed dimensions, duplicate item rows removed
@@ -9,7 +9,7 @@
 WITH src AS (
     SELECT
         m.*,
-        upper(norm_text(m.item_cd)) AS item_key,
+        item_key(m.item_cd) AS item_key,
         -- Unit of out_diameter / in_diameter / out_thickness: mm unless spelled as inch.
         -- An empty unit or 'NA' means the plant default (mm); 'MM/IN' and 'D' are ambiguous,
         -- so those dimensions become unknown.
@@ -46,8 +46,8 @@ WITH src AS (
         -- raw code, which is deterministic. One window over all rows in that order, comparing
         -- each row's key with the previous one: a window partitioned by item_key did the same
         -- but handled its 325k partitions one by one (3x slower).
-        upper(norm_text(m.item_cd)) IS DISTINCT FROM LAG(upper(norm_text(m.item_cd))) OVER (
-            ORDER BY upper(norm_text(m.item_cd)), m.item_cd, m.part_type, m.item_material
+        item_key(m.item_cd) IS DISTINCT FROM LAG(item_key(m.item_cd)) OVER (
+            ORDER BY item_key(m.item_cd), m.item_cd, m.part_type, m.item_material
         ) AS first_of_key
     FROM map_items m
 )

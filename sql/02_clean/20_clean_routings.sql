@@ -1,11 +1,11 @@
--- version: 3
+-- version: 4
 -- grain: one row per operation of each item's current routing (item_key x proc_seq)
 -- purpose: pick the current routing (latest INSRT_DT, tie: ROUT_NO descending), times in minutes,
 --          the outsourcing flag split out of the operation rows; setup and run minutes kept apart
 --          for the routings `trainer recommend` proposes (routing_ops)
 WITH r AS (
     SELECT
-        upper(norm_text(item_cd)) AS item_key,
+        item_key(item_cd) AS item_key,
         norm_text(rout_no)        AS rout_no,
         proc_seq,
         insrt_dt,

@@ -1,4 +1,4 @@
--- version: 1
+-- version: 2
 -- grain: one row per operation of each item's current routing (item_key x proc_seq)
 -- purpose: what `trainer recommend` proposes: each operation of the current routing with its
 --          standard times, and the actuals reported against it in the work orders (reports,
@@ -11,7 +11,7 @@
 -- their order (item_key, rout_no, proc_seq), which routings.parquet keeps.
 WITH wo AS (
     SELECT
-        upper(norm_text(item_cd)) AS item_key,
+        item_key(item_cd) AS item_key,
         norm_text(rout_no)        AS rout_no,
         proc_seq,
         (greatest(coalesce(mach_worked_hours, 0.0), 0.0) + greatest(coalesce(setup_hours, 0.0), 0.0))

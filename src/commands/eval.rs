@@ -830,8 +830,8 @@ async fn naive_vectors(
 ) -> Result<Array2<f32>> {
     let what = "naive baseline (map_items)";
     // Item keys only to line rows up with the labels; the values themselves are raw.
-    let sql = "SELECT * FROM (SELECT upper(norm_text(m.item_cd)) AS eval_key, m.*, \
-                 ROW_NUMBER() OVER (PARTITION BY upper(norm_text(m.item_cd)) \
+    let sql = "SELECT * FROM (SELECT item_key(m.item_cd) AS eval_key, m.*, \
+                 ROW_NUMBER() OVER (PARTITION BY item_key(m.item_cd) \
                                     ORDER BY m.item_cd, m.part_type, m.item_material) AS eval_rn \
                FROM map_items m) WHERE eval_key IS NOT NULL AND eval_rn = 1 ORDER BY eval_key";
     let batches = engine::collect(ctx, sql, what).await?;

@@ -248,10 +248,7 @@ async fn recommend_once(
     })
 }
 
-/// `upper(norm_text(x))`, as the clean layer derives `item_key` from ITEM_CD.
-pub fn item_key(item_cd: &str) -> Option<String> {
-    engine::norm_text(item_cd).map(|s| s.to_uppercase())
-}
+pub use crate::engine::item_key;
 
 fn model_query<'a>(model: &Model, features: &'a ByKey, l: u32) -> Query<'a> {
     let key = model.items.item_key[l as usize].clone();

@@ -43,7 +43,8 @@ pub fn new_context() -> SessionContext {
         .with_physical_optimizer_rule(Arc::new(deterministic::DeterministicCoalesce))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_udf(norm_text_udf());
+    ctx.register_udf(norm_text_udf("norm_text", false));
+    ctx.register_udf(norm_text_udf("item_key", true));
     ctx.register_udaf(seq_join::seq_join_udaf());
     ctx
 }
@@ -76,12 +77,26 @@ fn norm_text_into(s: &str, out: &mut String) -> bool {
     !missing
 }
 
-fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
+/// The key of an item: its ITEM_CD in the house spelling, upper-cased (`item_key(s)` in SQL), so
+/// that codes differing by case or white space are one item. NULL for a missing code.
+pub fn item_key(item_cd: &str) -> Option<String> {
+    norm_text(item_cd).map(|s| s.to_uppercase())
+}
+
+/// The SQL function `name`: [`norm_text`], or with `upper` [`item_key`].
+fn norm_text_udf(name: &str, upper: bool) -> datafusion::logical_expr::ScalarUDF {
     let fun = Arc::new(
-        |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
             match &args[0] {
                 ColumnarValue::Scalar(v) => {
                     let s = match v {
+                        ScalarValue::Utf8(Some(s))
+                        | ScalarValue::LargeUtf8(Some(s))
+                        | ScalarValue::Utf8View(Some(s))
+                            if upper =>
+                        {
+                            item_key(s)
+                        }
                         ScalarValue::Utf8(Some(s))
                         | ScalarValue::LargeUtf8(Some(s))
                         | ScalarValue::Utf8View(Some(s)) => norm_text(s),
@@ -102,7 +117,13 @@ fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
                     let mut buf = String::new();
                     for v in a.iter() {
                         match v {
-                            Some(v) if norm_text_into(v, &mut buf) => out.append_value(&buf),
+                            Some(v) if norm_text_into(v, &mut buf) => {
+                                if upper {
+                                    out.append_value(buf.to_uppercase())
+                                } else {
+                                    out.append_value(&buf)
+                                }
+                            }
                             _ => out.append_null(),
                         }
                     }
@@ -112,7 +133,7 @@ fn norm_text_udf() -> datafusion::logical_expr::ScalarUDF {
         },
     );
     create_udf(
-        "norm_text",
+        name,
         vec![DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,
@@ -183,9 +204,8 @@ impl ItemVolumes {
                         }),
                 }
             };
-            let key = match norm_text(code) {
-                Some(k) => k.to_uppercase(),
-                None => continue,
+            let Some(key) = item_key(code) else {
+                continue;
             };
             rows.push((key, get("production_volume")?, get("sales_volume")?));
         }
@@ -286,7 +306,7 @@ pub async fn register_mapping_views(
 ) -> Result<()> {
     for v in VIEWS {
         let select = mapping.select_sql(v.erp_name);
-        let key = "upper(norm_text(src.item_cd))";
+        let key = "item_key(src.item_cd)";
         let filtered = v.logical != "items" || filter == RowFilter::WithoutHoldoutItems;
         let sql = match filter {
             RowFilter::All => format!("CREATE VIEW erp_{} AS {select}", v.logical),
@@ -485,6 +505,21 @@ mod tests {
         let t = super::strings(b[0].column(0));
         let got: Vec<Option<&str>> = t.iter().collect();
         assert_eq!(got, vec![Some("a b"), None, None, Some("x"), None]);
+        let sql =
+            "SELECT item_key(s) AS k FROM (VALUES (' 0050a  b '), ('NaN'), (NULL), ('ß')) v(s)";
+        let b = super::collect(&ctx, sql, "test").await.unwrap();
+        let k = super::strings(b[0].column(0));
+        let got: Vec<Option<&str>> = k.iter().collect();
+        assert_eq!(got, vec![Some("0050A B"), None, None, Some("SS")]);
+        let sql = "SELECT item_key(s) = upper(norm_text(s)) AS same \
+                   FROM (VALUES (' ab\u{3000}c'), ('é x'), ('ß')) v(s)";
+        let b = super::collect(&ctx, sql, "test").await.unwrap();
+        let same = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .unwrap();
+        assert!(same.iter().all(|v| v == Some(true)));
     }
 
     /// Which plans keep a reproducible row order without sorting, and splitting a union.

@@ -314,7 +314,7 @@ async fn unit_columns(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<U
         let sql = format!(
             "SELECT CAST(m.{name} AS VARCHAR) AS spelling, CAST(c.{name} AS VARCHAR) AS cleaned, \
              count(*) AS n FROM map_items m JOIN clean_items c \
-             ON c.item_key = upper(norm_text(m.item_cd)) \
+             ON c.item_key = item_key(m.item_cd) \
              GROUP BY 1, 2 ORDER BY n DESC, spelling NULLS FIRST, cleaned NULLS FIRST"
         );
         let b = crate::engine::collect_batch(ctx, &sql, "map_items").await?;

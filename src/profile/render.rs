@@ -187,7 +187,8 @@ pub fn html(p: &Profile) -> String {
          table{border-collapse:collapse;margin:0.5em 0 2em}\
          td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}\
          td:first-child,th:first-child,td.l{text-align:left}\
-         .bar{position:relative;width:120px;height:14px;background:#eee}\
+         .bar{position:relative;width:120px;height:15px;margin:1px 0;background:#eee;white-space:nowrap;overflow:hidden}\
+         td.tops .bar{width:280px}\
          .bar div{height:14px}.bar span{position:absolute;left:4px;top:0;font-size:11px}\
          .miss{background:#f2b36f}.top{background:#8bb8e8}.bad{background:#e06666}\
          tr.flag td{background:#fde2e2}</style></head><body>\n\
@@ -223,7 +224,7 @@ pub fn html(p: &Profile) -> String {
             let _ = writeln!(
                 s,
                 "<tr{}><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l tops\">{}</td></tr>",
                 if c.not_castable > 0 {
                     " class=\"flag\""
                 } else {
