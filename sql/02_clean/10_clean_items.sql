@@ -1,4 +1,4 @@
--- version: 3
+-- version: 4
 -- grain: one row per item_key (ITEM_CD upper-cased and trimmed)
 -- purpose: one spelling of text and of missing, codes upper-cased, sentinels to NULL, units to mm,
 --          log1p of the skewed dimensions, duplicate item rows removed
@@ -6,50 +6,53 @@
 -- norm_text(s) trims all Unicode white space (incl. U+3000), folds inner runs to one space and
 -- returns NULL for '', 'nan', 'null', 'none' (any case). See sql/README.md.
 -- Not carried on: draw_use and item_nm_eng (100 % empty in the field), item_nm (display only).
-WITH src AS (
+WITH keyed AS (
     SELECT
         m.*,
         item_key(m.item_cd) AS item_key,
-        -- Unit of out_diameter / in_diameter / out_thickness: mm unless spelled as inch.
-        -- An empty unit or 'NA' means the plant default (mm); 'MM/IN' and 'D' are ambiguous,
-        -- so those dimensions become unknown.
-        CASE
-            WHEN norm_text(m.dim_unit) IS NULL THEN 1.0
-            WHEN upper(norm_text(m.dim_unit)) IN ('MM', 'MMMM', 'NA') THEN 1.0
-            WHEN upper(norm_text(m.dim_unit)) IN ('INCH', 'INC', 'IN') THEN 25.4
-            ELSE NULL
-        END AS dim_mm_per_unit,
-        -- Seal sizes are nominal: an empty unit means inch below 20 and mm from 20 up
-        -- (no mechanical seal is 20 inch); KZ, GROUP and numbers are not length units.
-        CASE
-            WHEN upper(norm_text(m.in_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
-            WHEN upper(norm_text(m.in_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
-            WHEN norm_text(m.in_seal_size_uom) IS NULL AND m.in_seal_size < 20 THEN 25.4
-            WHEN norm_text(m.in_seal_size_uom) IS NULL THEN 1.0
-            ELSE NULL
-        END AS in_seal_mm_per_unit,
-        CASE
-            WHEN upper(norm_text(m.mid_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
-            WHEN upper(norm_text(m.mid_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
-            WHEN norm_text(m.mid_seal_size_uom) IS NULL AND m.mid_seal_size < 20 THEN 25.4
-            WHEN norm_text(m.mid_seal_size_uom) IS NULL THEN 1.0
-            ELSE NULL
-        END AS mid_seal_mm_per_unit,
-        CASE
-            WHEN upper(norm_text(m.out_seal_size_uom)) IN ('INCH', 'INC', 'IN') THEN 25.4
-            WHEN upper(norm_text(m.out_seal_size_uom)) IN ('MM', 'MMMM') THEN 1.0
-            WHEN norm_text(m.out_seal_size_uom) IS NULL AND m.out_seal_size < 20 THEN 25.4
-            WHEN norm_text(m.out_seal_size_uom) IS NULL THEN 1.0
-            ELSE NULL
-        END AS out_seal_mm_per_unit,
         -- Duplicate rows of one item (codes differing by case or spaces): keep the first by the
         -- raw code, which is deterministic. One window over all rows in that order, comparing
         -- each row's key with the previous one: a window partitioned by item_key did the same
-        -- but handled its 325k partitions one by one (3x slower).
+        -- but handled its 325k partitions one by one (3x slower). It reads map_items as it
+        -- comes, before any join: rows equal in the ORDER BY keep their order.
         item_key(m.item_cd) IS DISTINCT FROM LAG(item_key(m.item_cd)) OVER (
             ORDER BY item_key(m.item_cd), m.item_cd, m.part_type, m.item_material
         ) AS first_of_key
     FROM map_items m
+),
+src AS (
+    SELECT
+        k.*,
+        -- Unit of out_diameter / in_diameter / out_thickness (spellings: length_units). An empty
+        -- unit or 'NA' means the plant default (mm); 'MM/IN' and 'D' are ambiguous, so those
+        -- dimensions become unknown.
+        CASE
+            WHEN norm_text(k.dim_unit) IS NULL OR upper(norm_text(k.dim_unit)) = 'NA' THEN 1.0
+            ELSE du.mm_per_unit
+        END AS dim_mm_per_unit,
+        -- Seal sizes are nominal: an empty unit means inch below 20 and mm from 20 up
+        -- (no mechanical seal is 20 inch); KZ, GROUP and numbers are not length units.
+        CASE
+            WHEN norm_text(k.in_seal_size_uom) IS NULL
+            THEN CASE WHEN k.in_seal_size < 20 THEN 25.4 ELSE 1.0 END
+            ELSE iu.mm_per_unit
+        END AS in_seal_mm_per_unit,
+        CASE
+            WHEN norm_text(k.mid_seal_size_uom) IS NULL
+            THEN CASE WHEN k.mid_seal_size < 20 THEN 25.4 ELSE 1.0 END
+            ELSE mu.mm_per_unit
+        END AS mid_seal_mm_per_unit,
+        CASE
+            WHEN norm_text(k.out_seal_size_uom) IS NULL
+            THEN CASE WHEN k.out_seal_size < 20 THEN 25.4 ELSE 1.0 END
+            ELSE ou.mm_per_unit
+        END AS out_seal_mm_per_unit
+    FROM keyed k
+    LEFT JOIN length_units du ON du.spelling = upper(norm_text(k.dim_unit))
+    LEFT JOIN length_units iu ON iu.spelling = upper(norm_text(k.in_seal_size_uom))
+    LEFT JOIN length_units mu ON mu.spelling = upper(norm_text(k.mid_seal_size_uom))
+    LEFT JOIN length_units ou ON ou.spelling = upper(norm_text(k.out_seal_size_uom))
+    WHERE k.first_of_key AND k.item_key IS NOT NULL
 )
 SELECT
     item_key,
@@ -123,4 +126,6 @@ SELECT
     upper(norm_text(raw_matl_kind))                AS raw_matl_kind,
     norm_text(raw_matl_kind_nm)                    AS raw_matl_kind_nm
 FROM src
-WHERE item_key IS NOT NULL AND first_of_key
+-- The joins with length_units may reorder rows; the window left them sorted by item_key (one row
+-- per key by now), and sums over clean_items depend on that order down to the last bit.
+ORDER BY item_key

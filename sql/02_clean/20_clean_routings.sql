@@ -5,7 +5,7 @@
 --          for the routings `trainer recommend` proposes (routing_ops)
 WITH r AS (
     SELECT
-        item_key(item_cd) AS item_key,
+        item_key(item_cd)         AS item_key,
         norm_text(rout_no)        AS rout_no,
         proc_seq,
         insrt_dt,
