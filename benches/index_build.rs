@@ -16,8 +16,8 @@ use std::time::Instant;
 mod common;
 
 use rayon::prelude::*;
-use trainer::index::hnsw::with_visited;
 use trainer::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
+use trainer::index::with_visited;
 use trainer::index::{Hnsw, HnswParams};
 use trainer::rng::Rng;
 
@@ -45,13 +45,13 @@ fn main() {
     };
     let (ef, efc) = (model.ef_search, model.ef_construction);
     let saved = model.index();
-    let (n, d) = (saved.len(), saved.dim);
+    let (n, d) = (saved.len(), saved.dim());
     let p = HnswParams {
-        m: env_usize("TRAINER_BENCH_M").unwrap_or(saved.m),
+        m: env_usize("TRAINER_BENCH_M").unwrap_or(saved.m()),
         ef_construction: env_usize("TRAINER_BENCH_EFC").unwrap_or(efc),
         seed: model.seed,
     };
-    let own = p.m == saved.m && p.ef_construction == efc;
+    let own = p.m == saved.m() && p.ef_construction == efc;
     println!(
         "{n} items x {d} dims; M {}, ef_construction {}{}; {} threads",
         p.m,
@@ -60,7 +60,7 @@ fn main() {
         rayon::current_num_threads()
     );
     let t = Instant::now();
-    let (h, quant) = Hnsw::build_quantized(saved.data.clone(), d, p, |_, _| {});
+    let (h, quant) = Hnsw::build_quantized(saved.vectors().to_vec(), d, p, |_, _| {});
     println!("index build: {:.2} s", t.elapsed().as_secs_f64());
     let (dense, pairs) = quant.layout();
     println!(
@@ -72,7 +72,7 @@ fn main() {
     if own {
         println!(
             "rebuilt graph equals the saved one: {}",
-            h.links == saved.links && h.entry == saved.entry
+            h.same_graph(&saved)
         );
     }
     drop(saved);

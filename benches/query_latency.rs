@@ -11,7 +11,7 @@ use std::time::Instant;
 
 mod common;
 
-use trainer::index::hnsw::Visited;
+use trainer::index::Visited;
 use trainer::rng::Rng;
 
 fn main() {
@@ -24,11 +24,11 @@ fn main() {
     println!(
         "index: {} items x {} dims, M {}, loaded in {:.2} s",
         h.len(),
-        h.dim,
-        h.m,
+        h.dim(),
+        h.m(),
         t.elapsed().as_secs_f64()
     );
-    let (n, d) = (h.len(), h.dim);
+    let (n, d) = (h.len(), h.dim());
     let mut rng = Rng::new(7);
     let mut new_item = |i: usize, h: &trainer::index::Hnsw| common::noisy_copy(h, i, &mut rng);
     let queries: Vec<Vec<f32>> = (0..2000).map(|k| new_item(k * n / 2000, &h)).collect();

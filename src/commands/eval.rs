@@ -37,8 +37,8 @@ use crate::features::learn::{
 use crate::fsutil::atomic_write;
 use crate::fsutil::write_json;
 use crate::index::Hnsw;
-use crate::index::hnsw::with_visited;
 use crate::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
+use crate::index::with_visited;
 use crate::rng::{fnv1a64, mix64};
 use crate::train::{self, TrainOptions};
 use crate::transform;

@@ -26,7 +26,7 @@ use crate::apply::{self, Transforms};
 use crate::config::mapping::Mapping;
 use crate::engine::{self, RowFilter};
 use crate::error::{Error, Result};
-use crate::index::hnsw::{Visited, with_visited};
+use crate::index::{Visited, with_visited};
 use crate::model::{ByKey, ITEM_FEATURES_FILE, Model, ROUTINGS_FILE, Routing, Routings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::features::weights::ItemSample;
 use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
 use crate::hash::sha256_file;
-use crate::index::quant::Quantized;
+use crate::index::Quantized;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
 use crate::index::{Hnsw, HnswParams, hnswlib_file};
 use crate::model::{METADATA_FILE, QUEUE_FILE};

@@ -37,9 +37,9 @@ use crate::export::npy::write_npy;
 use crate::export::projector::{self, MetaRow};
 use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
-use crate::index::hnsw::with_visited;
 use crate::index::hnswlib_file;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
+use crate::index::with_visited;
 use crate::model::{
     self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
     QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,

@@ -57,16 +57,16 @@ impl HnswParams {
 /// An HNSW graph over `n` vectors of `dim` f32 (unit length for cosine).
 #[derive(Debug, Clone)]
 pub struct Hnsw {
-    pub dim: usize,
-    pub m: usize,
-    pub m0: usize,
-    pub ef_construction: usize,
-    pub data: Vec<f32>,
-    pub levels: Vec<u8>,
+    pub(crate) dim: usize,
+    pub(crate) m: usize,
+    pub(crate) m0: usize,
+    pub(crate) ef_construction: usize,
+    pub(crate) data: Vec<f32>,
+    pub(crate) levels: Vec<u8>,
     /// Neighbours of every node on every level (internal ids).
-    pub links: Links,
-    pub entry: Option<u32>,
-    pub max_level: usize,
+    pub(crate) links: Links,
+    pub(crate) entry: Option<u32>,
+    pub(crate) max_level: usize,
 }
 
 /// Dot product with a fixed summation order: 8 lanes (lane k sums the products of positions
@@ -321,6 +321,27 @@ impl Hnsw {
 
     pub fn len(&self) -> usize {
         self.levels.len()
+    }
+
+    /// Whether `other` has the same links on every level and the same entry point (a rebuild
+    /// from the same vectors and seed must).
+    pub fn same_graph(&self, other: &Hnsw) -> bool {
+        self.links == other.links && self.entry == other.entry
+    }
+
+    /// The dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Links per node above level 0 (M).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Every vector, row after row (`len() × dim()`).
+    pub fn vectors(&self) -> &[f32] {
+        &self.data
     }
 
     pub fn is_empty(&self) -> bool {

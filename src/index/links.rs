@@ -45,6 +45,7 @@ impl Links {
     /// From nested lists, `lists[i][l]` (a node has `lists[i].len() - 1` upper levels).
     ///
     /// Panics if a level-0 list is longer than `m0` or a node has no level 0.
+    #[cfg(test)]
     pub fn from_lists(m0: usize, lists: Vec<Vec<Vec<u32>>>) -> Self {
         let mut links = Links::new(m0);
         links.reserve(lists.len());
@@ -77,12 +78,9 @@ impl Links {
         self.upper[i as usize] = lists;
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.upper.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.upper.is_empty()
     }
 
     /// Node i's level-0 slots (ids, then [`EMPTY`]).

@@ -7,13 +7,16 @@
 //! reload-then-insert puts every new point on level 0. Here build speed, seeded levels, parallel
 //! yet reproducible construction and the hnswlib file layout are ours.
 
-pub mod hnsw;
+// The graph's own layout (neighbour lists, integer vectors, node fields) is private to this
+// module: the rest of trainer builds, searches, saves and loads an `Hnsw` through its methods.
+pub(crate) mod hnsw;
 pub mod hnswlib_file;
-pub mod links;
-pub mod quant;
+pub(crate) mod links;
+pub(crate) mod quant;
 pub mod similarity;
 
-pub use hnsw::{Hnsw, HnswParams};
+pub use hnsw::{Hnsw, HnswParams, Visited, with_visited};
+pub use quant::Quantized;
 
 /// Asks Linux to back `v`'s allocated capacity with transparent huge pages, before it is written
 /// (a hint: results do not depend on it, and it does nothing elsewhere or when the kernel's THP
