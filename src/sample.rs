@@ -27,7 +27,7 @@ use arrow::array::{
     ArrayRef, Date32Builder, Float64Builder, Int32Builder, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 
 use crate::erp::{
@@ -687,95 +687,171 @@ type Volumes = Vec<(String, u64, u64)>;
 
 /// The item view, with its pathologies (duplicate rows, missing spellings, stray spaces,
 /// sentinels, unit spellings), and each written ITEM_CD's volumes.
+/// The item view's column builders: text and number columns, each kind in its own vector.
+struct Builders {
+    sb: Vec<StringBuilder>,
+    fb: Vec<Float64Builder>,
+    /// Column index -> (is_float, position in its builder vec).
+    layout: Vec<(bool, usize)>,
+}
+
+impl Builders {
+    fn new(schema: &Schema, rows: usize) -> Builders {
+        let (mut sb, mut fb) = (Vec::new(), Vec::new());
+        let layout = schema
+            .fields()
+            .iter()
+            .map(|fld| {
+                if fld.data_type() == &DataType::Float64 {
+                    fb.push(Float64Builder::with_capacity(rows));
+                    (true, fb.len() - 1)
+                } else {
+                    sb.push(StringBuilder::with_capacity(rows, rows * 8));
+                    (false, sb.len() - 1)
+                }
+            })
+            .collect();
+        Builders { sb, fb, layout }
+    }
+
+    fn text(&mut self, k: usize) -> &mut StringBuilder {
+        &mut self.sb[k]
+    }
+
+    fn num(&mut self, k: usize) -> &mut Float64Builder {
+        &mut self.fb[k]
+    }
+
+    fn finish(mut self, schema: Arc<Schema>) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.layout.len());
+        for &(is_f, k) in &self.layout {
+            if is_f {
+                arrays.push(Arc::new(self.fb[k].finish()));
+            } else {
+                arrays.push(Arc::new(self.sb[k].finish()));
+            }
+        }
+        RecordBatch::try_new(schema, arrays)
+            .map_err(|e| Error::internal(format!("building the item batch: {e}")))
+    }
+}
+
+/// Where each item-view column sits in its [`Builders`] vector.
+struct ItemCols {
+    c_item: usize,
+    c_pt: usize,
+    c_pnm: usize,
+    c_suffix: usize,
+    c_spec: usize,
+    c_nm: usize,
+    c_addspec: usize,
+    c_mat: usize,
+    c_matdesc: usize,
+    c_acct: usize,
+    c_type: usize,
+    c_unit: usize,
+    c_grp1: usize,
+    c_grp1nm: usize,
+    c_std: usize,
+    c_g1: usize,
+    c_g2: usize,
+    c_g3: usize,
+    c_draw: usize,
+    c_rev: usize,
+    c_sheet: usize,
+    c_use: usize,
+    c_nmeng: usize,
+    c_odu: usize,
+    c_stg: usize,
+    c_insc: usize,
+    c_insu: usize,
+    c_midc: usize,
+    c_midu: usize,
+    c_outc: usize,
+    c_outu: usize,
+    c_rk: usize,
+    c_rknm: usize,
+    f_od: usize,
+    f_id: usize,
+    f_th: usize,
+    f_rcw: usize,
+    f_rccw: usize,
+    f_ins: usize,
+    f_mid: usize,
+    f_out: usize,
+}
+
+impl ItemCols {
+    fn new(schema: &Schema, b: &Builders) -> ItemCols {
+        let col = |name: &str| schema.index_of(name).map(|i| b.layout[i].1).unwrap();
+        ItemCols {
+            c_item: col("ITEM_CD"),
+            c_pt: col("PART_TYPE"),
+            c_pnm: col("PartNm"),
+            c_suffix: col("ITEM_SUFFIX"),
+            c_spec: col("ITEM_SPEC"),
+            c_nm: col("ITEM_NM"),
+            c_addspec: col("ADDITIONAL_SPEC"),
+            c_mat: col("ITEM_MATERIAL"),
+            c_matdesc: col("MATERIAL_DESC"),
+            c_acct: col("ITEM_ACCT"),
+            c_type: col("ITEM_TYPE"),
+            c_unit: col("ITEM_UNIT"),
+            c_grp1: col("ITEM_GRP1"),
+            c_grp1nm: col("ITEM_GRP1NM"),
+            c_std: col("STANDARD_YN"),
+            c_g1: col("GROUP1"),
+            c_g2: col("GROUP2"),
+            c_g3: col("GROUP3"),
+            c_draw: col("DRAW_NO"),
+            c_rev: col("DRAW_REV"),
+            c_sheet: col("DRAW_SHEET_NO"),
+            c_use: col("DRAW_USE"),
+            c_nmeng: col("ITEM_NM_ENG"),
+            c_odu: col("OUTDIAMETER_UNIT"),
+            c_stg: col("SealTypeGrup"),
+            c_insc: col("IN_SEALTYPE_CD"),
+            c_insu: col("IN_SEALSIZE_UOM"),
+            c_midc: col("MID_SEALTYPE_CD"),
+            c_midu: col("MID_SEALSIZE_UOM"),
+            c_outc: col("OUT_SEALTYPE_CD"),
+            c_outu: col("OUT_SEALSIZE_UOM"),
+            c_rk: col("RAW_MATL_KIND"),
+            c_rknm: col("RAW_MATL_KINDNM"),
+            f_od: col("OUTDIAMETER"),
+            f_id: col("INDIAMETER"),
+            f_th: col("OUTTHICKNESS"),
+            f_rcw: col("ROTATE_CLOCKWISE"),
+            f_rccw: col("ROTATE_CTRCLOCKWISE"),
+            f_ins: col("IN_SEALSIZE"),
+            f_mid: col("MID_SEALSIZE"),
+            f_out: col("OUT_SEALSIZE"),
+        }
+    }
+}
+
+/// What one item row is drawn from.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    it: &'a Item,
+    pt: &'a PartType,
+    class: &'a ProcessClass,
+    /// The part type the row shows (4 % carry another one: data-entry noise).
+    shown_part: &'a PartType,
+    /// 1 for the second row of a duplicated item.
+    copy: usize,
+    i: usize,
+    n: usize,
+    seal_codes: &'a [String],
+}
+
 fn item_view(rng: &mut Rng, items: &[Item], cat: &Catalogue) -> Result<(RecordBatch, Volumes)> {
     let n = items.len();
     let (parts, seal_codes) = (&cat.parts, &cat.seal_codes);
     let item_schema = Arc::new(item_schema());
     let n_dups = if n >= 20 { (n / 700).max(1) } else { 0 };
-    let mut sb: Vec<StringBuilder> = Vec::new();
-    let mut fb: Vec<Float64Builder> = Vec::new();
-    // Column index -> (is_float, position in its builder vec).
-    let layout: Vec<(bool, usize)> = {
-        let (mut s, mut f) = (0, 0);
-        item_schema
-            .fields()
-            .iter()
-            .map(|fld| {
-                if fld.data_type() == &DataType::Float64 {
-                    f += 1;
-                    fb.push(Float64Builder::with_capacity(n + n_dups));
-                    (true, f - 1)
-                } else {
-                    s += 1;
-                    sb.push(StringBuilder::with_capacity(n + n_dups, (n + n_dups) * 8));
-                    (false, s - 1)
-                }
-            })
-            .collect()
-    };
-    let col = |name: &str| item_schema.index_of(name).map(|i| layout[i].1).unwrap();
-    let (c_item, c_pt, c_pnm, c_suffix, c_spec, c_nm, c_addspec, c_mat, c_matdesc, c_acct) = (
-        col("ITEM_CD"),
-        col("PART_TYPE"),
-        col("PartNm"),
-        col("ITEM_SUFFIX"),
-        col("ITEM_SPEC"),
-        col("ITEM_NM"),
-        col("ADDITIONAL_SPEC"),
-        col("ITEM_MATERIAL"),
-        col("MATERIAL_DESC"),
-        col("ITEM_ACCT"),
-    );
-    let (c_type, c_unit, c_grp1, c_grp1nm, c_std, c_g1, c_g2, c_g3, c_draw, c_rev, c_sheet) = (
-        col("ITEM_TYPE"),
-        col("ITEM_UNIT"),
-        col("ITEM_GRP1"),
-        col("ITEM_GRP1NM"),
-        col("STANDARD_YN"),
-        col("GROUP1"),
-        col("GROUP2"),
-        col("GROUP3"),
-        col("DRAW_NO"),
-        col("DRAW_REV"),
-        col("DRAW_SHEET_NO"),
-    );
-    let (
-        c_use,
-        c_nmeng,
-        c_odu,
-        c_stg,
-        c_insc,
-        c_insu,
-        c_midc,
-        c_midu,
-        c_outc,
-        c_outu,
-        c_rk,
-        c_rknm,
-    ) = (
-        col("DRAW_USE"),
-        col("ITEM_NM_ENG"),
-        col("OUTDIAMETER_UNIT"),
-        col("SealTypeGrup"),
-        col("IN_SEALTYPE_CD"),
-        col("IN_SEALSIZE_UOM"),
-        col("MID_SEALTYPE_CD"),
-        col("MID_SEALSIZE_UOM"),
-        col("OUT_SEALTYPE_CD"),
-        col("OUT_SEALSIZE_UOM"),
-        col("RAW_MATL_KIND"),
-        col("RAW_MATL_KINDNM"),
-    );
-    let (f_od, f_id, f_th, f_rcw, f_rccw, f_ins, f_mid, f_out) = (
-        col("OUTDIAMETER"),
-        col("INDIAMETER"),
-        col("OUTTHICKNESS"),
-        col("ROTATE_CLOCKWISE"),
-        col("ROTATE_CTRCLOCKWISE"),
-        col("IN_SEALSIZE"),
-        col("MID_SEALSIZE"),
-        col("OUT_SEALSIZE"),
-    );
+    let mut b = Builders::new(&item_schema, n + n_dups);
+    let k = ItemCols::new(&item_schema, &b);
 
     let junk_parts: Vec<usize> = (0..parts.len()).collect();
     let mut volumes: Vec<(String, u64, u64)> = Vec::with_capacity(n + n_dups);
@@ -795,283 +871,21 @@ fn item_view(rng: &mut Rng, items: &[Item], cat: &Catalogue) -> Result<(RecordBa
             } else {
                 pt
             };
-            let code = if copy == 1 {
-                // Same item again, differing only by case or surrounding spaces.
-                if rng.chance(0.5) {
-                    it.code.to_lowercase()
-                } else {
-                    format!("{} ", it.code)
-                }
-            } else if i == n / 3 {
-                format!(" {}", it.code)
-            } else {
-                it.code.clone()
+            let row = Row {
+                it,
+                pt,
+                class,
+                shown_part,
+                copy,
+                i,
+                n,
+                seal_codes,
             };
-            sb[c_item].append_value(&code);
-            sb[c_pt].append_value(with_stray_space(rng, &shown_part.code, 0.02));
-            sb[c_pnm].append_value(&shown_part.name);
-            if rng.chance(0.16) {
-                sb[c_suffix].append_value(*rng.pick(&["KIT", "R", "N", "HCV", "K", "S"]));
-            } else {
-                missing_text(rng, &mut sb[c_suffix], 0.02, 0.0);
-            }
-            // Free-text spec: near-unique, no routing signal beyond what size already says.
-            match rng.below(10) {
-                0..=2 => missing_text(rng, &mut sb[c_spec], 0.0, 0.02),
-                3 | 4 => sb[c_spec].append_value("0"),
-                5 => sb[c_spec].append_value(format!(
-                    "VD1-{}gal-316L-({:02}-Coil)-FnlAsy",
-                    rng.below(5) + 1,
-                    rng.below(60)
-                )),
-                _ => sb[c_spec].append_value(format!(
-                    "{} U {} X",
-                    rng.below(400) + 1,
-                    if rng.chance(0.3) {
-                        "K".to_string()
-                    } else {
-                        (rng.below(90) + 1).to_string()
-                    }
-                )),
-            }
-            if rng.chance(0.0001) {
-                sb[c_nm].append_null();
-            } else {
-                sb[c_nm].append_value(format!("{} {}", it.material_desc, shown_part.name));
-            }
-            match rng.below(10) {
-                0 | 1 => missing_text(rng, &mut sb[c_addspec], 0.0, 0.0),
-                2 | 3 => sb[c_addspec].append_value("(표준설계)"),
-                4 => sb[c_addspec].append_value("0"),
-                5 => sb[c_addspec].append_value(format!("QBQ-{}", rng.below(3000))),
-                _ => sb[c_addspec].append_value(format!(
-                    "Gasket-GT-({}-{})",
-                    rng.pick(&["PTFE", "SIC", "MULTI", "EPDM"]),
-                    rng.below(80)
-                )),
-            }
-            sb[c_mat].append_value(&it.material_code);
-            if rng.chance(0.0036) {
-                sb[c_matdesc].append_null();
-            } else {
-                sb[c_matdesc].append_value(it.material_desc);
-            }
-            sb[c_acct].append_value(if rng.chance(0.05) {
-                "저장품"
-            } else {
-                class.acct
-            });
-            if rng.chance(0.04) {
-                missing_text(rng, &mut sb[c_type], 0.1, 0.0);
-            } else {
-                sb[c_type].append_value(*rng.pick(class.item_types));
-            }
-            let unit = match class.unit {
-                "KG" if rng.chance(0.4) => *rng.pick(&["MM", "mm"]),
-                u => u,
-            };
-            sb[c_unit].append_value(unit);
-            if rng.chance(0.023) {
-                missing_text(rng, &mut sb[c_grp1], 0.0, 0.0);
-            } else {
-                sb[c_grp1].append_value(class.grp1.0);
-            }
-            match rng.below(100) {
-                0..=5 => sb[c_grp1nm].append_null(),
-                6 => sb[c_grp1nm].append_value("ddd"),
-                _ => sb[c_grp1nm].append_value(class.grp1.1),
-            }
-            if rng.chance(0.0007) {
-                missing_text(rng, &mut sb[c_std], 0.5, 0.0);
-            } else {
-                sb[c_std].append_value(*rng.pick(&["N", "N", "N", "Y", "Y", "I", "S", "C"]));
-            }
-            // GROUP1/2: custom classification, correlated with part type, with trailing junk.
-            match rng.below(100) {
-                0..=3 => sb[c_g1].append_null(),
-                4..=10 => sb[c_g1].append_value(""),
-                _ => {
-                    let g = format!(
-                        "{}{}-{}",
-                        ["AA", "P", "Q", "A"][pt.class % 4],
-                        10 + (it.part * 7 + rng.below(3)) % 50,
-                        ["QBQ", "API", "Gld", "Stat", "SL-125", "Tank"][pt.class % 6]
-                    );
-                    let g = match rng.below(8) {
-                        0 => format!("{g} -"),
-                        1 => format!("{g} "),
-                        2 => format!("{g}/QBQ"),
-                        _ => g,
-                    };
-                    sb[c_g1].append_value(g)
-                }
-            }
-            match rng.below(100) {
-                0..=3 => sb[c_g2].append_null(),
-                4..=8 => sb[c_g2].append_value(""),
-                _ => sb[c_g2].append_value(format!(
-                    "{}{}-{}",
-                    ["A", "P", "Q", "S"][it.material_class % 4],
-                    10 + it.material_class * 7 + rng.below(4),
-                    ["X", "B3", "C1", ""][rng.below(4)]
-                )),
-            }
-            if rng.chance(0.0094) {
-                sb[c_g3].append_value(*rng.pick(&["syc", "csy", "csy0708"]));
-            } else {
-                sb[c_g3].append_null();
-            }
-            // Drawing numbers: near-unique, no routing signal.
-            match rng.below(100) {
-                0..=2 => sb[c_draw].append_null(),
-                3..=23 => sb[c_draw].append_value(""),
-                _ => sb[c_draw].append_value(format!(
-                    "{}-{}",
-                    rng.pick(&["1K", "2K", "A", "DWG"]),
-                    10_000 + rng.below(90_000)
-                )),
-            }
-            match rng.below(100) {
-                0..=1 => sb[c_rev].append_null(),
-                2..=25 => sb[c_rev].append_value(""),
-                26..=55 => sb[c_rev].append_value("-"),
-                _ => sb[c_rev].append_value(*rng.pick(&["0", "1", "2", "A", "B", "B6", "C"])),
-            }
-            match rng.below(100) {
-                0..=1 => sb[c_sheet].append_null(),
-                2..=5 => sb[c_sheet].append_value(""),
-                _ => sb[c_sheet].append_value((1 + rng.below(3) * rng.below(3)).to_string()),
-            }
-            sb[c_use].append_null();
-            sb[c_nmeng].append_null();
-            // Dimensions: unknown as 0 (or, rarely, 9999); the unit column is often empty and
-            // spelled in many ways. Items measured in inch carry inch values.
-            match it.od_mm {
-                Some(od) => {
-                    let inch = rng.chance(0.06);
-                    let k = if inch { 1.0 / 25.4 } else { 1.0 };
-                    let id = od * (0.55 + 0.2 * rng.f64());
-                    let th = (od * (0.12 + 0.1 * rng.f64())).max(2.0);
-                    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
-                    if rng.chance(0.01) {
-                        fb[f_od].append_value(9999.0);
-                    } else {
-                        fb[f_od].append_value(r3(od * k));
-                    }
-                    fb[f_id].append_value(if rng.chance(0.1) { 0.0 } else { r3(id * k) });
-                    fb[f_th].append_value(if rng.chance(0.1) { 0.0 } else { r3(th * k) });
-                    let unit = if inch {
-                        inch_spelling(rng).to_string()
-                    } else if rng.chance(0.3) {
-                        // mm is the plant default: an empty unit means mm.
-                        String::new()
-                    } else {
-                        mm_spelling(rng).to_string()
-                    };
-                    sb[c_odu].append_value(with_stray_space(rng, &unit, 0.03));
-                }
-                None => {
-                    fb[f_od].append_value(0.0);
-                    fb[f_id].append_value(0.0);
-                    fb[f_th].append_value(0.0);
-                    match rng.below(100) {
-                        0..=89 => sb[c_odu].append_value(""),
-                        90..=94 => sb[c_odu].append_value("NA"),
-                        95..=97 => sb[c_odu].append_value("MM/IN"),
-                        _ => sb[c_odu].append_value("D"),
-                    }
-                }
-            }
-            fb[f_rcw].append_value(if rng.chance(0.52) { 1.0 } else { 2.0 });
-            if rng.chance(0.7655) {
-                fb[f_rccw].append_null();
-            } else {
-                fb[f_rccw].append_value(if rng.chance(0.5) { 1.0 } else { 2.0 });
-            }
-            // Seal type group: the strongest signal, but 84 % missing.
-            if rng.chance(0.8419) {
-                sb[c_stg].append_null();
-            } else {
-                sb[c_stg].append_value(format!("{}", 1000 + it.seal_family * 101 + (it.part % 3)));
-            }
-            // Inner seal: type code and size (mostly inch).
-            if rng.chance(0.3) {
-                missing_text(rng, &mut sb[c_insc], 0.015, 0.05);
-                fb[f_ins].append_value(0.0);
-                missing_text(rng, &mut sb[c_insu], 0.015, 0.0);
-            } else {
-                sb[c_insc].append_value(with_stray_space(rng, &it.seal_code, 0.02));
-                let size_in = match it.od_mm {
-                    Some(od) => (od / 25.4 * 0.6 * 8.0).round() / 8.0,
-                    None => 0.5 + rng.below(40) as f64 / 8.0,
-                };
-                let size_in = size_in.max(0.5);
-                match rng.below(100) {
-                    0..=69 => {
-                        fb[f_ins].append_value(size_in);
-                        sb[c_insu].append_value(inch_spelling(rng));
-                    }
-                    70..=95 => {
-                        fb[f_ins].append_value((size_in * 25.4 * 10.0).round() / 10.0);
-                        sb[c_insu].append_value(mm_spelling(rng));
-                    }
-                    96..=97 => {
-                        fb[f_ins].append_value(size_in);
-                        sb[c_insu].append_value("KZ");
-                    }
-                    _ => {
-                        fb[f_ins].append_value(if rng.chance(0.5) { 0.0 } else { 9999.0 });
-                        sb[c_insu].append_value("GROUP");
-                    }
-                }
-            }
-            // Middle seal: almost always empty.
-            if rng.chance(0.005) {
-                sb[c_midc].append_value(format!("{}", 1_002_090 + rng.below(6)));
-                fb[f_mid].append_value(1.0 + rng.below(8) as f64 / 8.0);
-                sb[c_midu].append_value(*rng.pick(&["MM", "INCH", "in", "inch"]));
-            } else {
-                missing_text(rng, &mut sb[c_midc], 0.11, 0.0);
-                if rng.chance(0.16) {
-                    fb[f_mid].append_null()
-                } else {
-                    fb[f_mid].append_value(0.0)
-                }
-                missing_text(rng, &mut sb[c_midu], 0.11, 0.01);
-            }
-            // Outer seal: mostly empty.
-            if rng.chance(0.15) && pt.class == 3 {
-                sb[c_outc]
-                    .append_value(seal_codes[(it.seal_family * 31) % seal_codes.len()].as_str());
-                fb[f_out].append_value(1.0 + rng.below(24) as f64 / 8.0);
-                sb[c_outu].append_value(*rng.pick(&["INCH", "MM", "mm", "inch", "52"]));
-            } else {
-                missing_text(rng, &mut sb[c_outc], 0.064, 0.0);
-                if rng.chance(0.12) {
-                    fb[f_out].append_null()
-                } else {
-                    fb[f_out].append_value(0.0)
-                }
-                missing_text(rng, &mut sb[c_outu], 0.064, 0.0);
-            }
-            // Raw material kind: mostly empty; names are Korean with full-width spaces.
-            if rng.chance(0.12) {
-                sb[c_rk].append_value(MATERIALS[it.material_class].raw_kind);
-            } else {
-                missing_text(rng, &mut sb[c_rk], 0.10, 0.0);
-            }
-            if rng.chance(0.03) {
-                sb[c_rknm].append_value(*rng.pick(&[
-                    "ROUND BAR",
-                    "박판PLATE",
-                    "주조\u{3000}원소재",
-                    "HOLLOW BAR",
-                    "주물\u{3000}원소재",
-                    "원소재\u{3000}1",
-                ]));
-            } else {
-                sb[c_rknm].append_null();
-            }
+            item_identity(rng, &mut b, &k, &row);
+            item_classification(rng, &mut b, &k, &row);
+            item_drawing(rng, &mut b, &k);
+            item_dimensions(rng, &mut b, &k, &row);
+            item_seals(rng, &mut b, &k, &row);
             if copy == 0 {
                 // Volumes: log-normal, many zero; used for item weights.
                 let base = if rng.chance(0.3) {
@@ -1085,17 +899,343 @@ fn item_view(rng: &mut Rng, items: &[Item], cat: &Catalogue) -> Result<(RecordBa
             }
         }
     }
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(layout.len());
-    for (is_f, k) in &layout {
-        if *is_f {
-            arrays.push(Arc::new(fb[*k].finish()));
+    Ok((b.finish(item_schema)?, volumes))
+}
+
+/// One item row's code (a duplicate row differs by case or spaces), part type and name, suffix,
+/// specs and name.
+fn item_identity(rng: &mut Rng, b: &mut Builders, k: &ItemCols, row: &Row<'_>) {
+    let Row {
+        it,
+        shown_part,
+        copy,
+        i,
+        n,
+        ..
+    } = *row;
+    let code = if copy == 1 {
+        // Same item again, differing only by case or surrounding spaces.
+        if rng.chance(0.5) {
+            it.code.to_lowercase()
         } else {
-            arrays.push(Arc::new(sb[*k].finish()));
+            format!("{} ", it.code)
+        }
+    } else if i == n / 3 {
+        format!(" {}", it.code)
+    } else {
+        it.code.clone()
+    };
+    b.text(k.c_item).append_value(&code);
+    b.text(k.c_pt)
+        .append_value(with_stray_space(rng, &shown_part.code, 0.02));
+    b.text(k.c_pnm).append_value(&shown_part.name);
+    if rng.chance(0.16) {
+        b.text(k.c_suffix)
+            .append_value(*rng.pick(&["KIT", "R", "N", "HCV", "K", "S"]));
+    } else {
+        missing_text(rng, b.text(k.c_suffix), 0.02, 0.0);
+    }
+    // Free-text spec: near-unique, no routing signal beyond what size already says.
+    match rng.below(10) {
+        0..=2 => missing_text(rng, b.text(k.c_spec), 0.0, 0.02),
+        3 | 4 => b.text(k.c_spec).append_value("0"),
+        5 => b.text(k.c_spec).append_value(format!(
+            "VD1-{}gal-316L-({:02}-Coil)-FnlAsy",
+            rng.below(5) + 1,
+            rng.below(60)
+        )),
+        _ => b.text(k.c_spec).append_value(format!(
+            "{} U {} X",
+            rng.below(400) + 1,
+            if rng.chance(0.3) {
+                "K".to_string()
+            } else {
+                (rng.below(90) + 1).to_string()
+            }
+        )),
+    }
+    if rng.chance(0.0001) {
+        b.text(k.c_nm).append_null();
+    } else {
+        b.text(k.c_nm)
+            .append_value(format!("{} {}", it.material_desc, shown_part.name));
+    }
+    match rng.below(10) {
+        0 | 1 => missing_text(rng, b.text(k.c_addspec), 0.0, 0.0),
+        2 | 3 => b.text(k.c_addspec).append_value("(표준설계)"),
+        4 => b.text(k.c_addspec).append_value("0"),
+        5 => b
+            .text(k.c_addspec)
+            .append_value(format!("QBQ-{}", rng.below(3000))),
+        _ => b.text(k.c_addspec).append_value(format!(
+            "Gasket-GT-({}-{})",
+            rng.pick(&["PTFE", "SIC", "MULTI", "EPDM"]),
+            rng.below(80)
+        )),
+    }
+}
+
+/// One item row's material, account, type, unit, groups and standard flag.
+fn item_classification(rng: &mut Rng, b: &mut Builders, k: &ItemCols, row: &Row<'_>) {
+    let Row { it, pt, class, .. } = *row;
+    b.text(k.c_mat).append_value(&it.material_code);
+    if rng.chance(0.0036) {
+        b.text(k.c_matdesc).append_null();
+    } else {
+        b.text(k.c_matdesc).append_value(it.material_desc);
+    }
+    b.text(k.c_acct).append_value(if rng.chance(0.05) {
+        "저장품"
+    } else {
+        class.acct
+    });
+    if rng.chance(0.04) {
+        missing_text(rng, b.text(k.c_type), 0.1, 0.0);
+    } else {
+        b.text(k.c_type).append_value(*rng.pick(class.item_types));
+    }
+    let unit = match class.unit {
+        "KG" if rng.chance(0.4) => *rng.pick(&["MM", "mm"]),
+        u => u,
+    };
+    b.text(k.c_unit).append_value(unit);
+    if rng.chance(0.023) {
+        missing_text(rng, b.text(k.c_grp1), 0.0, 0.0);
+    } else {
+        b.text(k.c_grp1).append_value(class.grp1.0);
+    }
+    match rng.below(100) {
+        0..=5 => b.text(k.c_grp1nm).append_null(),
+        6 => b.text(k.c_grp1nm).append_value("ddd"),
+        _ => b.text(k.c_grp1nm).append_value(class.grp1.1),
+    }
+    if rng.chance(0.0007) {
+        missing_text(rng, b.text(k.c_std), 0.5, 0.0);
+    } else {
+        b.text(k.c_std)
+            .append_value(*rng.pick(&["N", "N", "N", "Y", "Y", "I", "S", "C"]));
+    }
+    // GROUP1/2: custom classification, correlated with part type, with trailing junk.
+    match rng.below(100) {
+        0..=3 => b.text(k.c_g1).append_null(),
+        4..=10 => b.text(k.c_g1).append_value(""),
+        _ => {
+            let g = format!(
+                "{}{}-{}",
+                ["AA", "P", "Q", "A"][pt.class % 4],
+                10 + (it.part * 7 + rng.below(3)) % 50,
+                ["QBQ", "API", "Gld", "Stat", "SL-125", "Tank"][pt.class % 6]
+            );
+            let g = match rng.below(8) {
+                0 => format!("{g} -"),
+                1 => format!("{g} "),
+                2 => format!("{g}/QBQ"),
+                _ => g,
+            };
+            b.text(k.c_g1).append_value(g)
         }
     }
-    let item_batch = RecordBatch::try_new(item_schema.clone(), arrays)
-        .map_err(|e| Error::internal(format!("building the item batch: {e}")))?;
-    Ok((item_batch, volumes))
+    match rng.below(100) {
+        0..=3 => b.text(k.c_g2).append_null(),
+        4..=8 => b.text(k.c_g2).append_value(""),
+        _ => b.text(k.c_g2).append_value(format!(
+            "{}{}-{}",
+            ["A", "P", "Q", "S"][it.material_class % 4],
+            10 + it.material_class * 7 + rng.below(4),
+            ["X", "B3", "C1", ""][rng.below(4)]
+        )),
+    }
+    if rng.chance(0.0094) {
+        b.text(k.c_g3)
+            .append_value(*rng.pick(&["syc", "csy", "csy0708"]));
+    } else {
+        b.text(k.c_g3).append_null();
+    }
+}
+
+/// One item row's drawing number, revision and sheet: near-unique, no routing signal.
+fn item_drawing(rng: &mut Rng, b: &mut Builders, k: &ItemCols) {
+    // Drawing numbers: near-unique, no routing signal.
+    match rng.below(100) {
+        0..=2 => b.text(k.c_draw).append_null(),
+        3..=23 => b.text(k.c_draw).append_value(""),
+        _ => b.text(k.c_draw).append_value(format!(
+            "{}-{}",
+            rng.pick(&["1K", "2K", "A", "DWG"]),
+            10_000 + rng.below(90_000)
+        )),
+    }
+    match rng.below(100) {
+        0..=1 => b.text(k.c_rev).append_null(),
+        2..=25 => b.text(k.c_rev).append_value(""),
+        26..=55 => b.text(k.c_rev).append_value("-"),
+        _ => b
+            .text(k.c_rev)
+            .append_value(*rng.pick(&["0", "1", "2", "A", "B", "B6", "C"])),
+    }
+    match rng.below(100) {
+        0..=1 => b.text(k.c_sheet).append_null(),
+        2..=5 => b.text(k.c_sheet).append_value(""),
+        _ => b
+            .text(k.c_sheet)
+            .append_value((1 + rng.below(3) * rng.below(3)).to_string()),
+    }
+    b.text(k.c_use).append_null();
+    b.text(k.c_nmeng).append_null();
+}
+
+/// One item row's dimensions and their unit, and the rotation codes.
+fn item_dimensions(rng: &mut Rng, b: &mut Builders, k: &ItemCols, row: &Row<'_>) {
+    let Row { it, .. } = *row;
+    // Dimensions: unknown as 0 (or, rarely, 9999); the unit column is often empty and
+    // spelled in many ways. Items measured in inch carry inch values.
+    match it.od_mm {
+        Some(od) => {
+            let inch = rng.chance(0.06);
+            let scale = if inch { 1.0 / 25.4 } else { 1.0 };
+            let id = od * (0.55 + 0.2 * rng.f64());
+            let th = (od * (0.12 + 0.1 * rng.f64())).max(2.0);
+            let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+            if rng.chance(0.01) {
+                b.num(k.f_od).append_value(9999.0);
+            } else {
+                b.num(k.f_od).append_value(r3(od * scale));
+            }
+            b.num(k.f_id)
+                .append_value(if rng.chance(0.1) { 0.0 } else { r3(id * scale) });
+            b.num(k.f_th)
+                .append_value(if rng.chance(0.1) { 0.0 } else { r3(th * scale) });
+            let unit = if inch {
+                inch_spelling(rng).to_string()
+            } else if rng.chance(0.3) {
+                // mm is the plant default: an empty unit means mm.
+                String::new()
+            } else {
+                mm_spelling(rng).to_string()
+            };
+            b.text(k.c_odu)
+                .append_value(with_stray_space(rng, &unit, 0.03));
+        }
+        None => {
+            b.num(k.f_od).append_value(0.0);
+            b.num(k.f_id).append_value(0.0);
+            b.num(k.f_th).append_value(0.0);
+            match rng.below(100) {
+                0..=89 => b.text(k.c_odu).append_value(""),
+                90..=94 => b.text(k.c_odu).append_value("NA"),
+                95..=97 => b.text(k.c_odu).append_value("MM/IN"),
+                _ => b.text(k.c_odu).append_value("D"),
+            }
+        }
+    }
+    b.num(k.f_rcw)
+        .append_value(if rng.chance(0.52) { 1.0 } else { 2.0 });
+    if rng.chance(0.7655) {
+        b.num(k.f_rccw).append_null();
+    } else {
+        b.num(k.f_rccw)
+            .append_value(if rng.chance(0.5) { 1.0 } else { 2.0 });
+    }
+}
+
+/// One item row's seal type group, inner, middle and outer seals, and raw material kind.
+fn item_seals(rng: &mut Rng, b: &mut Builders, k: &ItemCols, row: &Row<'_>) {
+    let Row {
+        it, pt, seal_codes, ..
+    } = *row;
+    // Seal type group: the strongest signal, but 84 % missing.
+    if rng.chance(0.8419) {
+        b.text(k.c_stg).append_null();
+    } else {
+        b.text(k.c_stg)
+            .append_value(format!("{}", 1000 + it.seal_family * 101 + (it.part % 3)));
+    }
+    // Inner seal: type code and size (mostly inch).
+    if rng.chance(0.3) {
+        missing_text(rng, b.text(k.c_insc), 0.015, 0.05);
+        b.num(k.f_ins).append_value(0.0);
+        missing_text(rng, b.text(k.c_insu), 0.015, 0.0);
+    } else {
+        b.text(k.c_insc)
+            .append_value(with_stray_space(rng, &it.seal_code, 0.02));
+        let size_in = match it.od_mm {
+            Some(od) => (od / 25.4 * 0.6 * 8.0).round() / 8.0,
+            None => 0.5 + rng.below(40) as f64 / 8.0,
+        };
+        let size_in = size_in.max(0.5);
+        match rng.below(100) {
+            0..=69 => {
+                b.num(k.f_ins).append_value(size_in);
+                b.text(k.c_insu).append_value(inch_spelling(rng));
+            }
+            70..=95 => {
+                b.num(k.f_ins)
+                    .append_value((size_in * 25.4 * 10.0).round() / 10.0);
+                b.text(k.c_insu).append_value(mm_spelling(rng));
+            }
+            96..=97 => {
+                b.num(k.f_ins).append_value(size_in);
+                b.text(k.c_insu).append_value("KZ");
+            }
+            _ => {
+                b.num(k.f_ins)
+                    .append_value(if rng.chance(0.5) { 0.0 } else { 9999.0 });
+                b.text(k.c_insu).append_value("GROUP");
+            }
+        }
+    }
+    // Middle seal: almost always empty.
+    if rng.chance(0.005) {
+        b.text(k.c_midc)
+            .append_value(format!("{}", 1_002_090 + rng.below(6)));
+        b.num(k.f_mid).append_value(1.0 + rng.below(8) as f64 / 8.0);
+        b.text(k.c_midu)
+            .append_value(*rng.pick(&["MM", "INCH", "in", "inch"]));
+    } else {
+        missing_text(rng, b.text(k.c_midc), 0.11, 0.0);
+        if rng.chance(0.16) {
+            b.num(k.f_mid).append_null()
+        } else {
+            b.num(k.f_mid).append_value(0.0)
+        }
+        missing_text(rng, b.text(k.c_midu), 0.11, 0.01);
+    }
+    // Outer seal: mostly empty.
+    if rng.chance(0.15) && pt.class == 3 {
+        b.text(k.c_outc)
+            .append_value(seal_codes[(it.seal_family * 31) % seal_codes.len()].as_str());
+        b.num(k.f_out)
+            .append_value(1.0 + rng.below(24) as f64 / 8.0);
+        b.text(k.c_outu)
+            .append_value(*rng.pick(&["INCH", "MM", "mm", "inch", "52"]));
+    } else {
+        missing_text(rng, b.text(k.c_outc), 0.064, 0.0);
+        if rng.chance(0.12) {
+            b.num(k.f_out).append_null()
+        } else {
+            b.num(k.f_out).append_value(0.0)
+        }
+        missing_text(rng, b.text(k.c_outu), 0.064, 0.0);
+    }
+    // Raw material kind: mostly empty; names are Korean with full-width spaces.
+    if rng.chance(0.12) {
+        b.text(k.c_rk)
+            .append_value(MATERIALS[it.material_class].raw_kind);
+    } else {
+        missing_text(rng, b.text(k.c_rk), 0.10, 0.0);
+    }
+    if rng.chance(0.03) {
+        b.text(k.c_rknm).append_value(*rng.pick(&[
+            "ROUND BAR",
+            "박판PLATE",
+            "주조\u{3000}원소재",
+            "HOLLOW BAR",
+            "주물\u{3000}원소재",
+            "원소재\u{3000}1",
+        ]));
+    } else {
+        b.text(k.c_rknm).append_null();
+    }
 }
 
 /// `item_metadata.json`: production and sales volume per ITEM_CD.
