@@ -1264,81 +1264,333 @@ fn write_item_metadata(out: &Path, spec: &SampleSpec, volumes: &Volumes) -> Resu
 }
 
 /// One routing header: which operations, when it was inserted.
+/// Kind and position of a routing-view column in [`RoutingBuilders`].
+enum RoutingCol {
+    S(usize),
+    F(usize),
+    D(usize),
+    Seq,
+    Ts,
+}
+
+/// The routing view's column builders, addressed by column name.
+struct RoutingBuilders {
+    schema: Arc<Schema>,
+    kinds: Vec<RoutingCol>,
+    s: Vec<StringBuilder>,
+    f: Vec<Float64Builder>,
+    d: Vec<Date32Builder>,
+    seq: Int32Builder,
+    ts: TimestampMillisecondBuilder,
+    /// Text columns that are almost always empty in the routing view.
+    sparse_text: Vec<usize>,
+}
+
+impl RoutingBuilders {
+    fn new(est: usize) -> RoutingBuilders {
+        let schema = Arc::new(routing_schema());
+        let (mut s, mut f, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        let kinds = schema
+            .fields()
+            .iter()
+            .map(|fld| match fld.data_type() {
+                DataType::Utf8 => {
+                    s.push(StringBuilder::with_capacity(est, est * 6));
+                    RoutingCol::S(s.len() - 1)
+                }
+                DataType::Float64 => {
+                    f.push(Float64Builder::with_capacity(est));
+                    RoutingCol::F(f.len() - 1)
+                }
+                DataType::Date32 => {
+                    d.push(Date32Builder::with_capacity(est));
+                    RoutingCol::D(d.len() - 1)
+                }
+                DataType::Int32 => RoutingCol::Seq,
+                _ => RoutingCol::Ts,
+            })
+            .collect();
+        let mut b = RoutingBuilders {
+            schema,
+            kinds,
+            s,
+            f,
+            d,
+            seq: Int32Builder::with_capacity(est),
+            ts: TimestampMillisecondBuilder::with_capacity(est),
+            sparse_text: Vec::new(),
+        };
+        b.sparse_text = [
+            "ROUT_DOC",
+            "NC_PROGRAM",
+            "NC_PROGRAM_WRITER",
+            "NC_WRITER_NM",
+            "NC_REVIEWER",
+            "NC_REVIEWER_NM",
+            "JAW_SIZE",
+            "PROGRAM_REMARK",
+            "OP_DRAW_NO",
+            "ROUT_SIZE",
+            "MTMG_NUMB",
+        ]
+        .iter()
+        .map(|n| b.text_index(n))
+        .collect();
+        b
+    }
+
+    fn kind(&self, name: &str) -> &RoutingCol {
+        &self.kinds[self.schema.index_of(name).unwrap()]
+    }
+
+    fn text_index(&self, name: &str) -> usize {
+        match self.kind(name) {
+            RoutingCol::S(k) => *k,
+            _ => unreachable!("{name} is not a text column"),
+        }
+    }
+
+    fn text(&mut self, name: &str) -> &mut StringBuilder {
+        let k = self.text_index(name);
+        &mut self.s[k]
+    }
+
+    fn num(&mut self, name: &str) -> &mut Float64Builder {
+        match *self.kind(name) {
+            RoutingCol::F(k) => &mut self.f[k],
+            _ => unreachable!("{name} is not a number column"),
+        }
+    }
+
+    fn date(&mut self, name: &str) -> &mut Date32Builder {
+        match *self.kind(name) {
+            RoutingCol::D(k) => &mut self.d[k],
+            _ => unreachable!("{name} is not a date column"),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.kinds.len());
+        for k in &self.kinds {
+            arrays.push(match k {
+                RoutingCol::S(i) => Arc::new(self.s[*i].finish()),
+                RoutingCol::F(i) => Arc::new(self.f[*i].finish()),
+                RoutingCol::D(i) => Arc::new(self.d[*i].finish()),
+                RoutingCol::Seq => Arc::new(self.seq.finish()),
+                RoutingCol::Ts => Arc::new(self.ts.finish()),
+            });
+        }
+        RecordBatch::try_new(self.schema, arrays)
+            .map_err(|e| Error::internal(format!("building the routing batch: {e}")))
+    }
+}
+
+/// The work-order view's column builders (its column order: see `finish`).
+struct WorkOrderBuilders {
+    s: Vec<StringBuilder>,
+    seq: Int32Builder,
+    ts: TimestampMillisecondBuilder,
+    f: Vec<Float64Builder>,
+}
+
+impl Default for WorkOrderBuilders {
+    fn default() -> Self {
+        WorkOrderBuilders {
+            s: (0..7).map(|_| StringBuilder::new()).collect(),
+            seq: Int32Builder::new(),
+            ts: TimestampMillisecondBuilder::new(),
+            f: (0..4).map(|_| Float64Builder::new()).collect(),
+        }
+    }
+}
+
+impl WorkOrderBuilders {
+    fn finish(mut self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.s[0].finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.s[1].finish()),
+            Arc::new(self.s[2].finish()),
+            Arc::new(self.s[3].finish()),
+            Arc::new(self.s[4].finish()),
+            Arc::new(self.s[5].finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.f[0].finish()),
+            Arc::new(self.f[1].finish()),
+            Arc::new(self.f[2].finish()),
+            Arc::new(self.f[3].finish()),
+        ];
+        RecordBatch::try_new(Arc::new(work_order_schema()), arrays)
+            .map_err(|e| Error::internal(format!("building the work-order batch: {e}")))
+    }
+}
+
+/// One operation of one routing, as the routing and work-order rows are drawn from it.
+struct Operation<'a> {
+    it: &'a Item,
+    part_name: &'a str,
+    rout_no: &'a str,
+    /// Position in the routing, and the routing's length.
+    k: usize,
+    n_ops: usize,
+    op: &'static str,
+    out: bool,
+    res: &'static str,
+    res_dis: &'static str,
+    /// INSRT_DT (ms) and its day.
+    t: i64,
+    day: i32,
+    od: f64,
+    setup: f64,
+    run: f64,
+}
+
+/// One row of the routing view.
+fn operation_row(rng: &mut Rng, b: &mut RoutingBuilders, o: &Operation<'_>) {
+    let Operation {
+        it,
+        part_name,
+        rout_no,
+        k,
+        n_ops,
+        op,
+        out,
+        res,
+        res_dis,
+        t,
+        day,
+        od,
+        setup,
+        run,
+    } = *o;
+    b.text("ROUT_NO").append_value(rout_no);
+    b.text("ITEM_CD").append_value(it.code.trim());
+    b.text("ITEM_NM")
+        .append_value(format!("{} {}", it.material_desc, part_name));
+    b.seq.append_value(((k + 1) * 10) as i32);
+    b.ts.append_value(t);
+    b.num("OUTDIAMETER").append_value(od);
+    b.num("INDIAMETER")
+        .append_value((od * 0.6 * 1000.0).round() / 1000.0);
+    b.num("OUTTHICKNESS")
+        .append_value((od * 0.15 * 1000.0).round() / 1000.0);
+    b.text("OUTDIAMETER_UNIT")
+        .append_value(if od > 0.0 { "MM" } else { "" });
+    b.text("INSIDE_FLAG").append_value(if out {
+        "외주"
+    } else if rng.chance(0.2) {
+        "Y"
+    } else {
+        "사내"
+    });
+    b.text("JOB_CD").append_value(op);
+    b.text("JOB_NM").append_value(op_name(op));
+    b.text("RES_CD").append_value(res);
+    b.text("RES_DIS").append_value(res_dis);
+    b.text("TIME_UNIT")
+        .append_value(if rng.chance(0.5) { "M" } else { "분(Min.)" });
+    b.num("MFG_LT").append_value(0.0);
+    b.num("QUEUE_TIME").append_value(0.0);
+    b.num("SETUP_TIME").append_value(setup);
+    b.num("RUN_TIME").append_value(run);
+    b.num("ACT_SETUP_TIME")
+        .append_value((setup * (0.8 + 0.4 * rng.f64()) * 10.0).round() / 10.0);
+    b.num("ACT_RUN_TIME")
+        .append_value((run * (0.8 + 0.5 * rng.f64()) * 10.0).round() / 10.0);
+    b.num("WAIT_TIME").append_value(if out {
+        200.0
+    } else {
+        [0.0, 0.0, 300.0][rng.below(3)]
+    });
+    b.num("MOVE_TIME")
+        .append_value(if out { 200.0 } else { 0.0 });
+    b.num("RUN_TIME_QTY").append_value(1.0);
+    b.text("RUN_TIME_UNIT").append_value("NA");
+    b.text("BATCH_OPER")
+        .append_value(if out { "B" } else { "" });
+    if out {
+        b.text("BP_CD")
+            .append_value(format!("V{}", 3300 + rng.below(20)));
+        b.text("CUST_NM")
+            .append_value(*rng.pick(&["동양질화", "대한도금", "한국열처리"]));
+        b.text("CUR_CD").append_value("KRW");
+        b.num("SUBCONTRACT_PRC")
+            .append_value((1000 + rng.below(50) * 100) as f64);
+        b.text("TAX_TYPE").append_value("A");
+    } else {
+        b.text("BP_CD").append_null();
+        b.text("CUST_NM").append_null();
+        b.text("CUR_CD").append_null();
+        b.num("SUBCONTRACT_PRC").append_value(0.0);
+        b.text("TAX_TYPE").append_null();
+    }
+    b.text("MILESTONE_FLG").append_value("Y");
+    b.text("INSP_FLG")
+        .append_value(if op.starts_with('Q') { "Y" } else { "N" });
+    b.text("ROUT_ORDER").append_value(if k == 0 {
+        "F"
+    } else if k + 1 == n_ops {
+        "L"
+    } else {
+        "I"
+    });
+    b.date("VALID_FROM_DT").append_value(day);
+    b.date("VALID_TO_DT").append_value(376_199); // 2999-12-31
+    b.text("REMARK")
+        .append_value(if rng.chance(0.05) { "긴급 " } else { "" });
+    for i in 0..b.sparse_text.len() {
+        let c = b.sparse_text[i];
+        b.s[c].append_null();
+    }
+    b.date("NC_WRITE_DATE").append_null();
+    b.date("NC_REVIEW_DT").append_null();
+    if k == 0 && od > 0.0 {
+        b.text("RAW_MATL_SIZE")
+            .append_value(format!("{}mm", (od * 1.05).round()));
+    } else {
+        b.text("RAW_MATL_SIZE").append_null();
+    }
+    b.text("VALIDITY").append_value("Y");
+}
+
+/// One row of the work-order view: actuals (hours) of an operation of a current routing.
+fn work_order_row(rng: &mut Rng, w: &mut WorkOrderBuilders, o: &Operation<'_>) {
+    let Operation {
+        it,
+        rout_no,
+        k,
+        op,
+        res,
+        res_dis,
+        t,
+        setup,
+        run,
+        ..
+    } = *o;
+    w.s[0].append_value(it.code.trim());
+    w.seq.append_value(((k + 1) * 10) as i32);
+    w.s[1].append_value(rout_no);
+    w.s[2].append_value(res);
+    w.s[3].append_value(res_dis);
+    w.s[4].append_value(op);
+    w.s[5].append_value(op_name(op));
+    w.ts.append_value(t + (1 + rng.below(400)) as i64 * 3_600_000);
+    let qty = (1 + rng.below(20)) as f64;
+    let hours = run * qty / 60.0 * (0.7 + 0.7 * rng.f64());
+    w.f[0].append_value((hours * 1000.0).round() / 1000.0);
+    w.f[1].append_value((setup / 60.0 * 1000.0).round() / 1000.0);
+    w.f[2].append_value(qty);
+    w.f[3].append_value(if rng.chance(0.05) { 1.0 } else { 0.0 });
+}
+
 fn build_routings(
     rng: &mut Rng,
     items: &[Item],
     parts: &[PartType],
 ) -> Result<(RecordBatch, RecordBatch)> {
-    let schema = Arc::new(routing_schema());
     let est = items.len() * 6;
-    let mut s: Vec<StringBuilder> = Vec::new();
-    let mut f: Vec<Float64Builder> = Vec::new();
-    let mut d: Vec<Date32Builder> = Vec::new();
-    let mut seq = Int32Builder::with_capacity(est);
-    let mut ts = TimestampMillisecondBuilder::with_capacity(est);
-    enum K {
-        S(usize),
-        F(usize),
-        D(usize),
-        Seq,
-        Ts,
-    }
-    let kinds: Vec<K> = schema
-        .fields()
-        .iter()
-        .map(|fld| match fld.data_type() {
-            DataType::Utf8 => {
-                s.push(StringBuilder::with_capacity(est, est * 6));
-                K::S(s.len() - 1)
-            }
-            DataType::Float64 => {
-                f.push(Float64Builder::with_capacity(est));
-                K::F(f.len() - 1)
-            }
-            DataType::Date32 => {
-                d.push(Date32Builder::with_capacity(est));
-                K::D(d.len() - 1)
-            }
-            DataType::Int32 => K::Seq,
-            _ => K::Ts,
-        })
-        .collect();
-    let idx = |name: &str| schema.index_of(name).unwrap();
-    let si = |name: &str| match kinds[idx(name)] {
-        K::S(k) => k,
-        _ => unreachable!(),
-    };
-    let fi = |name: &str| match kinds[idx(name)] {
-        K::F(k) => k,
-        _ => unreachable!(),
-    };
-    let di = |name: &str| match kinds[idx(name)] {
-        K::D(k) => k,
-        _ => unreachable!(),
-    };
-    // Text columns that are almost always empty in the routing view.
-    let sparse_text: Vec<usize> = [
-        "ROUT_DOC",
-        "NC_PROGRAM",
-        "NC_PROGRAM_WRITER",
-        "NC_WRITER_NM",
-        "NC_REVIEWER",
-        "NC_REVIEWER_NM",
-        "JAW_SIZE",
-        "PROGRAM_REMARK",
-        "OP_DRAW_NO",
-        "ROUT_SIZE",
-        "MTMG_NUMB",
-    ]
-    .iter()
-    .map(|n| si(n))
-    .collect();
-
-    let wschema = Arc::new(work_order_schema());
-    let mut w_s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
-    let mut w_seq = Int32Builder::new();
-    let mut w_ts = TimestampMillisecondBuilder::new();
-    let mut w_f: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::new()).collect();
+    let mut b = RoutingBuilders::new(est);
+    let mut w = WorkOrderBuilders::default();
 
     // 2015-01-01 .. 2025-10-01 in ms.
     let t0: i64 = 1_420_070_400_000;
@@ -1393,133 +1645,30 @@ fn build_routings(
                 } else {
                     (rng.f64() * 20.0).round()
                 };
-                s[si("ROUT_NO")].append_value(&rout_no);
-                s[si("ITEM_CD")].append_value(it.code.trim());
-                s[si("ITEM_NM")]
-                    .append_value(format!("{} {}", it.material_desc, parts[it.part].name));
-                seq.append_value(((k + 1) * 10) as i32);
-                ts.append_value(t);
-                f[fi("OUTDIAMETER")].append_value(od);
-                f[fi("INDIAMETER")].append_value((od * 0.6 * 1000.0).round() / 1000.0);
-                f[fi("OUTTHICKNESS")].append_value((od * 0.15 * 1000.0).round() / 1000.0);
-                s[si("OUTDIAMETER_UNIT")].append_value(if od > 0.0 { "MM" } else { "" });
-                s[si("INSIDE_FLAG")].append_value(if out {
-                    "외주"
-                } else if rng.chance(0.2) {
-                    "Y"
-                } else {
-                    "사내"
-                });
-                s[si("JOB_CD")].append_value(op);
-                s[si("JOB_NM")].append_value(op_name(op));
-                s[si("RES_CD")].append_value(res);
-                s[si("RES_DIS")].append_value(res_dis);
-                s[si("TIME_UNIT")].append_value(if rng.chance(0.5) { "M" } else { "분(Min.)" });
-                f[fi("MFG_LT")].append_value(0.0);
-                f[fi("QUEUE_TIME")].append_value(0.0);
-                f[fi("SETUP_TIME")].append_value(setup);
-                f[fi("RUN_TIME")].append_value(run);
-                f[fi("ACT_SETUP_TIME")]
-                    .append_value((setup * (0.8 + 0.4 * rng.f64()) * 10.0).round() / 10.0);
-                f[fi("ACT_RUN_TIME")]
-                    .append_value((run * (0.8 + 0.5 * rng.f64()) * 10.0).round() / 10.0);
-                f[fi("WAIT_TIME")].append_value(if out {
-                    200.0
-                } else {
-                    [0.0, 0.0, 300.0][rng.below(3)]
-                });
-                f[fi("MOVE_TIME")].append_value(if out { 200.0 } else { 0.0 });
-                f[fi("RUN_TIME_QTY")].append_value(1.0);
-                s[si("RUN_TIME_UNIT")].append_value("NA");
-                s[si("BATCH_OPER")].append_value(if out { "B" } else { "" });
-                if out {
-                    s[si("BP_CD")].append_value(format!("V{}", 3300 + rng.below(20)));
-                    s[si("CUST_NM")].append_value(*rng.pick(&[
-                        "동양질화",
-                        "대한도금",
-                        "한국열처리",
-                    ]));
-                    s[si("CUR_CD")].append_value("KRW");
-                    f[fi("SUBCONTRACT_PRC")].append_value((1000 + rng.below(50) * 100) as f64);
-                    s[si("TAX_TYPE")].append_value("A");
-                } else {
-                    s[si("BP_CD")].append_null();
-                    s[si("CUST_NM")].append_null();
-                    s[si("CUR_CD")].append_null();
-                    f[fi("SUBCONTRACT_PRC")].append_value(0.0);
-                    s[si("TAX_TYPE")].append_null();
-                }
-                s[si("MILESTONE_FLG")].append_value("Y");
-                s[si("INSP_FLG")].append_value(if op.starts_with('Q') { "Y" } else { "N" });
-                s[si("ROUT_ORDER")].append_value(if k == 0 {
-                    "F"
-                } else if k + 1 == ops.len() {
-                    "L"
-                } else {
-                    "I"
-                });
-                d[di("VALID_FROM_DT")].append_value(day);
-                d[di("VALID_TO_DT")].append_value(376_199); // 2999-12-31
-                s[si("REMARK")].append_value(if rng.chance(0.05) { "긴급 " } else { "" });
-                for &c in &sparse_text {
-                    s[c].append_null();
-                }
-                d[di("NC_WRITE_DATE")].append_null();
-                d[di("NC_REVIEW_DT")].append_null();
-                if k == 0 && od > 0.0 {
-                    s[si("RAW_MATL_SIZE")].append_value(format!("{}mm", (od * 1.05).round()));
-                } else {
-                    s[si("RAW_MATL_SIZE")].append_null();
-                }
-                s[si("VALIDITY")].append_value("Y");
+                let o = Operation {
+                    it,
+                    part_name: &parts[it.part].name,
+                    rout_no: &rout_no,
+                    k,
+                    n_ops: ops.len(),
+                    op,
+                    out,
+                    res,
+                    res_dis,
+                    t,
+                    day,
+                    od,
+                    setup,
+                    run,
+                };
+                operation_row(rng, &mut b, &o);
 
                 // Work-order actuals (hours) for the current routing of about half of the items.
                 if current && !out && (it.code.len() + k) % 2 == 0 && rng.chance(0.9) {
-                    w_s[0].append_value(it.code.trim());
-                    w_seq.append_value(((k + 1) * 10) as i32);
-                    w_s[1].append_value(&rout_no);
-                    w_s[2].append_value(res);
-                    w_s[3].append_value(res_dis);
-                    w_s[4].append_value(op);
-                    w_s[5].append_value(op_name(op));
-                    w_ts.append_value(t + (1 + rng.below(400)) as i64 * 3_600_000);
-                    let qty = (1 + rng.below(20)) as f64;
-                    let hours = run * qty / 60.0 * (0.7 + 0.7 * rng.f64());
-                    w_f[0].append_value((hours * 1000.0).round() / 1000.0);
-                    w_f[1].append_value((setup / 60.0 * 1000.0).round() / 1000.0);
-                    w_f[2].append_value(qty);
-                    w_f[3].append_value(if rng.chance(0.05) { 1.0 } else { 0.0 });
+                    work_order_row(rng, &mut w, &o);
                 }
             }
         }
     }
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(kinds.len());
-    for k in &kinds {
-        arrays.push(match k {
-            K::S(i) => Arc::new(s[*i].finish()),
-            K::F(i) => Arc::new(f[*i].finish()),
-            K::D(i) => Arc::new(d[*i].finish()),
-            K::Seq => Arc::new(seq.finish()),
-            K::Ts => Arc::new(ts.finish()),
-        });
-    }
-    let routing = RecordBatch::try_new(schema, arrays)
-        .map_err(|e| Error::internal(format!("building the routing batch: {e}")))?;
-    let wo_arrays: Vec<ArrayRef> = vec![
-        Arc::new(w_s[0].finish()),
-        Arc::new(w_seq.finish()),
-        Arc::new(w_s[1].finish()),
-        Arc::new(w_s[2].finish()),
-        Arc::new(w_s[3].finish()),
-        Arc::new(w_s[4].finish()),
-        Arc::new(w_s[5].finish()),
-        Arc::new(w_ts.finish()),
-        Arc::new(w_f[0].finish()),
-        Arc::new(w_f[1].finish()),
-        Arc::new(w_f[2].finish()),
-        Arc::new(w_f[3].finish()),
-    ];
-    let wo = RecordBatch::try_new(wschema, wo_arrays)
-        .map_err(|e| Error::internal(format!("building the work-order batch: {e}")))?;
-    Ok((routing, wo))
+    Ok((b.finish()?, w.finish()?))
 }
