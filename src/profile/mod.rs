@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, StringArray};
-use arrow::compute::{CastOptions, cast, cast_with_options};
+use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
@@ -241,21 +241,13 @@ fn profile_column(array: &ArrayRef, want: &DataType) -> Result<ColumnProfile> {
     // The conversion the sources apply (`contract::convert`): missing spellings are NULL, a
     // value the safe cast turns into NULL does not convert.
     let cleaned: StringArray = present.iter().map(|v| v.as_deref()).collect();
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    let typed =
-        cast_with_options(&cleaned, want, &safe).map_err(|e| Error::internal(e.to_string()))?;
-    for r in 0..cleaned.len() {
-        if cleaned.is_valid(r) && typed.is_null(r) {
-            p.not_castable += 1;
-            if p.not_castable_examples.len() < TOP {
-                p.not_castable_examples
-                    .push(format!("row {} `{}`", r + 1, text.value(r)));
-            }
-        }
-    }
+    let (typed, bad) = crate::engine::sources::contract::typed_and_bad(&cleaned, want)?;
+    p.not_castable = bad.len();
+    p.not_castable_examples = bad
+        .iter()
+        .take(TOP)
+        .map(|&r| format!("row {} `{}`", r + 1, text.value(r)))
+        .collect();
     if is_numeric(want) {
         let f = cast(&typed, &DataType::Float64).map_err(|e| Error::internal(e.to_string()))?;
         let f = f

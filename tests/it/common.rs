@@ -5,6 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray};
+use arrow::record_batch::RecordBatch;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -295,4 +299,26 @@ pub fn set_line(text: &str, key: &str, line: String) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `batch` with column `name` replaced by `col`.
+pub fn with_column(batch: &RecordBatch, name: &str, col: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let i = schema.index_of(name).unwrap();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields[i] = Arc::new(arrow::datatypes::Field::new(
+        name,
+        col.data_type().clone(),
+        true,
+    ));
+    let mut cols = batch.columns().to_vec();
+    cols[i] = col;
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
+}
+
+/// A text column of `n` rows cycling through `values`.
+pub fn texts(n: usize, values: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(
+        (0..n).map(|i| values[i % values.len()]).collect::<Vec<_>>(),
+    ))
 }

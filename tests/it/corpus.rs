@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::array::Int64Array;
 use arrow::record_batch::RecordBatch;
 use trainer::transform::load_table;
 
 use crate::common::{
-    Project, copy_tree, has_odbc_driver, repo, sample_dir, set_line, snapshots, tree_bytes,
+    Project, copy_tree, has_odbc_driver, repo, sample_dir, set_line, snapshots, texts, tree_bytes,
+    with_column,
 };
 
 /// A trained model of the bundled sample, made once and copied into every case's project.
@@ -184,28 +185,6 @@ fn check(group: &str, cases: Vec<CaseRow>) {
     // Temporary folders outside the case's own (named above) are not the message's point.
     settings.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMPDIR]");
     settings.bind(|| insta::assert_snapshot!(format!("corpus_{group}"), table));
-}
-
-/// `batch` with column `name` replaced by `col`.
-fn with_column(batch: &RecordBatch, name: &str, col: ArrayRef) -> RecordBatch {
-    let schema = batch.schema();
-    let i = schema.index_of(name).unwrap();
-    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-    fields[i] = Arc::new(arrow::datatypes::Field::new(
-        name,
-        col.data_type().clone(),
-        true,
-    ));
-    let mut cols = batch.columns().to_vec();
-    cols[i] = col;
-    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
-}
-
-/// A text column of `n` rows cycling through `values`.
-fn texts(n: usize, values: &[&str]) -> ArrayRef {
-    Arc::new(StringArray::from(
-        (0..n).map(|i| values[i % values.len()]).collect::<Vec<_>>(),
-    ))
 }
 
 const ITEMS: &str = "dbo_BI_ITEM_INFO_VIEW";

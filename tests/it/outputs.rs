@@ -7,10 +7,12 @@
 use std::process::Output;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::StringArray;
 use serde_json::Value;
 
-use crate::common::{Project, copy_tree, redact, repo, sample_dir, snapshots, trainer};
+use crate::common::{
+    Project, copy_tree, redact, repo, sample_dir, snapshots, trainer, with_column,
+};
 
 /// The output of a command that must succeed.
 fn ok(out: Output) -> Output {
@@ -151,21 +153,6 @@ fn sources_profile_report_text_json_and_html() {
     assert_eq!(od["nines"], 2, "{od}");
 }
 
-/// `batch` with the text column `name` replaced by `values`.
-fn with_text(batch: &RecordBatch, name: &str, values: Vec<Option<&str>>) -> RecordBatch {
-    let schema = batch.schema();
-    let i = schema.index_of(name).unwrap();
-    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-    fields[i] = Arc::new(arrow::datatypes::Field::new(
-        name,
-        arrow::datatypes::DataType::Utf8,
-        true,
-    ));
-    let mut cols = batch.columns().to_vec();
-    cols[i] = Arc::new(StringArray::from(values)) as ArrayRef;
-    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
-}
-
 /// Data that moved since training: the profile counts the bad values a strict run would stop
 /// on (and does not stop), and flags the features that moved against the model.
 #[test]
@@ -185,7 +172,7 @@ fn sources_profile_flags_bad_values_and_drift() {
             _ => Some("SFT0"),
         })
         .collect();
-    let b = with_text(&b, "PART_TYPE", part);
+    let b = with_column(&b, "PART_TYPE", Arc::new(StringArray::from(part)));
     let od: Vec<Option<&str>> = (0..n)
         .map(|i| {
             if i % 100 == 7 {
@@ -195,7 +182,7 @@ fn sources_profile_flags_bad_values_and_drift() {
             }
         })
         .collect();
-    let b = with_text(&b, "OUTDIAMETER", od);
+    let b = with_column(&b, "OUTDIAMETER", Arc::new(StringArray::from(od)));
     trainer::parquet_io::write_parquet(&items, &b).unwrap();
 
     let out = ok(trainer(&[

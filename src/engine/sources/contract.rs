@@ -187,15 +187,7 @@ fn convert_column(
             }
         })
         .collect();
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    let typed =
-        cast_with_options(&cleaned, want, &safe).map_err(|e| Error::internal(e.to_string()))?;
-    let bad: Vec<usize> = (0..cleaned.len())
-        .filter(|&r| cleaned.is_valid(r) && typed.is_null(r))
-        .collect();
+    let (typed, bad) = typed_and_bad(&cleaned, want)?;
     if bad.is_empty() {
         return Ok((typed, None));
     }
@@ -227,6 +219,22 @@ fn convert_column(
             if bad.len() > SHOWN { ", ..." } else { "" }
         ),
     ))
+}
+
+/// `cleaned` (text in the house spelling, missing as NULL) in the contract type `want`, and the
+/// rows whose value does not convert (NULL in the result): the rule the sources apply and the
+/// data-quality profile counts by.
+pub fn typed_and_bad(cleaned: &StringArray, want: &DataType) -> Result<(ArrayRef, Vec<usize>)> {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let typed =
+        cast_with_options(cleaned, want, &safe).map_err(|e| Error::internal(e.to_string()))?;
+    let bad = (0..cleaned.len())
+        .filter(|&r| cleaned.is_valid(r) && typed.is_null(r))
+        .collect();
+    Ok((typed, bad))
 }
 
 fn kind(t: &DataType) -> &'static str {

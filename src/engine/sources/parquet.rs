@@ -2,9 +2,10 @@
 //! otherwise). The file is checked before it is registered: it must exist, be valid Parquet and
 //! carry every mapped column.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -26,6 +27,32 @@ pub fn file_for(sources: &Sources, view: &str) -> PathBuf {
     }
 }
 
+/// The bytes and Arrow schema of the Parquet file of `view`; a file that cannot be read, or is
+/// not Parquet, is an input error naming it (checked before any query reads it).
+fn open(sources: &Sources, view: &str, path: &Path) -> Result<(bytes::Bytes, Schema)> {
+    let shown = path.display().to_string();
+    let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| {
+        Error::input(
+            &shown,
+            format!(
+                "cannot read the source file for view {view}: {e}. Check `sources.dir` in the config, or create sample data with `trainer sample --out {}`",
+                sources.dir.clone().unwrap_or_default().display()
+            ),
+        )
+    })?);
+    let (schema, _) = footer(bytes.clone()).map_err(|e| match e {
+        FooterError::NotParquet(e) => Error::input(
+            &shown,
+            format!("not a readable Parquet file ({e}). Re-export view {view} from the ERP."),
+        ),
+        FooterError::Schema(e) => Error::input(
+            &shown,
+            format!("Parquet schema cannot be read as Arrow ({e})"),
+        ),
+    })?;
+    Ok((bytes, schema))
+}
+
 pub async fn register_all(
     ctx: &SessionContext,
     sources: &Sources,
@@ -35,30 +62,7 @@ pub async fn register_all(
     for v in VIEWS {
         let path = file_for(sources, v.erp_name);
         let shown = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Error::input(
-                &shown,
-                format!(
-                    "cannot read the source file for view {}: {e}. Check `sources.dir` in the config, or create sample data with `trainer sample --out {}`",
-                    v.erp_name,
-                    sources.dir.clone().unwrap_or_default().display()
-                ),
-            )
-        })?;
-        // Validate the footer and schema up front so a corrupt file is named, not a query.
-        let (schema, _) = footer(bytes::Bytes::from(bytes.clone())).map_err(|e| match e {
-            FooterError::NotParquet(e) => Error::input(
-                &shown,
-                format!(
-                    "not a readable Parquet file ({e}). Re-export view {} from the ERP.",
-                    v.erp_name
-                ),
-            ),
-            FooterError::Schema(e) => Error::input(
-                &shown,
-                format!("Parquet schema cannot be read as Arrow ({e})"),
-            ),
-        })?;
+        let (bytes, schema) = open(sources, v.erp_name, &path)?;
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         mapping.check_source_columns(v.erp_name, &shown, &columns)?;
         let sha = hex(&Sha256::digest(&bytes));
@@ -82,7 +86,7 @@ pub async fn register_all(
         } else {
             // Text where the contract wants numbers or dates: converted here, in memory, so
             // that a bad value is named with its row instead of failing a SQL cast.
-            let batches = read_batches(bytes::Bytes::from(bytes), &shown)?;
+            let batches = read_batches(bytes, &shown)?;
             let batch = if batches.is_empty() {
                 RecordBatch::new_empty(Arc::new(schema.clone()))
             } else {
@@ -117,15 +121,7 @@ pub fn read_raw(sources: &Sources, mapping: &Mapping) -> Result<Vec<super::RawVi
     for v in VIEWS {
         let path = file_for(sources, v.erp_name);
         let shown = path.display().to_string();
-        let bytes = bytes::Bytes::from(
-            std::fs::read(&path).map_err(|e| Error::input(&shown, format!("cannot read: {e}")))?,
-        );
-        let (schema, _) = footer(bytes.clone()).map_err(|e| match e {
-            FooterError::NotParquet(e) => {
-                Error::input(&shown, format!("not a readable Parquet file ({e})"))
-            }
-            FooterError::Schema(e) => Error::input(&shown, e),
-        })?;
+        let (bytes, schema) = open(sources, v.erp_name, &path)?;
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         mapping.check_source_columns(v.erp_name, &shown, &names)?;
         let cols: Vec<&String> = mapping.columns(v.erp_name).keys().collect();
