@@ -20,7 +20,7 @@ import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
 
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3
 
 
 PROPOSALS = 5

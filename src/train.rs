@@ -243,11 +243,12 @@ pub async fn train_vectors(
 
     // ---- vector layout, learned feature weights, the calibrated similarity ---------------------
     let (mut dims, dims_dropped) = fit_layout(&raw, &sample, cfg, log)?;
-    let labels = routing_labels(&items.keys, routed);
+    let labels = routing_labels(&items.keys, routed.items);
     let learned = learn::fit(
         &raw,
         &mut dims,
         &labels,
+        &routed.ops,
         &learn::LearnOptions {
             learn: cfg.weights.learn,
             sample: cfg.weights.learn_sample,
@@ -517,9 +518,19 @@ pub(crate) const ROUTING_OPS_SQL: &str =
     "SELECT * FROM routing_ops ORDER BY item_key, rout_no, proc_seq";
 const ITEM_FEATURES_SQL: &str = "SELECT * FROM clean_items ORDER BY item_key";
 
-/// The items with a current routing, sorted by key, each with its routing's id (equal JOB_CD
-/// sequences, equal ids).
-pub async fn routed_items(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<(String, u32)>> {
+/// The items with a current routing, and the routings themselves.
+pub struct Routed {
+    /// Per item with a current routing, sorted by key: its routing's id (equal JOB_CD
+    /// sequences, equal ids).
+    pub items: Vec<(String, u32)>,
+    /// Per routing id: its operations, JOB_CDs interned. A JOB_CD with an inner space counts as
+    /// two operations here (the sequence is read back from `seq_join`'s spaced string), which
+    /// only makes the one-operation test of the calibration stricter.
+    pub ops: Vec<Vec<u32>>,
+}
+
+/// The items with a current routing, and their routings (see [`Routed`]).
+pub async fn routed_items(ctx: &datafusion::prelude::SessionContext) -> Result<Routed> {
     let what = "item_targets";
     let batches = engine::collect(
         ctx,
@@ -528,17 +539,35 @@ pub async fn routed_items(ctx: &datafusion::prelude::SessionContext) -> Result<V
     )
     .await?;
     let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut out = Vec::new();
+    let mut codes: HashMap<String, u32> = HashMap::new();
+    let mut out = Routed {
+        items: Vec::new(),
+        ops: Vec::new(),
+    };
     for b in &batches {
         let k = column_as(b, "item_key", &DataType::Utf8, what)?;
         let s = column_as(b, "job_seq", &DataType::Utf8, what)?;
         let (k, s) = (strings(&k), strings(&s));
         for r in 0..b.num_rows() {
-            let next = ids.len() as u32;
-            let id = *ids
-                .entry(if s.is_valid(r) { s.value(r) } else { "" }.to_string())
-                .or_insert(next);
-            out.push((k.value(r).to_string(), id));
+            let seq = if s.is_valid(r) { s.value(r) } else { "" };
+            let id = match ids.get(seq) {
+                Some(&id) => id,
+                None => {
+                    let id = ids.len() as u32;
+                    ids.insert(seq.to_string(), id);
+                    out.ops.push(
+                        seq.split(' ')
+                            .filter(|op| !op.is_empty())
+                            .map(|op| {
+                                let next = codes.len() as u32;
+                                *codes.entry(op.to_string()).or_insert(next)
+                            })
+                            .collect(),
+                    );
+                    id
+                }
+            };
+            out.items.push((k.value(r).to_string(), id));
         }
     }
     Ok(out)

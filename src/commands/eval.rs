@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::export::log::RunLog;
 use crate::export::log::Timer;
 use crate::features::learn::{
-    Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports,
+    Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports, within_one_op,
 };
 use crate::fsutil::atomic_write;
 use crate::fsutil::write_json;
@@ -98,8 +98,10 @@ pub struct Variant {
 pub struct SupportBin {
     pub support: usize,
     pub items: usize,
-    /// The promised share with the routing among the proposals.
+    /// The promised share whose first proposal is the routing or one operation from it.
     pub calibrated: Option<f64>,
+    /// The share whose first proposal was the routing or one operation from it.
+    pub observed_first_within_one_op: f64,
     pub observed_hit_at_5: f64,
     pub observed_top1: f64,
 }
@@ -753,8 +755,9 @@ fn proposal_bins(
     seqs: &[Option<Vec<u32>>],
     props: &ProposalCalibration,
 ) -> Vec<SupportBin> {
-    // (items, top-1 right, routing among the proposals) per support 1..=PROPOSALS.
-    let mut counts = [(0usize, 0usize, 0usize); PROPOSALS + 1];
+    // (items, top-1 right, routing among the proposals, first within one operation) per
+    // support 1..=PROPOSALS.
+    let mut counts = [(0usize, 0usize, 0usize, 0usize); PROPOSALS + 1];
     for (q, nn) in queries.iter().zip(neighbours) {
         let Some((routes, k)) = proposals(nn, seqs) else {
             continue;
@@ -764,15 +767,17 @@ fn proposal_bins(
         c.0 += 1;
         c.1 += usize::from(own.is_some() && routes[0] == own);
         c.2 += usize::from(own.is_some() && routes.contains(&own));
+        c.3 += usize::from(matches!((own, routes[0]), (Some(a), Some(b)) if within_one_op(a, b)));
     }
     (1..=PROPOSALS)
         .filter(|&k| counts[k].0 > 0)
         .map(|k| {
-            let (n, right, hit) = counts[k];
+            let (n, right, hit, near) = counts[k];
             SupportBin {
                 support: k,
                 items: n,
                 calibrated: props.apply(k),
+                observed_first_within_one_op: near as f64 / n as f64,
                 observed_hit_at_5: hit as f64 / n as f64,
                 observed_top1: right as f64 / n as f64,
             }
@@ -1155,15 +1160,16 @@ impl EvalReport {
         if !self.support_bins.is_empty() {
             out.push_str(&format!(
                 "\ntier (trainer, held-out items by how many of their {PROPOSALS} nearest routed items share the first one's routing):\n\
-                 {:<9} {:>6} {:>11} {:>11} {:>9}\n",
-                "k alike", "items", "calibrated", "obs. hit@5", "obs. top1"
+                 {:<9} {:>6} {:>11} {:>11} {:>11} {:>9}\n",
+                "k alike", "items", "calibrated", "obs. <=1 op", "obs. hit@5", "obs. top1"
             ));
             for b in &self.support_bins {
                 out.push_str(&format!(
-                    "{:<9} {:>6} {:>11} {:>11} {:>9}\n",
+                    "{:<9} {:>6} {:>11} {:>11} {:>11} {:>9}\n",
                     format!("{} of {PROPOSALS}", b.support),
                     b.items,
                     b.calibrated.map_or("-".to_string(), pct),
+                    pct(b.observed_first_within_one_op),
                     pct(b.observed_hit_at_5),
                     pct(b.observed_top1),
                 ));
@@ -1172,8 +1178,10 @@ impl EvalReport {
         out.push_str(&format!(
             "\ntop-1: the nearest item's current JOB_CD sequence equals the held-out item's own; \
              hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
-             top-1's sequence; HIGH: share whose first proposal's calibrated confidence (by how many \
-             of the {PROPOSALS} nearest share its routing) reaches {thr} (naive: the raw cosine).\n\
+             top-1's sequence; <=1 op: the top-1's sequence is the item's own or one operation \
+             inserted, dropped or replaced from it;\nHIGH: share whose calibrated confidence that \
+             the top-1 is within one operation (by how many of the {PROPOSALS} nearest share its \
+             routing) reaches {thr} (naive: the raw cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
              over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
              at ef {}) is as close as the exact one for {}.\nreport written to {}\n",

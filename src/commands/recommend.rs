@@ -88,9 +88,9 @@ pub struct Answer {
     /// Whether the model's answers are calibrated (else confidence = the first proposal's
     /// similarity).
     pub calibrated: bool,
-    /// Calibrated at training: the share of training items whose own routing was among their
-    /// `PROPOSALS` nearest routed neighbours', for answers whose first proposal had this
-    /// support. The tier compares it with the threshold.
+    /// Calibrated at training: the share of training items whose first proposal's routing was
+    /// their own or one operation from it, when the first proposal had this support. The tier
+    /// compares it with the threshold.
     pub confidence: Option<f32>,
     pub tier: &'static str,
     pub min_reports: i64,
@@ -517,7 +517,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 a.tier,
                 if a.calibrated {
                     format!(
-                        "confidence {:.0} % that its routing is among these proposals",
+                        "confidence {:.0} % that the first proposal's routing is its own or one operation from it",
                         100.0 * c
                     )
                 } else {
@@ -620,8 +620,9 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
             let _ = writeln!(
                 o,
                 "k of {n} alike: k of the {n} nearest items with a routing have this routing. Confidence: \
-                 the share of training items whose own routing was among their {n} proposals, when the \
-                 first proposal was as alike; HIGH from {:.0} %.",
+                 the share of training items whose first proposal's routing was their own or one \
+                 operation (inserted, dropped or replaced) from it, when the first proposal was as \
+                 alike; HIGH from {:.0} %.",
                 100.0 * a.threshold,
                 n = crate::features::learn::PROPOSALS,
             );

@@ -1,6 +1,7 @@
 //! `trainer recommend`: the contributions add up, nothing without a routing is proposed, new
 //! items from a file are encoded exactly as `update` encodes them, the model is only read, and
-//! the table, JSON, CSV and error output on the fixture are snapshots.
+//! the table, JSON, CSV and error output on the fixture and a calibrated answer on the sample
+//! are snapshots.
 
 use std::path::Path;
 
@@ -315,7 +316,7 @@ fn output_and_errors_on_the_fixture() {
     std::fs::write(
         &meta,
         text.replace(
-            "\"model_format_version\": 2,",
+            "\"model_format_version\": 3,",
             "\"model_format_version\": 0,",
         ),
     )
@@ -325,4 +326,27 @@ fn output_and_errors_on_the_fixture() {
         err(recommend(&["--model", ms, a]), 3)
     );
     let _ = sample_without;
+}
+
+#[test]
+fn a_calibrated_answer_states_its_confidence() {
+    // The bundled sample has enough routed items to calibrate; the fixture has not.
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let m = p.models();
+    let cds = item_cds(&m);
+    let _guard = snapshots().bind_to_scope();
+    insta::assert_snapshot!(
+        "recommend_calibrated_table",
+        redact(
+            &ok(recommend(&[
+                "--model",
+                m.to_str().unwrap(),
+                "--top-k",
+                "1",
+                cds[5].as_str()
+            ])),
+            &p
+        )
+    );
 }
