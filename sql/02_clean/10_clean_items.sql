@@ -13,7 +13,7 @@ WITH keyed AS (
         -- Duplicate rows of one item (codes differing by case or spaces): keep the first by the
         -- raw code, which is deterministic. One window over all rows in that order, comparing
         -- each row's key with the previous one: a window partitioned by item_key did the same
-        -- but handled its 325k partitions one by one (3x slower). It reads map_items as it
+        -- but handled its partitions (one per item) one by one. It reads map_items as it
         -- comes, before any join: rows equal in the ORDER BY keep their order.
         item_key(m.item_cd) IS DISTINCT FROM LAG(item_key(m.item_cd)) OVER (
             ORDER BY item_key(m.item_cd), m.item_cd, m.part_type, m.item_material

@@ -9,10 +9,8 @@
 -- sqrt(operation count). Items with the same set of operations have the same fingerprint;
 -- target-encoding it tells apart levels whose routings differ by one operation (a sibling
 -- operation code, an extra finishing step) even when time, count and outsourcing are alike.
--- Twelve components (version 3 had 8): `trainer eval` on 30k generated items, four holdout
--- seeds, top-1 routing match +1.7 points and hit@5 +0.9 on average over 8; 16 gained another
--- 1.0 and 0.6 for 20 more dimensions, 3-4 s more and 940 MiB peak at 325k items; 4 lost 5.4
--- points top-1 (one seed).
+-- Twelve components: fewer lose routing matches in `trainer eval`, more gain little for their
+-- dimensions, time and memory (the comparison is in BENCHMARKS.md, commit 016507c).
 WITH sig AS (
     -- one row per distinct operation code: its 12 signs (md5 once per code, not per row)
     SELECT
@@ -39,7 +37,7 @@ cur AS (
         avg(r.outsourced)     AS outsourced_share,
         -- seq_join (a house aggregate, see sql/README): the JOB_CDs in proc_seq order, joined
         -- by spaces. The same as array_to_string(array_agg(job_cd ORDER BY proc_seq), ' '),
-        -- which DataFusion runs row by row: 4.4 s of this file's 4.7 s at 325k items.
+        -- which DataFusion runs row by row and which was most of this file's time.
         seq_join(r.job_cd, r.proc_seq) AS job_seq,
         sum(g.s1) AS r1,
         sum(g.s2) AS r2,

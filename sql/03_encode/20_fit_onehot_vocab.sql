@@ -5,8 +5,8 @@
 --          frequent first, ties by level); every other level is encoded as OTHER
 --
 -- The column total is a window over c, not a second GROUP BY: DataFusion inlines a CTE wherever
--- it is read, so reading c twice ran its join (19 rows per item) twice (version 1: 8.2 s at 1M
--- items). Both windows share one order, which also fixes the order the total is summed in.
+-- it is read, so reading c twice ran its join (19 rows per item) twice (version 1). Both
+-- windows share one order, which also fixes the order the total is summed in.
 WITH c AS (
     SELECT i.feature, i.level, sum(s.sample_weight) AS w
     FROM enc_onehot_input i

@@ -5,7 +5,7 @@
 --
 -- A file of its own (not a CTE of fit_numeric_stats) because DataFusion inlines a CTE wherever
 -- it is read: as a CTE read three times, this sort and window over every numeric value ran
--- three times (fit_numeric_stats took 7 s at 325k items).
+-- three times.
 WITH cum AS (
     SELECT
         feature,

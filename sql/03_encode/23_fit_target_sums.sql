@@ -6,11 +6,10 @@
 --
 -- Wide, then long. Each item's 16 targets stay columns of its one target_rows row, so the join
 -- with the item x feature rows has one row per item and feature, not one per target as well
--- (16 times fewer; at 325k items with 7 features x 12 targets, 1.5M rows instead of 12.3M),
--- and one GROUPING SETS pass sums all targets per fold and over all folds. z is never formed
--- per row: sum(w z) = (sum(w y) - mean sum(w)) / std, with the target's mean and
--- std from fit_target_scale. The result then turns long against fit_target_scale's 16 rows.
--- (Version 2 summed the long item x feature x target join twice: 3.8 s at 325k, 12.3 s at 1M.)
+-- (16 times fewer rows), and one GROUPING SETS pass sums all targets per fold and over all
+-- folds. z is never formed per row: sum(w z) = (sum(w y) - mean sum(w)) / std, with the
+-- target's mean and std from fit_target_scale. The result then turns long against
+-- fit_target_scale's 16 rows. (Version 2 summed the long item x feature x target join, twice.)
 WITH s AS (
     SELECT
         CASE WHEN grouping(t.fold) = 1 THEN CAST(-1 AS BIGINT) ELSE CAST(t.fold AS BIGINT) END AS fold,

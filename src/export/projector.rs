@@ -36,8 +36,8 @@ impl<'a> From<&'a crate::export::items::ItemRow<'a>> for MetaRow<'a> {
     }
 }
 
-/// Rows formatted by one task, and tasks per round (a round's text, ~25 MB at 337 dims, is held
-/// until it is written).
+/// Rows formatted by one task, and tasks per round (a round's text, about 2048 × 8 rows × the
+/// text of one row, is held until it is written).
 const BLOCK_ROWS: usize = 2048;
 const ROUND_BLOCKS: usize = 8;
 
