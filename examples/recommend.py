@@ -7,8 +7,7 @@ with the real `hnswlib` package, look the item up in items.parquet, search at th
 ef_search, keep the nearest items that have a routing (never the item itself), and read their
 routings from routings.parquet. Prints one JSON object per item, one per line, with the fields of
 `trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity,
-support, confidence, tier,
-routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
+support, agreement, confidence, tier, routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
 Needs: hnswlib==0.8.0, numpy, pyarrow.
 """
 import argparse
@@ -26,13 +25,34 @@ MODEL_FORMAT_VERSION = 3
 PROPOSALS = 5
 
 
-def proposal_confidence(levels, support):
-    """The calibrated share for an answer whose first proposal has this support
-    (training_metadata.json feature_weights.proposal_calibration.levels: [support, share,
-    items], support ascending): the level at or below it, else the lowest. No levels: None."""
+def within_one_op(a, b):
+    """Whether JOB_CD sequence b is a or one operation (inserted, dropped or replaced) from it."""
+    if len(a) == len(b):
+        return sum(1 for x, y in zip(a, b) if x != y) <= 1
+    if abs(len(a) - len(b)) != 1:
+        return False
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1:]
+
+
+def agreement(top):
+    """The first proposal's agreement: of the (up to PROPOSALS) proposals' sequences in top, how
+    many equal the first's, plus how many are the first's or one operation from it."""
+    if not top:
+        return 0
+    return sum(1 for t in top if t == top[0]) + sum(1 for t in top if within_one_op(top[0], t))
+
+
+def proposal_confidence(levels, score):
+    """The calibrated share for an answer whose first proposal has this agreement
+    (training_metadata.json feature_weights.proposal_calibration.levels: [agreement, share,
+    items], agreement ascending): the level at or below it, else the lowest. No levels: None."""
     if not levels:
         return None
-    below = [l for l in levels if l[0] <= support]
+    below = [l for l in levels if l[0] <= score]
     return (below[-1] if below else levels[0])[1]
 
 
@@ -110,13 +130,14 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
                 ],
             },
         })
-    confidence = None
+    confidence, agree = None, None
     if out:
-        confidence = proposal_confidence(levels, out[0]["support"])
+        agree = agreement(top)
+        confidence = proposal_confidence(levels, agree)
         if confidence is None:
             confidence = calibrate(points, out[0]["similarity"])
     tier = "HIGH" if confidence is not None and confidence >= thr else "LOW"
-    return out, confidence, tier
+    return out, agree, confidence, tier
 
 
 def main():
@@ -131,9 +152,10 @@ def main():
         label = by_key.get(" ".join(cd.split()).upper())
         if label is None:
             sys.exit(f"ITEM_CD {cd} is not in the model {a.models}")
-        neighbours, confidence, tier = propose(label, meta, side, index, items, routings, vectors, a.top_k)
+        neighbours, agree, confidence, tier = propose(label, meta, side, index, items, routings, vectors, a.top_k)
         print(json.dumps({
             "item_cd": items["ITEM_CD"][label],
+            "agreement": agree,
             "confidence": confidence,
             "tier": tier,
             "neighbours": neighbours,

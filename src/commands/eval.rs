@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::export::log::RunLog;
 use crate::export::log::Timer;
 use crate::features::learn::{
-    Calibration, Hit, PROPOSALS, ProposalCalibration, keep_best, supports, within_one_op,
+    Calibration, Hit, PROPOSALS, ProposalCalibration, agreement, keep_best, within_one_op,
 };
 use crate::fsutil::atomic_write;
 use crate::fsutil::write_json;
@@ -93,10 +93,10 @@ pub struct Variant {
     pub scores: Scores,
 }
 
-/// Held-out items whose first proposal has one support.
+/// Held-out items whose first proposal has one agreement ([`agreement`]).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct SupportBin {
-    pub support: usize,
+pub struct AgreementBin {
+    pub agreement: usize,
     pub items: usize,
     /// The promised share whose first proposal is the routing or one operation from it.
     pub calibrated: Option<f64>,
@@ -132,8 +132,8 @@ pub struct EvalReport {
     /// The `trainer` variant's learned weights and calibration (from its training items only).
     pub learned: crate::features::learn::LearnReport,
     pub calibration_bins: Vec<CalibrationBin>,
-    /// The held-out items by their first proposal's support (what the tier uses).
-    pub support_bins: Vec<SupportBin>,
+    /// The held-out items by their first proposal's agreement (what the tier uses).
+    pub agreement_bins: Vec<AgreementBin>,
     pub plot_path: PathBuf,
     pub recall_at_10: f64,
     pub recall_queries: usize,
@@ -169,7 +169,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     let mut trained_main = None;
     let mut learned_main = None;
     let mut bins = Vec::new();
-    let mut support_bins = Vec::new();
+    let mut agreement_bins = Vec::new();
     for (name, what, c) in variant_configs(&cfg) {
         let tv = train(&c, &mapping, &files, &split.held_keys, &mut log).await?;
         if tv.items.keys != truth.keys {
@@ -187,7 +187,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         if name == "trainer" {
             let nn = exact_neighbours(tv.vectors.view(), holdout, &split.candidates, 10);
             bins = calibration_bins(holdout, &nn, &truth.seqs, tiering.cal);
-            support_bins = proposal_bins(holdout, &nn, &truth.seqs, tiering.props);
+            agreement_bins = proposal_bins(holdout, &nn, &truth.seqs, tiering.props);
             trained_main = Some(tv.vectors);
             learned_main = Some(tv.learned);
         }
@@ -250,7 +250,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         via_index,
         learned,
         calibration_bins: bins,
-        support_bins,
+        agreement_bins,
         plot_path: cfg.output.models_dir.join("eval_calibration.svg"),
         recall_at_10: recall,
         recall_queries: sample.len(),
@@ -651,7 +651,7 @@ pub fn seq_similarity(a: &[u32], b: &[u32]) -> f64 {
     1.0 - crate::text::levenshtein(a, b) as f64 / m as f64
 }
 
-/// How an answer is tiered, as `trainer recommend` tiers it: by the support of its first
+/// How an answer is tiered, as `trainer recommend` tiers it: by the agreement of its first
 /// proposal (`props`), or, for a model without that calibration, by the first proposal's
 /// calibrated similarity (`cal`).
 struct Tiering<'a> {
@@ -669,10 +669,10 @@ impl<'a> Tiering<'a> {
 
     fn confidence(&self, nn: &[(f32, u32)], seqs: &[Option<Vec<u32>>]) -> Option<f64> {
         let first = nn.first()?;
-        let (_, support) = proposals(nn, seqs)?;
+        let (_, agreement) = proposals(nn, seqs)?;
         Some(
             self.props
-                .apply(support)
+                .apply(agreement)
                 .unwrap_or_else(|| self.cal.apply(first.0 as f64)),
         )
     }
@@ -733,7 +733,7 @@ fn scores(
     }
 }
 
-/// The routings of the first `PROPOSALS` neighbours and the first one's support (none: no
+/// The routings of the first `PROPOSALS` neighbours and the first one's [`agreement`] (none: no
 /// neighbour).
 fn proposals<'s>(
     nn: &[(f32, u32)],
@@ -744,20 +744,22 @@ fn proposals<'s>(
         .take(PROPOSALS)
         .map(|x| seqs[x.1 as usize].as_deref())
         .collect();
-    let support = *supports(&routes).first()?;
-    Some((routes, support))
+    routes.first()?;
+    let ops: Vec<&[u32]> = routes.iter().map(|r| r.unwrap_or(&[])).collect();
+    let a = agreement(&ops);
+    Some((routes, a))
 }
 
-/// The held-out items by the support of their first proposal.
+/// The held-out items by the agreement of their first proposal.
 fn proposal_bins(
     queries: &[u32],
     neighbours: &[Vec<(f32, u32)>],
     seqs: &[Option<Vec<u32>>],
     props: &ProposalCalibration,
-) -> Vec<SupportBin> {
+) -> Vec<AgreementBin> {
     // (items, top-1 right, routing among the proposals, first within one operation) per
-    // support 1..=PROPOSALS.
-    let mut counts = [(0usize, 0usize, 0usize, 0usize); PROPOSALS + 1];
+    // agreement 0..=2·PROPOSALS.
+    let mut counts = [(0usize, 0usize, 0usize, 0usize); 2 * PROPOSALS + 1];
     for (q, nn) in queries.iter().zip(neighbours) {
         let Some((routes, k)) = proposals(nn, seqs) else {
             continue;
@@ -769,12 +771,12 @@ fn proposal_bins(
         c.2 += usize::from(own.is_some() && routes.contains(&own));
         c.3 += usize::from(matches!((own, routes[0]), (Some(a), Some(b)) if within_one_op(a, b)));
     }
-    (1..=PROPOSALS)
+    (1..=2 * PROPOSALS)
         .filter(|&k| counts[k].0 > 0)
         .map(|k| {
             let (n, right, hit, near) = counts[k];
-            SupportBin {
-                support: k,
+            AgreementBin {
+                agreement: k,
                 items: n,
                 calibrated: props.apply(k),
                 observed_first_within_one_op: near as f64 / n as f64,
@@ -1039,7 +1041,7 @@ impl EvalReport {
             "trainer_via_index": self.via_index.json(),
             "feature_weights": self.learned,
             "calibration_held_out": self.calibration_bins,
-            "proposal_calibration_held_out": self.support_bins,
+            "proposal_calibration_held_out": self.agreement_bins,
             "calibration_plot": self.plot_path.display().to_string(),
             "index": {
                 "m": self.hnsw_m,
@@ -1157,16 +1159,17 @@ impl EvalReport {
             }
             out.push_str(&format!("plot written to {}\n", self.plot_path.display()));
         }
-        if !self.support_bins.is_empty() {
+        if !self.agreement_bins.is_empty() {
             out.push_str(&format!(
-                "\ntier (trainer, held-out items by how many of their {PROPOSALS} nearest routed items share the first one's routing):\n\
+                "\ntier (trainer, held-out items by the agreement of their first proposal: of their {PROPOSALS} nearest routed items, how many\n\
+                 share its routing plus how many are within one operation of it):\n\
                  {:<9} {:>6} {:>11} {:>11} {:>11} {:>9}\n",
-                "k alike", "items", "calibrated", "obs. <=1 op", "obs. hit@5", "obs. top1"
+                "agreement", "items", "calibrated", "obs. <=1 op", "obs. hit@5", "obs. top1"
             ));
-            for b in &self.support_bins {
+            for b in &self.agreement_bins {
                 out.push_str(&format!(
                     "{:<9} {:>6} {:>11} {:>11} {:>11} {:>9}\n",
-                    format!("{} of {PROPOSALS}", b.support),
+                    format!("{} of {}", b.agreement, 2 * PROPOSALS),
                     b.items,
                     b.calibrated.map_or("-".to_string(), pct),
                     pct(b.observed_first_within_one_op),
@@ -1180,8 +1183,8 @@ impl EvalReport {
              hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
              top-1's sequence; <=1 op: the top-1's sequence is the item's own or one operation \
              inserted, dropped or replaced from it;\nHIGH: share whose calibrated confidence that \
-             the top-1 is within one operation (by how many of the {PROPOSALS} nearest share its \
-             routing) reaches {thr} (naive: the raw cosine).\n\
+             the top-1 is within one operation (by its agreement) reaches {thr} (naive: the raw \
+             cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
              over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
              at ef {}) is as close as the exact one for {}.\nreport written to {}\n",

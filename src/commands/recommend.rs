@@ -88,8 +88,12 @@ pub struct Answer {
     /// Whether the model's answers are calibrated (else confidence = the first proposal's
     /// similarity).
     pub calibrated: bool,
+    /// The first proposal's agreement: of the `PROPOSALS` nearest routed items, how many share
+    /// its routing plus how many have it or a routing one operation from it (none: no
+    /// proposal).
+    pub agreement: Option<usize>,
     /// Calibrated at training: the share of training items whose first proposal's routing was
-    /// their own or one operation from it, when the first proposal had this support. The tier
+    /// their own or one operation from it, when the first proposal had this agreement. The tier
     /// compares it with the threshold.
     pub confidence: Option<f32>,
     pub tier: &'static str,
@@ -369,6 +373,10 @@ fn answer(
         .map(|r| r.operations.iter().map(|o| o.job_cd.as_deref()).collect())
         .collect();
     let support = crate::features::learn::supports(&sequences);
+    let agreement = (!sequences.is_empty()).then(|| {
+        let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
+        crate::features::learn::agreement(&ops)
+    });
     drop(sequences);
     found.truncate(opts.top_k);
     found_routings.truncate(opts.top_k);
@@ -418,7 +426,7 @@ fn answer(
         model
             .params
             .proposals
-            .apply(n.support)
+            .apply(agreement.unwrap_or(0))
             .unwrap_or_else(|| model.params.calibration.apply(n.similarity as f64)) as f32
     });
     let own = match q.label {
@@ -438,6 +446,7 @@ fn answer(
         own_rout_no: own,
         threshold: thr,
         calibrated: !model.params.proposals.is_empty(),
+        agreement,
         confidence,
         tier: if confidence.is_some_and(|c| c as f64 >= thr) {
             "HIGH"
@@ -517,8 +526,11 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 a.tier,
                 if a.calibrated {
                     format!(
-                        "confidence {:.0} % that the first proposal's routing is its own or one operation from it",
-                        100.0 * c
+                        "confidence {:.0} % that the first proposal's routing is its own or one operation from it \
+                         (agreement {} of {})",
+                        100.0 * c,
+                        a.agreement.unwrap_or(0),
+                        2 * crate::features::learn::PROPOSALS
                     )
                 } else {
                     format!("the first proposal's similarity {c:.4} (not calibrated)")
@@ -619,10 +631,11 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
         Some(a) if a.calibrated => {
             let _ = writeln!(
                 o,
-                "k of {n} alike: k of the {n} nearest items with a routing have this routing. Confidence: \
-                 the share of training items whose first proposal's routing was their own or one \
-                 operation (inserted, dropped or replaced) from it, when the first proposal was as \
-                 alike; HIGH from {:.0} %.",
+                "k of {n} alike: k of the {n} nearest items with a routing have this routing. Agreement: \
+                 the first proposal's k, plus how many of the {n} have its routing or one operation \
+                 (inserted, dropped or replaced) from it. Confidence: the share of training items \
+                 whose first proposal's routing was their own or one operation from it, when the \
+                 agreement was as high; HIGH from {:.0} %.",
                 100.0 * a.threshold,
                 n = crate::features::learn::PROPOSALS,
             );

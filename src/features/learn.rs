@@ -20,10 +20,13 @@
 //!   Passes repeat until nothing moves (at most `MAX_PASSES`).
 //! * Calibrations on the queries under the final weights, for two uses; the tier compares
 //!   either with `similarity_threshold`.
-//!   - An answer (`recommend`, `eval`): [`ProposalCalibration`], by the support of its first
-//!     proposal (how many of the `PROPOSALS` nearest routed neighbours share its routing), of
-//!     the event "the first proposal's routing is the item's own or one operation from it"
-//!     ([`within_one_op`]), the rate per support made non-decreasing (pool adjacent violators).
+//!   - An answer (`recommend`, `eval`): [`ProposalCalibration`], by the [`agreement`] of its
+//!     first proposal (how many of the `PROPOSALS` nearest routed neighbours share its routing,
+//!     plus how many have it or a routing one operation from it), of the event "the first
+//!     proposal's routing is the item's own or one operation from it" ([`within_one_op`]), the
+//!     rate per agreement made non-decreasing (pool adjacent violators). Variants one operation
+//!     apart count because a neighbourhood of one routing and its variants says the first
+//!     proposal is of the right family even when its exact routing is rare there.
 //!     Not "exactly the item's own": on a plant where one routing in five deviates at random
 //!     from what its attributes imply, no answer can be right 8 times in 10, so the HIGH tier
 //!     would be empty by construction (docs/quality.md).
@@ -210,12 +213,11 @@ impl Calibration {
 }
 
 /// The share of training items whose first proposal's routing was their own or one operation
-/// from it ([`within_one_op`]), by the support of the first proposal: how many of the
-/// `PROPOSALS` nearest routed neighbours share its routing (itself included). This is what
-/// `recommend` and `eval` tier an answer by.
+/// from it ([`within_one_op`]), by the first proposal's [`agreement`]. This is what `recommend`
+/// and `eval` tier an answer by.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ProposalCalibration {
-    /// (support, share whose first proposal was within one operation, items), support
+    /// (agreement, share whose first proposal was within one operation, items), agreement
     /// ascending, shares non-decreasing. Empty: not calibrated.
     pub levels: Vec<(usize, f64, usize)>,
 }
@@ -225,30 +227,30 @@ impl ProposalCalibration {
         self.levels.is_empty()
     }
 
-    /// The calibrated share for an answer whose first proposal has `support` (a support never
-    /// seen takes the nearest lower level's share, or the lowest level's); `None` when not
-    /// calibrated.
-    pub fn apply(&self, support: usize) -> Option<f64> {
+    /// The calibrated share for an answer whose first proposal has this [`agreement`] (one
+    /// never seen takes the nearest lower level's share, or the lowest level's); `None` when
+    /// not calibrated.
+    pub fn apply(&self, agreement: usize) -> Option<f64> {
         let first = self.levels.first()?;
         Some(
             self.levels
                 .iter()
                 .rev()
-                .find(|l| l.0 <= support)
+                .find(|l| l.0 <= agreement)
                 .unwrap_or(first)
                 .1,
         )
     }
 
-    /// Fits the shares to (support, right) pairs, made non-decreasing in the support (pool
+    /// Fits the shares to (agreement, right) pairs, made non-decreasing in the agreement (pool
     /// adjacent violators).
     pub fn fit(pairs: &[(usize, bool)]) -> Self {
         if pairs.len() < MIN_QUERIES {
             return ProposalCalibration::default();
         }
-        // (first support, last support, hits, count) per pooled block.
+        // (first agreement, last agreement, hits, count) per pooled block.
         let mut blocks: Vec<(usize, usize, f64, usize)> = Vec::new();
-        for k in 1..=PROPOSALS {
+        for k in 1..=2 * PROPOSALS {
             let n = pairs.iter().filter(|p| p.0 == k).count();
             if n == 0 {
                 continue;
@@ -272,6 +274,19 @@ impl ProposalCalibration {
                 .collect(),
         }
     }
+}
+
+/// The agreement of the first of `proposals` (their routings, best first): how many of the first
+/// `PROPOSALS` have its routing, plus how many have it or one operation from it
+/// ([`within_one_op`]); itself counts in both, so 2 ..= 2·`PROPOSALS` (0: no proposal).
+pub fn agreement<T: PartialEq>(proposals: &[&[T]]) -> usize {
+    let top = &proposals[..proposals.len().min(PROPOSALS)];
+    let Some(first) = top.first() else {
+        return 0;
+    };
+    let same = top.iter().filter(|r| *r == first).count();
+    let near = top.iter().filter(|r| within_one_op(first, r)).count();
+    same + near
 }
 
 /// Whether routing `b` is routing `a` or one operation from it: one operation inserted,
@@ -686,7 +701,7 @@ impl Partials {
             .collect()
     }
 
-    /// Per query: the support of its first proposal under `w2`, and whether that proposal's
+    /// Per query: the agreement of its first proposal under `w2`, and whether that proposal's
     /// routing is the query's own or one operation from it.
     fn proposal_pairs(
         &self,
@@ -705,14 +720,18 @@ impl Partials {
                 .iter()
                 .map(|x| labels[q.cands[x.1] as usize])
                 .collect();
+            let ops: Vec<&[u32]> = routes
+                .iter()
+                .map(|r| r.map_or(&[][..], |r| &routings[r as usize][..]))
+                .collect();
             let near = |r: Option<u32>| match (r, labels[q.label as usize]) {
                 (Some(a), Some(b)) => {
                     a == b || within_one_op(&routings[a as usize], &routings[b as usize])
                 }
                 _ => false,
             };
-            if let (Some(&k), Some(&first)) = (supports(&routes).first(), routes.first()) {
-                out.push((k, near(first)));
+            if let Some(&first) = routes.first() {
+                out.push((agreement(&ops), near(first)));
             }
         }
         out
@@ -1059,6 +1078,18 @@ mod tests {
         assert_eq!(r.calibration, again.calibration);
         assert_eq!(r.proposal_calibration, again.proposal_calibration);
         assert!(!r.proposal_calibration.is_empty());
+    }
+
+    #[test]
+    fn agreement_counts_the_same_routing_and_its_one_operation_variants() {
+        let (a, b, c, far): (&[u8], &[u8], &[u8], &[u8]) = (b"CDE", b"CXE", b"CE", b"XYZ");
+        // a twice (itself included): 2 + 2; b and c one operation from a: + 2; far: nothing.
+        assert_eq!(agreement(&[a, b, a, c, far]), 6);
+        assert_eq!(agreement(&[a, a, a, a, a]), 10);
+        assert_eq!(agreement(&[far, a, b, c, a]), 2);
+        // Only the first PROPOSALS count.
+        assert_eq!(agreement(&[a, far, far, far, far, a, a]), 2);
+        assert_eq!(agreement::<u8>(&[]), 0);
     }
 
     #[test]

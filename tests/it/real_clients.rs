@@ -118,6 +118,7 @@ fn example_client_agrees_with_recommend() {
         assert_eq!(a["item_cd"], b["item_cd"]);
         // The answer's confidence and tier.
         assert_eq!(a["tier"], b["tier"], "{}", a["item_cd"]);
+        assert_eq!(a["agreement"], b["agreement"], "{}", a["item_cd"]);
         assert!(
             (a["confidence"].as_f64().unwrap() - b["confidence"].as_f64().unwrap()).abs() < 1e-6,
             "{}",
