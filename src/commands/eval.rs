@@ -744,7 +744,9 @@ fn proposals<'s>(
         .take(PROPOSALS)
         .map(|x| seqs[x.1 as usize].as_deref())
         .collect();
-    routes.first()?;
+    if routes.is_empty() {
+        return None;
+    }
     let ops: Vec<&[u32]> = routes.iter().map(|r| r.unwrap_or(&[])).collect();
     let a = agreement(&ops);
     Some((routes, a))
