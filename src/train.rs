@@ -206,16 +206,22 @@ pub async fn train_vectors(
         transform::save_table(&dir.join("params.parquet"), &engine::params_batch(cfg))?;
     }
     transform::register(ctx, "item_sample", sample_batch)?;
+    let targets = item_target_names(ctx).await?;
     let fitted = transform::run_encode(
         ctx,
         files,
         Mode::Fit {
             save_dir: opts.fitted_dir,
         },
-        Some(&["clean_items"]),
+        // The target statistics are kept for the check below, then let go.
+        Some(&["clean_items", "fit_target_scale", "fit_target_sums"]),
     )
     .await?;
     log_views(log, &fitted);
+    check_targets_listed(ctx, files, &targets).await?;
+    for t in ["fit_target_scale", "fit_target_sums"] {
+        let _ = ctx.deregister_table(t);
+    }
     for v in &fitted {
         if let Some(n) = v.rows {
             rows.insert(v.name.clone(), json!(n));
@@ -504,6 +510,92 @@ async fn check_weight_keys(ctx: &datafusion::prelude::SessionContext, cfg: &Conf
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The routing targets: the `t_<name>` columns of `item_targets` that have a value for a training
+/// item (one of `item_sample`; a routing of an item outside the item view is not). The views
+/// that read them list them by hand (`target_values` long, `fit_target_sums` wide, see sql/README);
+/// [`check_targets_listed`] makes sure neither leaves one out.
+async fn item_target_names(ctx: &datafusion::prelude::SessionContext) -> Result<Vec<String>> {
+    let schema = engine::view_schema(ctx, "item_targets").await?;
+    let cols: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| n.starts_with("t_"))
+        .collect();
+    if cols.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Vec<String> = cols.iter().map(|c| format!("count(t.\"{c}\")")).collect();
+    let sql = format!(
+        "SELECT {} FROM item_targets t JOIN item_sample s ON s.item_key = t.item_key",
+        counts.join(", ")
+    );
+    let b = engine::collect(ctx, &sql, "item_targets").await?;
+    let mut names = Vec::new();
+    for (i, c) in cols.iter().enumerate() {
+        let n = engine::i64s(b[0].column(i)).value(0);
+        if n > 0 {
+            names.push(c["t_".len()..].to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// A target of `item_targets` that `target_values` or `fit_target_sums` does not list would not be
+/// encoded, and nothing else would say so: stop with the file to edit instead.
+async fn check_targets_listed(
+    ctx: &datafusion::prelude::SessionContext,
+    files: &[SqlFile],
+    targets: &[String],
+) -> Result<()> {
+    let file = |view: &str| {
+        files
+            .iter()
+            .find(|f| f.name == view)
+            .map_or_else(|| view.to_string(), |f| format!("sql/{}", f.rel))
+    };
+    let listed = |view: &'static str| async move {
+        let b = engine::collect(
+            ctx,
+            &format!("SELECT DISTINCT target FROM {view} ORDER BY target"),
+            view,
+        )
+        .await?;
+        let mut out = Vec::new();
+        for batch in &b {
+            let a = column_as(batch, "target", &DataType::Utf8, view)?;
+            out.extend(strings(&a).iter().flatten().map(str::to_string));
+        }
+        Ok::<_, Error>(out)
+    };
+    let scaled = listed("fit_target_scale").await?;
+    if let Some(t) = targets.iter().find(|t| !scaled.contains(t)) {
+        return Err(Error::sql(
+            file("target_values"),
+            format!(
+                "item_targets has the target column `t_{t}`, but target_values does not list \
+                 `{t}`, so it would not be encoded: add its line there and its lines in {} \
+                 (or drop the column from item_targets)",
+                file("fit_target_sums")
+            ),
+        ));
+    }
+    let summed = listed("fit_target_sums").await?;
+    if !summed.is_empty()
+        && let Some(t) = scaled.iter().find(|t| !summed.contains(t))
+    {
+        return Err(Error::sql(
+            file("fit_target_sums"),
+            format!(
+                "the target `{t}` of target_values is not summed here, so it would be encoded \
+                     as its prior for every item: add its lines to the wide part (`s`) and the \
+                     long part (`l`)"
+            ),
+        ));
     }
     Ok(())
 }

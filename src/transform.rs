@@ -188,7 +188,14 @@ async fn run_job(
 /// every one of them reads the same rows. An input that one `fit_` file reads stays a view: its
 /// rows are computed where that file reads them and never held (the one-hot and
 /// target-encoding inputs are millions of rows at production scale, cheap to recompute).
+///
+/// A file whose header says `-- held: yes` is held wherever a later computed file reads it: for
+/// an input that a view reads many times over (`target_rows`, read in every branch of
+/// `target_values`), which the count above does not see.
 fn held_input<F: std::borrow::Borrow<SqlFile>>(later: &[F], f: &SqlFile) -> bool {
+    if f.held {
+        return later.iter().any(|g| reads(&g.borrow().body, &f.name));
+    }
     let computed_readers = later
         .iter()
         .enumerate()
@@ -601,7 +608,7 @@ pub fn load_table(path: &Path) -> Result<RecordBatch> {
 
 #[cfg(test)]
 mod tests {
-    use super::{needs, reads};
+    use super::{held_input, needs, reads};
     use crate::engine::sqlfiles::SqlFile;
 
     fn file(layer: &str, name: &str, body: &str) -> SqlFile {
@@ -614,6 +621,7 @@ mod tests {
             grain: String::new(),
             purpose: String::new(),
             sha256: String::new(),
+            held: false,
             body: body.into(),
         }
     }
@@ -680,6 +688,67 @@ mod tests {
         // fit_stats is a fitted table: reading it does not need what it was computed from.
         assert!(!n(&none, 3, "item_targets"));
         assert!(!n(&none, 3, "enc_y"));
+    }
+
+    #[test]
+    fn an_input_is_held_when_two_computed_files_read_it_or_its_header_says_so() {
+        let mut enc = [
+            file("03_encode", "rows", "SELECT * FROM item_targets"),
+            file(
+                "03_encode",
+                "values",
+                "SELECT y FROM rows UNION ALL SELECT z FROM rows",
+            ),
+            file("03_encode", "fit_scale", "SELECT sum(y) FROM values"),
+            file("03_encode", "fit_sums", "SELECT sum(y) FROM rows"),
+            file("03_encode", "twice", "SELECT * FROM item_targets"),
+            file("03_encode", "fit_a", "SELECT sum(y) FROM twice"),
+            file("03_encode", "fit_b", "SELECT max(y) FROM twice"),
+        ];
+        // rows: one computed file reads it directly (fit_sums); values is a view.
+        assert!(!held_input(&enc[1..], &enc[0]));
+        // values: one computed reader.
+        assert!(!held_input(&enc[2..], &enc[1]));
+        // twice: two computed readers.
+        assert!(held_input(&enc[5..], &enc[4]));
+        // `-- held: yes` holds rows, and values stays a view.
+        enc[0].held = true;
+        assert!(held_input(&enc[1..], &enc[0]));
+        assert!(!held_input(&enc[2..], &enc[1]));
+        // ... but not a file that nothing later reads.
+        assert!(!held_input(&enc[4..], &enc[0]));
+    }
+
+    #[test]
+    fn the_held_header_field_is_yes_or_no() {
+        let dir = tempfile::tempdir().unwrap();
+        let enc = dir.path().join("03_encode");
+        std::fs::create_dir_all(&enc).unwrap();
+        for l in ["01_map", "02_clean"] {
+            std::fs::create_dir_all(dir.path().join(l)).unwrap();
+        }
+        let head = "-- version: 1\n-- grain: g\n-- purpose: p\n";
+        std::fs::write(
+            enc.join("10_a.sql"),
+            format!("{head}-- held: yes\nSELECT 1"),
+        )
+        .unwrap();
+        std::fs::write(enc.join("11_b.sql"), format!("{head}SELECT 1")).unwrap();
+        let files = crate::engine::sqlfiles::load(dir.path()).unwrap();
+        assert!(files.iter().any(|f| f.name == "a" && f.held));
+        assert!(files.iter().any(|f| f.name == "b" && !f.held));
+        std::fs::write(
+            enc.join("11_b.sql"),
+            format!("{head}-- held: maybe\nSELECT 1"),
+        )
+        .unwrap();
+        let err = crate::engine::sqlfiles::load(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("11_b.sql") && err.contains("`held` must be `yes` or `no`, not `maybe`"),
+            "{err}"
+        );
     }
 
     /// The order a sorted table declares (every column ascending, nulls first) is the order

@@ -1,8 +1,10 @@
--- version: 4
+-- version: 5
 -- grain: one row per item_key that has a current routing
 -- purpose: what target encoding learns from: log total standard time, log operation count,
 --          outsourced share of the current routing, log actual hours (where reported); and the
---          current JOB_CD sequence (for evaluation and review); and the routing fingerprint
+--          current JOB_CD sequence (for evaluation and review); and the routing fingerprint.
+--          The targets are the t_ columns; target_values (long) and fit_target_sums (wide) list
+--          them, and trainer stops naming the file if either leaves one out.
 --
 -- Routing fingerprint t_route_1..12: component r is sum over the operations of s_r(JOB_CD), a
 -- fixed pseudo-random sign (the parity of the first hex digit of md5(JOB_CD || '#r')), divided by

@@ -1,15 +1,17 @@
--- version: 4
+-- version: 5
 -- grain: one row per fold x feature x level x target with data, plus one per feature x level x
 --        target over all folds (fold -1)
 -- purpose: FITTED STATE. Weight sum and weighted sum of standardised targets of each level's
 --          items, per fold and over all items, for fit_target_stats
 --
--- Wide, then long. Each item's 16 targets stay columns of its one target_rows row, so the join
--- with the item x feature rows has one row per item and feature, not one per target as well
--- (16 times fewer rows), and one GROUPING SETS pass sums all targets per fold and over all
--- folds. z is never formed per row: sum(w z) = (sum(w y) - mean sum(w)) / std, with the
--- target's mean and std from fit_target_scale. The result then turns long against
--- fit_target_scale's 16 rows. (Version 2 summed the long item x feature x target join, twice.)
+-- Wide, then long, for speed: the one view besides target_values that names the targets. Each
+-- item's 16 targets stay columns of its one target_rows row, so the join with the item x feature
+-- rows has one row per item and feature, not one per target as well (16 times fewer rows), and
+-- one GROUPING SETS pass sums all targets per fold and over all folds. z is never formed per row:
+-- sum(w z) = (sum(w y) - mean sum(w)) / std, with the target's mean and std from
+-- fit_target_scale. The result then turns long against fit_target_scale's 16 rows. A target
+-- added to item_targets needs its lines in s and l; trainer stops naming this file if they are
+-- missing.
 WITH s AS (
     SELECT
         CASE WHEN grouping(t.fold) = 1 THEN CAST(-1 AS BIGINT) ELSE CAST(t.fold AS BIGINT) END AS fold,

@@ -122,7 +122,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let items = &trained.items;
     let check = similarity_check(&h, quant, &cfg, &trained.learned.calibration, &mut log);
     let rows = item_rows(items, &trained.sample, &trained.has_routing, &check, &cfg);
-    warn_low(&rows, check.low, &mut log);
+    crate::export::items::warn_low(&rows, check.low, &mut log);
     timer.lap("similarity_check", &mut log);
 
     let created_at = chrono::Local::now().to_rfc3339();
@@ -283,25 +283,6 @@ fn item_rows<'a>(
             },
         })
         .collect()
-}
-
-/// A warning per LOW item (the first 50; all are in the retrain queue).
-fn warn_low(rows: &[ItemRow], low: usize, log: &mut RunLog) {
-    for r in rows.iter().filter(|r| r.tier == "LOW").take(50) {
-        log.warn(format!(
-            "LOW similarity: {} ({}) nearest other {:.4} (calibrated {:.2}) -> queued for review",
-            r.item_cd,
-            r.part_nm.unwrap_or("-"),
-            r.nearest_similarity,
-            r.confidence
-        ));
-    }
-    if low > 50 {
-        log.warn(format!(
-            "... and {} more LOW items (all in retrain_queue.csv)",
-            low - 50
-        ));
-    }
 }
 
 /// Writes the index, its sidecar, the vectors, `items.parquet`, the retrain queue and the

@@ -250,14 +250,7 @@ pub async fn update(
         raised.len()
     ));
     log_histogram(&mut log, "new items' similarity histogram", &hist);
-    for r in rows[start..].iter().filter(|r| r.tier == "LOW").take(LIST) {
-        log.warn(format!(
-            "LOW similarity: {} ({}) nearest other {:.4} -> queued for review",
-            r.item_cd,
-            r.part_nm.unwrap_or("-"),
-            r.nearest_similarity
-        ));
-    }
+    crate::export::items::warn_low(&rows[start..], low, &mut log);
 
     // ---- advice --------------------------------------------------------------------------------
     advice.extend(retrain_advice(&meta, &cfg, start, added, unseen));

@@ -29,6 +29,10 @@ pub struct SqlFile {
     pub grain: String,
     pub purpose: String,
     pub sha256: String,
+    /// `-- held: yes` in the header: training computes this 03_encode view once and holds it,
+    /// even where one computed file reads it (see `transform::held_input`).
+    #[serde(skip)]
+    pub held: bool,
     #[serde(skip)]
     pub body: String,
 }
@@ -101,6 +105,7 @@ fn parse_file(layer: &str, path: &Path) -> Result<SqlFile> {
     let mut version = None;
     let mut grain = None;
     let mut purpose = None;
+    let mut held = None;
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("--") else {
             break;
@@ -111,6 +116,7 @@ fn parse_file(layer: &str, path: &Path) -> Result<SqlFile> {
                 "version" => version = Some(v),
                 "grain" => grain = Some(v),
                 "purpose" => purpose = Some(v),
+                "held" => held = Some(v),
                 _ => {}
             }
         }
@@ -124,6 +130,16 @@ fn parse_file(layer: &str, path: &Path) -> Result<SqlFile> {
                 ),
             )
         })
+    };
+    let held = match held.as_deref() {
+        None | Some("no") => false,
+        Some("yes") => true,
+        Some(other) => {
+            return Err(Error::config(
+                path,
+                format!("header field `held` must be `yes` or `no`, not `{other}`"),
+            ));
+        }
     };
     let body = text.clone();
     if body.trim_end().ends_with(';') {
@@ -142,6 +158,7 @@ fn parse_file(layer: &str, path: &Path) -> Result<SqlFile> {
         grain: need(grain, "grain")?,
         purpose: need(purpose, "purpose")?,
         sha256: crate::hash::hex(&Sha256::digest(text.as_bytes())),
+        held,
         path: path.to_path_buf(),
         name,
         body,

@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::export::log::RunLog;
 use crate::fsutil::atomic_write_with;
 
 /// One item's row, borrowing its texts from the item table: owned copies of four strings per
@@ -212,4 +213,24 @@ pub fn read_queue(path: &Path) -> Result<Vec<QueueEntry>> {
         });
     }
     Ok(out)
+}
+
+/// A warning per LOW item of `rows` (the first 50; all are in the retrain queue), with the raw
+/// similarity and the calibrated confidence the tier is set by. `low`: how many are LOW.
+pub fn warn_low(rows: &[ItemRow], low: usize, log: &mut RunLog) {
+    for r in rows.iter().filter(|r| r.tier == "LOW").take(50) {
+        log.warn(format!(
+            "LOW similarity: {} ({}) nearest other {:.4} (calibrated {:.2}) -> queued for review",
+            r.item_cd,
+            r.part_nm.unwrap_or("-"),
+            r.nearest_similarity,
+            r.confidence
+        ));
+    }
+    if low > 50 {
+        log.warn(format!(
+            "... and {} more LOW items (all in retrain_queue.csv)",
+            low - 50
+        ));
+    }
 }

@@ -488,6 +488,24 @@ fn sql() {
     std::fs::remove_file(view_gone.sql_file("02_clean/30_clean_work_orders.sql")).unwrap();
     let dir_gone = Case::new();
     std::fs::remove_dir_all(dir_gone.sql.path().join("03_encode")).unwrap();
+    // A target added to item_targets but not to the views that list the targets by hand.
+    let unlisted = Case::new();
+    unlisted.edit_file(&unlisted.sql_file("03_encode/14_target_values.sql"), |t| {
+        t.lines()
+            .filter(|l| !l.contains("t_route_7 FROM"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let unsummed = Case::new();
+    unsummed.edit_file(
+        &unsummed.sql_file("03_encode/23_fit_target_sums.sql"),
+        |t| {
+            t.lines()
+                .filter(|l| !l.contains("WHEN 'route_7' THEN s.sw_route_7"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
     check(
         "sql",
         vec![
@@ -496,6 +514,13 @@ fn sql() {
             ("a cast that fails in 01_map", 5, bad_cast, Case::run),
             ("a view other files read is gone", 5, view_gone, Case::run),
             ("a layer folder is gone", 2, dir_gone, Case::run),
+            ("a target left out of target_values", 5, unlisted, Case::run),
+            (
+                "a target left out of fit_target_sums",
+                5,
+                unsummed,
+                Case::run,
+            ),
         ],
     );
 }

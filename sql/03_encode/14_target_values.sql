@@ -1,8 +1,11 @@
--- version: 4
--- grain: one row per training item_key x target (items with a current routing only)
--- purpose: standardised targets with the item's sample weight and fold, the input of the
---          target-encoding statistics
-WITH y AS (
+-- version: 1
+-- grain: one row per training item_key x target with a value (items with a current routing only)
+-- purpose: the routing targets long, with each item's sample weight and fold: the one list of
+--          the targets (a line each) that fit_target_scale and enc_target_y read without naming
+--          them. A target added to item_targets is added here and to fit_target_sums (which
+--          reads them wide, for speed); trainer stops naming the file if either leaves it out.
+SELECT item_key, fold, w, target, y
+FROM (
     SELECT item_key, fold, w, 'std_minutes' AS target, t_std_minutes AS y FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'op_count', t_op_count FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'outsourced', t_outsourced FROM target_rows
@@ -19,13 +22,5 @@ WITH y AS (
     UNION ALL SELECT item_key, fold, w, 'route_10', t_route_10 FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'route_11', t_route_11 FROM target_rows
     UNION ALL SELECT item_key, fold, w, 'route_12', t_route_12 FROM target_rows
-)
-SELECT
-    y.item_key,
-    y.fold,
-    y.w,
-    y.target,
-    (y.y - c.mean) / c.std AS z
-FROM y
-JOIN fit_target_scale c ON c.target = y.target
-WHERE y.y IS NOT NULL
+) v
+WHERE y IS NOT NULL
