@@ -134,32 +134,24 @@ pub async fn update(
     }
 
     // ---- encode the new items ------------------------------------------------------------------
-    let idx = UInt32Array::from(diff.new_rows.clone());
-    let chosen = take_record_batch(&current, &idx)
-        .map_err(|e| Error::internal(format!("new items: {e}")))?;
-    let new_keys: Vec<String> = key_column(&chosen)?
-        .iter()
-        .map(|k| k.unwrap_or_default().to_string())
-        .collect();
-    engine::register_keys(&ctx, "only_items", &new_keys)?;
-    t.define_views(&ctx, RowFilter::OnlyListed).await?;
-    let enc = apply::encode(&ctx, &t, chosen.clone()).await?;
-    if enc.items.keys != new_keys {
-        return Err(Error::internal("encoded items differ from the new items"));
-    }
-    let unseen = items_with_unseen_levels(&ctx, &old_features).await?;
-    let new_routings = engine::collect_batch(&ctx, train::ROUTING_OPS_SQL, "routing_ops").await?;
-    // The new items with a routing are those routing_ops has rows for (not another pass over
-    // the routing view).
-    let mut routed: Vec<String> = key_column(&new_routings)?
-        .iter()
-        .flatten()
-        .map(str::to_string)
-        .collect();
-    routed.dedup();
-    transform_register_volumes(&ctx, &cfg)?;
-    let new_weights =
-        crate::features::weights::new_item_weights(&ctx, &trained_cfg, max_volume).await?;
+    let NewItems {
+        chosen,
+        keys: new_keys,
+        enc,
+        unseen,
+        routings: new_routings,
+        routed,
+        weights: new_weights,
+    } = encode_new(
+        &ctx,
+        &t,
+        &cfg,
+        (&trained_cfg, max_volume),
+        &current,
+        &diff.new_rows,
+        &old_features,
+    )
+    .await?;
     drop(ctx);
     timer.lap("encode", &mut log);
 
@@ -274,32 +266,15 @@ pub async fn update(
     ];
     crate::fsutil::failpoint("update:staging");
     copy_others(&dir, &out, &rewritten)?;
-    let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
-        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
-    let meta_rows: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
-    let (binary, rest) = rayon::join(
-        || -> Result<()> {
-            hnswlib_file::write(&h, &out.join(INDEX_FILE))?;
-            write_npy(&out.join(VECTORS_FILE), vecs)
-        },
-        || -> Result<()> {
-            projector::write_grown(
-                &dir.join(PROJECTOR_DIR),
-                &out.join(PROJECTOR_DIR),
-                vecs,
-                added,
-                &meta_rows,
-            )?;
-            write_items(&out.join(ITEMS_FILE), &rows)?;
-            let features = merge_by_key(&old_features.batch, &chosen)?;
-            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
-            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
-            let routings = merge_by_key(&routings.batch, &new_routings)?;
-            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
-        },
-    );
-    binary?;
-    rest?;
+    write_grown(
+        &dir,
+        &out,
+        &h,
+        &rows,
+        added,
+        (&old_features, &chosen),
+        &new_routings,
+    )?;
     write_queue(&out.join(QUEUE_FILE), &queue)?;
     grown_sidecar(&dir, &out, n)?;
     let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
@@ -352,6 +327,110 @@ pub async fn update(
         log_path: log.path.clone(),
         seconds,
     })
+}
+
+/// The new items, encoded.
+struct NewItems {
+    /// Their `clean_items` rows.
+    chosen: RecordBatch,
+    keys: Vec<String>,
+    enc: apply::Encoded,
+    /// How many carry a categorical level the fitted vocabularies have never seen.
+    unseen: usize,
+    /// `routing_ops` of the new items (their routings and actuals).
+    routings: RecordBatch,
+    /// The new items with a routing.
+    routed: Vec<String>,
+    weights: Vec<f64>,
+}
+
+/// Encodes the `new_rows` of `current` with the model's fitted state, as `vectorize` encodes a
+/// new item; `trained`: the training's config and maximum volume (for the item weights).
+async fn encode_new(
+    ctx: &datafusion::prelude::SessionContext,
+    t: &Transforms,
+    cfg: &Config,
+    trained: (&Config, f64),
+    current: &RecordBatch,
+    new_rows: &[u32],
+    old_features: &ByKey,
+) -> Result<NewItems> {
+    let idx = UInt32Array::from(new_rows.to_vec());
+    let chosen =
+        take_record_batch(current, &idx).map_err(|e| Error::internal(format!("new items: {e}")))?;
+    let new_keys: Vec<String> = key_column(&chosen)?
+        .iter()
+        .map(|k| k.unwrap_or_default().to_string())
+        .collect();
+    engine::register_keys(ctx, "only_items", &new_keys)?;
+    t.define_views(ctx, RowFilter::OnlyListed).await?;
+    let enc = apply::encode(ctx, t, chosen.clone()).await?;
+    if enc.items.keys != new_keys {
+        return Err(Error::internal("encoded items differ from the new items"));
+    }
+    let unseen = items_with_unseen_levels(ctx, old_features).await?;
+    let new_routings = engine::collect_batch(ctx, train::ROUTING_OPS_SQL, "routing_ops").await?;
+    // The new items with a routing are those routing_ops has rows for (not another pass over
+    // the routing view).
+    let mut routed: Vec<String> = key_column(&new_routings)?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    routed.dedup();
+    transform_register_volumes(ctx, cfg)?;
+    let new_weights = crate::features::weights::new_item_weights(ctx, trained.0, trained.1).await?;
+    Ok(NewItems {
+        chosen,
+        keys: new_keys,
+        enc,
+        unseen,
+        routings: new_routings,
+        routed,
+        weights: new_weights,
+    })
+}
+
+/// Writes the grown index, vectors, projector, items table, item features and routings into
+/// the staging folder `out` (`dir`: the model they grow). `features`: the model's item features
+/// and the new items' `clean_items` rows.
+fn write_grown(
+    dir: &Path,
+    out: &Path,
+    h: &crate::index::hnsw::Hnsw,
+    rows: &[ItemRow],
+    added: usize,
+    features: (&ByKey, &RecordBatch),
+    new_routings: &RecordBatch,
+) -> Result<()> {
+    let (old_features, chosen) = features;
+    let n = h.len();
+    let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
+        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
+    let meta_rows: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
+    let (binary, rest) = rayon::join(
+        || -> Result<()> {
+            hnswlib_file::write(h, &out.join(INDEX_FILE))?;
+            write_npy(&out.join(VECTORS_FILE), vecs)
+        },
+        || -> Result<()> {
+            projector::write_grown(
+                &dir.join(PROJECTOR_DIR),
+                &out.join(PROJECTOR_DIR),
+                vecs,
+                added,
+                &meta_rows,
+            )?;
+            write_items(&out.join(ITEMS_FILE), rows)?;
+            let features = merge_by_key(&old_features.batch, chosen)?;
+            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
+            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
+            let routings = merge_by_key(&routings.batch, new_routings)?;
+            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+        },
+    );
+    binary?;
+    rest
 }
 
 fn transform_register_volumes(
