@@ -19,7 +19,9 @@ import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
 
-MODEL_FORMAT_VERSION = 3
+# Model format versions this client reads: 4 differs from 3 only in tb_projector/, which it does
+# not read (docs/stage3.md).
+MODEL_FORMAT_VERSIONS = (3, 4)
 
 
 PROPOSALS = 5
@@ -74,8 +76,11 @@ def calibrate(points, s):
 
 def load(models):
     meta = json.load(open(os.path.join(models, "training_metadata.json")))
-    if meta.get("model_format_version") != MODEL_FORMAT_VERSION:
-        sys.exit(f"{models}: model format {meta.get('model_format_version')}, this client reads {MODEL_FORMAT_VERSION}")
+    if meta.get("model_format_version") not in MODEL_FORMAT_VERSIONS:
+        sys.exit(
+            f"{models}: model format {meta.get('model_format_version')}, "
+            f"this client reads {' and '.join(map(str, MODEL_FORMAT_VERSIONS))}"
+        )
     side = json.load(open(os.path.join(models, "hnsw_index.json")))
     index = hnswlib.Index(space="cosine", dim=side["dim"])
     index.load_index(os.path.join(models, "hnsw_index.bin"), max_elements=0)

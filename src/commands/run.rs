@@ -126,7 +126,10 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     timer.lap("similarity_check", &mut log);
 
     let created_at = chrono::Local::now().to_rfc3339();
-    let queued = write_artifacts(&out, &h, &rows, &cfg, &created_at)?;
+    let (queued, tensor) = write_artifacts(&out, &h, &rows, &cfg, &created_at)?;
+    if let Some(note) = tensor.note() {
+        log.info(note);
+    }
     let meta_sha = sha256_file(&cfg.item_metadata)?;
     let snapshot = snapshot_id(&trained.sources, &meta_sha);
     timer.lap("artifacts", &mut log);
@@ -286,14 +289,15 @@ fn item_rows<'a>(
 }
 
 /// Writes the index, its sidecar, the vectors, `items.parquet`, the retrain queue and the
-/// projector into the staging folder `out`. Returns the number of queued items.
+/// projector into the staging folder `out`. Returns the number of queued items and the
+/// projector's tensor file.
 fn write_artifacts(
     out: &Path,
     h: &Hnsw,
     rows: &[ItemRow],
     cfg: &Config,
     created_at: &str,
-) -> Result<usize> {
+) -> Result<(usize, projector::Tensor)> {
     let (n, d) = (rows.len(), h.dim);
     write_json(
         &out.join("hnsw_index.json"),
@@ -306,8 +310,7 @@ fn write_artifacts(
     )?;
     let meta: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
     let vecs = ArrayView2::from_shape((n, d), &h.data[..]).expect("n x d");
-    // The two big writers on both cores: formatting vectors.tsv is CPU-bound, the index and
-    // vectors.npy are mostly copying.
+    // The big writers in two threads, so that one's copying overlaps the other's waiting on the disk.
     let (binary, projector) = rayon::join(
         || -> Result<()> {
             hnswlib_file::write(h, &out.join("hnsw_index.bin"))?;
@@ -316,8 +319,7 @@ fn write_artifacts(
         || projector::write(&out.join("tb_projector"), vecs, &meta),
     );
     binary?;
-    projector?;
-    Ok(queued)
+    Ok((queued, projector?))
 }
 
 /// What `training_metadata.json` records of a run.

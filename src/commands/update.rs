@@ -266,15 +266,17 @@ pub async fn update(
     ];
     crate::fsutil::failpoint("update:staging");
     copy_others(&dir, &out, &rewritten)?;
-    write_grown(
+    let tensor = write_grown(
         &dir,
         &out,
         &h,
         &rows,
-        added,
         (&old_features, &chosen),
         &new_routings,
     )?;
+    if let Some(note) = tensor.note() {
+        log.info(note);
+    }
     write_queue(&out.join(QUEUE_FILE), &queue)?;
     grown_sidecar(&dir, &out, n)?;
     let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
@@ -393,16 +395,15 @@ async fn encode_new(
 
 /// Writes the grown index, vectors, projector, items table, item features and routings into
 /// the staging folder `out` (`dir`: the model they grow). `features`: the model's item features
-/// and the new items' `clean_items` rows.
+/// and the new items' `clean_items` rows. Returns the projector's tensor file.
 fn write_grown(
     dir: &Path,
     out: &Path,
     h: &crate::index::hnsw::Hnsw,
     rows: &[ItemRow],
-    added: usize,
     features: (&ByKey, &RecordBatch),
     new_routings: &RecordBatch,
-) -> Result<()> {
+) -> Result<projector::Tensor> {
     let (old_features, chosen) = features;
     let n = h.len();
     let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
@@ -413,20 +414,15 @@ fn write_grown(
             hnswlib_file::write(h, &out.join(INDEX_FILE))?;
             write_npy(&out.join(VECTORS_FILE), vecs)
         },
-        || -> Result<()> {
-            projector::write_grown(
-                &dir.join(PROJECTOR_DIR),
-                &out.join(PROJECTOR_DIR),
-                vecs,
-                added,
-                &meta_rows,
-            )?;
+        || -> Result<projector::Tensor> {
+            let tensor = projector::write(&out.join(PROJECTOR_DIR), vecs, &meta_rows)?;
             write_items(&out.join(ITEMS_FILE), rows)?;
             let features = merge_by_key(&old_features.batch, chosen)?;
             crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
             let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
             let routings = merge_by_key(&routings.batch, new_routings)?;
-            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)?;
+            Ok(tensor)
         },
     );
     binary?;

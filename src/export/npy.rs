@@ -19,21 +19,27 @@ pub fn write_npy(path: &Path, m: ArrayView2<'_, f32>) -> Result<()> {
         w.write_all(b"\x93NUMPY\x01\x00")?;
         w.write_all(&(header.len() as u16).to_le_bytes())?;
         w.write_all(header.as_bytes())?;
-        match m.as_slice() {
-            // Standard layout: the f32s are already little-endian in memory on every platform
-            // we build for; write them in large blocks.
-            Some(s) if cfg!(target_endian = "little") => {
-                for chunk in s.chunks(1 << 16) {
-                    let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    w.write_all(&bytes)?;
-                }
-            }
-            _ => {
-                for x in m.iter() {
-                    w.write_all(&x.to_le_bytes())?;
-                }
+        write_f32_le(w, m)
+    })
+}
+
+/// The values of `m` in C order as little-endian float32 bytes (the body of `vectors.npy`, and
+/// the projector's raw tensor).
+pub fn write_f32_le(w: &mut impl std::io::Write, m: ArrayView2<'_, f32>) -> std::io::Result<()> {
+    match m.as_slice() {
+        // Standard layout: the f32s are already little-endian in memory on every platform we
+        // build for; write them in large blocks.
+        Some(s) if cfg!(target_endian = "little") => {
+            for chunk in s.chunks(1 << 16) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                w.write_all(&bytes)?;
             }
         }
-        Ok(())
-    })
+        _ => {
+            for x in m.iter() {
+                w.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,19 @@
 //! `models/tb_projector/`: what TensorBoard's Embedding Projector reads
 //! (see `specs/tensorboard_projector.md`).
 //!
-//! `vectors.tsv` (no header, tab-separated shortest round-trip floats via ryu, formatted on all
-//! cores), `metadata.tsv`
-//! (header `ITEM_CD\tPartNm\tSealType\tsimilarity_tier`; tabs, CR and LF in values become spaces;
-//! an empty ITEM_CD never occurs), `projector_config.pbtxt` (the file TensorBoard reads) and
-//! `projector_config.json` (for the standalone projector). Row i is HNSW label i.
+//! `vectors.bytes` (the N x D float32 tensor, raw little-endian, row-major: the bytes of
+//! `vectors.npy` after its header), `metadata.tsv` (header
+//! `ITEM_CD\tPartNm\tSealType\tsimilarity_tier`; tabs, CR and LF in values become spaces; an empty
+//! ITEM_CD never occurs), `projector_config.pbtxt` (the file TensorBoard reads; it carries the
+//! tensor's shape, which a raw tensor needs) and `projector_config.json` (for the standalone
+//! projector, which reads a `.bytes` path as raw floats). Row i is HNSW label i.
+//!
+//! The tensor is raw rather than the spec's TSV because TensorBoard parses a TSV tensor with one
+//! Python float per value: a plant-sized model takes minutes and several GB of memory to show,
+//! a raw one is a single `numpy.fromfile` (docs/design.md). TensorBoard tries a tensor file as
+//! UTF-8 text first and reads raw floats only when that fails to decode; the one tensor whose
+//! first line does decode (degenerate values such as all 0.5) is written as `vectors.tsv`
+//! (shortest round-trip floats via ryu) instead, and the log says so.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +22,7 @@ use ndarray::{ArrayView2, s};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::export::npy::write_f32_le;
 use crate::fsutil::{atomic_write, atomic_write_with};
 
 pub const TENSOR_NAME: &str = "routing_candidates";
@@ -75,34 +84,74 @@ pub fn tsv_field(s: &str) -> String {
         .collect()
 }
 
-pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
-    atomic_write_with(&dir.join("vectors.tsv"), |w| write_rows(w, vectors))?;
-    write_rest(dir, vectors.dim(), meta)
+/// The file the tensor went to, and whether TensorBoard reads it as raw floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tensor {
+    /// `vectors.bytes`, raw little-endian float32.
+    Raw,
+    /// `vectors.tsv`: the raw bytes would have read as text (see [`reads_as_text`]).
+    Text,
 }
 
-/// The projector of a model that grew by `added` rows (`trainer update`): the old model's
-/// `vectors.tsv` is copied and the new rows' text appended (the old rows' text does not change,
-/// and formatting all of it again is the expensive part); the metadata is written anew, since
-/// tiers of old items can change.
-pub fn write_grown(
-    old_dir: &Path,
-    dir: &Path,
-    all: ArrayView2<'_, f32>,
-    added: usize,
-    meta: &[MetaRow<'_>],
-) -> Result<()> {
+impl Tensor {
+    /// What the log says about a tensor written as text.
+    pub fn note(self) -> Option<&'static str> {
+        (self == Tensor::Text).then_some(
+            "tb_projector: the vectors' raw float32 bytes would read as text to TensorBoard (their \
+             first line is valid UTF-8), so the tensor is vectors.tsv instead of vectors.bytes",
+        )
+    }
+
+    pub fn file(self) -> &'static str {
+        match self {
+            Tensor::Raw => "vectors.bytes",
+            Tensor::Text => "vectors.tsv",
+        }
+    }
+}
+
+/// Writes the projector of `vectors` (row i = label i) and `meta` into `dir`.
+pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<Tensor> {
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
-    let n = all.nrows();
-    let old = old_dir.join("vectors.tsv");
-    atomic_write_with(&dir.join("vectors.tsv"), |w| {
-        let mut src = std::fs::File::open(&old)?;
-        std::io::copy(&mut src, w)?;
-        write_rows(w, all.slice(s![n - added.., ..]))
-    })?;
-    write_rest(dir, all.dim(), meta)
+    let tensor = if reads_as_text(vectors.iter().copied()) {
+        Tensor::Text
+    } else {
+        Tensor::Raw
+    };
+    let path = dir.join(tensor.file());
+    match tensor {
+        Tensor::Raw => atomic_write_with(&path, |w| write_f32_le(w, vectors))?,
+        Tensor::Text => atomic_write_with(&path, |w| write_rows(w, vectors))?,
+    }
+    write_rest(dir, vectors.dim(), tensor, meta)?;
+    Ok(tensor)
+}
+
+/// Whether TensorBoard would take raw float bytes for text. It reads a tensor file as UTF-8 lines
+/// and falls back to raw floats only on a decode error; TensorFlow's reader decodes line by line,
+/// TensorBoard's own in 16 MiB chunks, so the raw file is safe exactly when its first line (up to
+/// the first newline byte, or the whole file) is not valid UTF-8.
+pub fn reads_as_text(values: impl Iterator<Item = f32>) -> bool {
+    let mut line: Vec<u8> = Vec::new();
+    // `line[..checked]` is valid UTF-8 ending on a character boundary.
+    let mut checked = 0;
+    for x in values {
+        for b in x.to_le_bytes() {
+            if b == b'\n' {
+                return std::str::from_utf8(&line[checked..]).is_ok();
+            }
+            line.push(b);
+        }
+        if line.len() - checked >= 4096 {
+            match std::str::from_utf8(&line[checked..]) {
+                Ok(_) => checked = line.len(),
+                Err(e) if e.error_len().is_some() => return false,
+                Err(e) => checked += e.valid_up_to(),
+            }
+        }
+    }
+    std::str::from_utf8(&line[checked..]).is_ok()
 }
 
 /// Rows as text: blocks of rows are formatted on all cores, a round at a time, written in order.
@@ -122,7 +171,12 @@ fn write_rows(w: &mut impl Write, vectors: ArrayView2<'_, f32>) -> std::io::Resu
 }
 
 /// `metadata.tsv` and the two projector configs.
-fn write_rest(dir: &Path, (n, d): (usize, usize), meta: &[MetaRow<'_>]) -> Result<()> {
+fn write_rest(
+    dir: &Path,
+    (n, d): (usize, usize),
+    tensor: Tensor,
+    meta: &[MetaRow<'_>],
+) -> Result<()> {
     atomic_write_with(&dir.join("metadata.tsv"), |w| {
         w.write_all(b"ITEM_CD\tPartNm\tSealType\tsimilarity_tier\n")?;
         for r in meta {
@@ -137,15 +191,17 @@ fn write_rest(dir: &Path, (n, d): (usize, usize), meta: &[MetaRow<'_>]) -> Resul
         }
         Ok(())
     })?;
+    let file = tensor.file();
     let pbtxt = format!(
-        "embeddings {{\n  tensor_name: \"{TENSOR_NAME}\"\n  tensor_path: \"vectors.tsv\"\n  metadata_path: \"metadata.tsv\"\n}}\n"
+        "embeddings {{\n  tensor_name: \"{TENSOR_NAME}\"\n  tensor_path: \"{file}\"\n  \
+         metadata_path: \"metadata.tsv\"\n  tensor_shape: {n}\n  tensor_shape: {d}\n}}\n"
     );
     atomic_write(&dir.join("projector_config.pbtxt"), pbtxt.as_bytes())?;
     let json = serde_json::json!({
         "embeddings": [{
             "tensorName": TENSOR_NAME,
             "tensorShape": [n, d],
-            "tensorPath": "vectors.tsv",
+            "tensorPath": file,
             "metadataPath": "metadata.tsv",
         }]
     });
@@ -173,5 +229,89 @@ mod tests {
             .collect();
         assert_eq!(String::from_utf8(format_rows(m.view())).unwrap(), want);
         assert!(want.starts_with("0.0\t-0.0\t0.25\n"));
+    }
+
+    fn matrix(rows: usize, v: &[f32]) -> ndarray::Array2<f32> {
+        ndarray::Array2::from_shape_vec((rows, v.len() / rows), v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn raw_floats_read_as_text_only_when_their_first_line_decodes() {
+        // 0.5 is 00 00 00 3F: ASCII bytes, no newline, so the whole file decodes.
+        assert!(reads_as_text([0.5f32; 6].into_iter()));
+        // 1.0 is 00 00 80 3F: 0x80 cannot start a character.
+        assert!(!reads_as_text([1.0f32, 0.0].into_iter()));
+        // A newline byte (0x0A) ends the first line: what follows it does not matter.
+        let nl = f32::from_le_bytes([0x30, 0x31, 0x0A, 0x3F]);
+        assert!(reads_as_text([0.5, nl, 1.0].into_iter()));
+        assert!(!reads_as_text([1.0, nl, 0.5].into_iter()));
+        // A character split across the 4,096-byte checks: U+00E9 is C3 A9.
+        let mut long = vec![0.5f32; 1023];
+        long.push(f32::from_le_bytes([0x30, 0x30, 0x30, 0xC3]));
+        long.push(f32::from_le_bytes([0xA9, 0x30, 0x30, 0x3F]));
+        assert!(reads_as_text(long.iter().copied()));
+        *long.last_mut().unwrap() = f32::from_le_bytes([0x41, 0x30, 0x30, 0x3F]);
+        assert!(!reads_as_text(long.iter().copied()));
+        // Unit vectors of real items: anything but simple fractions breaks UTF-8 at once.
+        let row: Vec<f32> = (1..=8).map(|i| (i as f32 / 204.0).sqrt()).collect();
+        assert!(!reads_as_text(row.into_iter()));
+    }
+
+    #[test]
+    fn the_tensor_is_raw_float32_unless_it_would_read_as_text() {
+        let meta = [
+            MetaRow {
+                item_cd: "A1",
+                part_nm: "SEAL\tRING",
+                seal_type: "",
+                tier: "HIGH",
+            },
+            MetaRow {
+                item_cd: "A2",
+                part_nm: "",
+                seal_type: "Q",
+                tier: "LOW",
+            },
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let raw = matrix(2, &[0.6, -0.8, 1.0, 0.0]);
+        assert_eq!(write(dir.path(), raw.view(), &meta).unwrap(), Tensor::Raw);
+        let bytes = std::fs::read(dir.path().join("vectors.bytes")).unwrap();
+        let want: Vec<u8> = raw.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(bytes, want);
+        assert!(!dir.path().join("vectors.tsv").exists());
+        let pbtxt = std::fs::read_to_string(dir.path().join("projector_config.pbtxt")).unwrap();
+        assert_eq!(
+            pbtxt,
+            "embeddings {\n  tensor_name: \"routing_candidates\"\n  tensor_path: \"vectors.bytes\"\n  \
+             metadata_path: \"metadata.tsv\"\n  tensor_shape: 2\n  tensor_shape: 2\n}\n"
+        );
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("projector_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["embeddings"][0]["tensorPath"], "vectors.bytes");
+        assert_eq!(
+            json["embeddings"][0]["tensorShape"],
+            serde_json::json!([2, 2])
+        );
+        let tsv = std::fs::read_to_string(dir.path().join("metadata.tsv")).unwrap();
+        assert_eq!(
+            tsv,
+            "ITEM_CD\tPartNm\tSealType\tsimilarity_tier\nA1\tSEAL RING\t\tHIGH\nA2\t\tQ\tLOW\n"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let text = matrix(2, &[0.5, 0.5, 0.5, 0.5]);
+        let tensor = write(dir.path(), text.view(), &meta).unwrap();
+        assert_eq!(tensor, Tensor::Text);
+        assert!(tensor.note().is_some());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("vectors.tsv")).unwrap(),
+            "0.5\t0.5\n0.5\t0.5\n"
+        );
+        assert!(!dir.path().join("vectors.bytes").exists());
+        let pbtxt = std::fs::read_to_string(dir.path().join("projector_config.pbtxt")).unwrap();
+        assert!(pbtxt.contains("tensor_path: \"vectors.tsv\""), "{pbtxt}");
     }
 }

@@ -27,7 +27,7 @@ fn sample_trains_with_sane_vectors_and_index() {
         "retrain_queue.csv",
         "vectors.npy",
         "training_metadata.json",
-        "tb_projector/vectors.tsv",
+        "tb_projector/vectors.bytes",
         "tb_projector/metadata.tsv",
         "tb_projector/projector_config.pbtxt",
         "tb_projector/projector_config.json",
@@ -40,6 +40,18 @@ fn sample_trains_with_sane_vectors_and_index() {
     let (n, d, v) = read_npy(&m.join("vectors.npy"));
     assert_eq!(n, 1000, "1001 rows, one duplicate item code");
     assert!(d > 50 && d < 2000, "dim {d}");
+    // The projector's tensor is the same floats, raw, and its config carries their shape.
+    let raw = read_bytes(&m.join("tb_projector/vectors.bytes"));
+    let want: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert!(
+        raw == want,
+        "vectors.bytes differs from vectors.npy's values"
+    );
+    let pbtxt = std::fs::read_to_string(m.join("tb_projector/projector_config.pbtxt")).unwrap();
+    assert!(
+        pbtxt.contains(&format!("tensor_shape: {n}\n  tensor_shape: {d}\n")),
+        "{pbtxt}"
+    );
     // Unit length, and every dimension varies across items.
     for r in 0..n {
         let norm: f64 = v[r * d..(r + 1) * d]
@@ -139,7 +151,7 @@ fn three_runs_are_bit_identical() {
         "vectors.npy",
         "hnsw_index.bin",
         "items.parquet",
-        "tb_projector/vectors.tsv",
+        "tb_projector/vectors.bytes",
         "tb_projector/metadata.tsv",
         "fitted/item_sample.parquet",
         "fitted/dims.parquet",

@@ -53,9 +53,10 @@ fn tensorboard_serves_the_projector() {
     let r = run_json(&py, "check_projector.py", &p.models().join("tb_projector"));
     eprintln!("tensorboard check: {r}");
     assert_eq!(r["runs"], serde_json::json!(["."]));
+    assert_eq!(r["tensor_path"], "vectors.bytes");
     let shape = r["tensor_shape"].as_array().unwrap();
     assert_eq!(shape[0], 1000);
-    assert!(r["tensor_max_abs_diff"].as_f64().unwrap() < 1e-6);
+    assert_eq!(r["tensor_max_abs_diff"].as_f64().unwrap(), 0.0);
     assert_eq!(
         r["metadata_header"],
         serde_json::json!(["ITEM_CD", "PartNm", "SealType", "similarity_tier"])
@@ -63,6 +64,32 @@ fn tensorboard_serves_the_projector() {
     assert_eq!(r["metadata_rows"], 1000);
     assert!(!r["first_item"].as_str().unwrap().is_empty());
     assert!(!r["first_part_nm"].as_str().unwrap().is_empty());
+}
+
+/// The rare tensor whose raw bytes would read as text is written as TSV, and TensorBoard serves it.
+#[test]
+fn tensorboard_serves_a_tensor_written_as_text() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("tb_projector");
+    // 0.5 and 2.0 are 00 00 00 3F and 00 00 00 40: ASCII bytes, so the raw file decodes as text.
+    let v = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| if i == j { 2.0f32 } else { 0.5 });
+    let meta: Vec<trainer::export::projector::MetaRow> = ["X1", "X2", "X3"]
+        .iter()
+        .map(|cd| trainer::export::projector::MetaRow {
+            item_cd: cd,
+            part_nm: "RING",
+            seal_type: "A",
+            tier: "HIGH",
+        })
+        .collect();
+    let tensor = trainer::export::projector::write(&proj, v.view(), &meta).unwrap();
+    assert_eq!(tensor, trainer::export::projector::Tensor::Text);
+    let r = run_json(&py, "check_projector.py", &proj);
+    assert_eq!(r["tensor_path"], "vectors.tsv");
+    assert_eq!(r["tensor_shape"], serde_json::json!([3, 4]));
+    assert_eq!(r["tensor_max_abs_diff"].as_f64().unwrap(), 0.0);
+    assert_eq!(r["metadata_rows"], 3);
 }
 
 #[test]

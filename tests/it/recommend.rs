@@ -316,7 +316,7 @@ fn output_and_errors_on_the_fixture() {
     std::fs::write(
         &meta,
         text.replace(
-            "\"model_format_version\": 3,",
+            "\"model_format_version\": 4,",
             "\"model_format_version\": 0,",
         ),
     )

@@ -201,8 +201,15 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     let side: serde_json::Value =
         serde_json::from_slice(&read_bytes(&m.join("hnsw_index.json"))).unwrap();
     assert_eq!(side["N"], 1000);
-    let tsv = std::fs::read_to_string(m.join("tb_projector/vectors.tsv")).unwrap();
-    assert_eq!(tsv.lines().count(), 1000);
+    let (rows, d, v) = read_npy(&m.join("vectors.npy"));
+    assert_eq!(rows, 1000);
+    let raw = read_bytes(&m.join("tb_projector/vectors.bytes"));
+    assert_eq!(raw.len(), 1000 * d * 4);
+    let want: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert!(
+        raw == want,
+        "the projector's tensor differs from vectors.npy"
+    );
     let meta_tsv = std::fs::read_to_string(m.join("tb_projector/metadata.tsv")).unwrap();
     assert_eq!(meta_tsv.lines().count(), 1001);
 
@@ -250,7 +257,7 @@ fn the_same_update_gives_the_same_bytes() {
         "items.parquet",
         "routings.parquet",
         "item_features.parquet",
-        "tb_projector/vectors.tsv",
+        "tb_projector/vectors.bytes",
         "tb_projector/metadata.tsv",
     ] {
         assert!(
@@ -382,7 +389,7 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
     // A model written before model_format_version existed is refused (exit 3), untouched.
     let meta_path = m.join("training_metadata.json");
     let text = std::fs::read_to_string(&meta_path).unwrap();
-    let old = text.replace("\"model_format_version\": 3,", "");
+    let old = text.replace("\"model_format_version\": 4,", "");
     std::fs::write(&meta_path, &old).unwrap();
     let out = update(&s.full.config, &m, None);
     assert_eq!(out.status.code(), Some(3));

@@ -54,16 +54,27 @@ try:
     assert emb, info
     shape = [int(x) for x in emb[0]["tensorShape"]]
     tensor = np.frombuffer(get("/data/plugin/projector/tensor?run=.&name=routing_candidates", 30), dtype="<f4")
-    expected = np.loadtxt(os.path.join(d, "vectors.tsv"), delimiter="\t", dtype=np.float64, ndmin=2)
+    # The tensor file is raw float32 (vectors.bytes, shape in the config); a tensor whose raw
+    # bytes would read as text is written as vectors.tsv instead.
+    tensor_path = emb[0]["tensorPath"]
+    if tensor_path == "vectors.bytes":
+        expected = np.fromfile(os.path.join(d, tensor_path), dtype="<f4").astype(np.float64)
+        expected = expected.reshape(shape)
+    else:
+        expected = np.loadtxt(os.path.join(d, tensor_path), delimiter="\t", dtype=np.float64, ndmin=2)
     assert shape == list(expected.shape), (shape, expected.shape)
     served = tensor.reshape(shape)
     max_diff = float(np.max(np.abs(served - expected)))
+    vectors_npy = os.path.join(os.path.dirname(d), "vectors.npy")
+    if os.path.exists(vectors_npy):
+        assert np.array_equal(served, np.load(vectors_npy)), "served tensor differs from vectors.npy"
     meta = get("/data/plugin/projector/metadata?run=.&name=routing_candidates", 30).decode("utf-8")
     lines = [l for l in meta.split("\n") if l.strip()]
     header = lines[0].split("\t")
     rows = [l.split("\t") for l in lines[1:]]
     print(json.dumps({
         "runs": runs,
+        "tensor_path": tensor_path,
         "tensor_shape": shape,
         "tensor_max_abs_diff": max_diff,
         "metadata_header": header,
