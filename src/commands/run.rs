@@ -30,7 +30,7 @@ use crate::hash::sha256_file;
 use crate::index::Quantized;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
 use crate::index::{Hnsw, HnswParams, hnswlib_file};
-use crate::model::{METADATA_FILE, QUEUE_FILE};
+use crate::model::{METADATA_FILE, PROJECTOR_DIR, QUEUE_FILE, VECTORS_FILE};
 use crate::train::{
     ItemTable, TrainOptions, TrainedVectors, load_inputs, save_transforms, train_vectors,
 };
@@ -116,7 +116,11 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let vecs = std::mem::replace(&mut trained.vectors, Array2::zeros((0, 0)));
     let (n, d) = vecs.dim();
 
-    let (h, quant) = build_index(vecs, cfg.hnsw.params(), cfg.hnsw.ef_search, &mut log);
+    let (h, quant, tensor) =
+        build_index(vecs, cfg.hnsw.params(), cfg.hnsw.ef_search, &out, &mut log)?;
+    if let Some(note) = tensor.note() {
+        log.info(note);
+    }
     timer.lap("index_build", &mut log);
 
     let items = &trained.items;
@@ -126,10 +130,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     timer.lap("similarity_check", &mut log);
 
     let created_at = chrono::Local::now().to_rfc3339();
-    let (queued, tensor) = write_artifacts(&out, &h, &rows, &cfg, &created_at)?;
-    if let Some(note) = tensor.note() {
-        log.info(note);
-    }
+    let queued = write_artifacts(&out, &h, tensor, &rows, &cfg, &created_at)?;
     let meta_sha = sha256_file(&cfg.item_metadata)?;
     let snapshot = snapshot_id(&trained.sources, &meta_sha);
     timer.lap("artifacts", &mut log);
@@ -174,8 +175,9 @@ fn build_index(
     vecs: Array2<f32>,
     hp: HnswParams,
     ef_search: usize,
+    out: &Path,
     log: &mut RunLog,
-) -> (Hnsw, Quantized) {
+) -> Result<(Hnsw, Quantized, projector::Tensor)> {
     let (n, d) = vecs.dim();
     log.info(format!(
         "hnsw: space cosine, M {}, ef_construction {}, ef_search {}, seed {}",
@@ -183,15 +185,27 @@ fn build_index(
     ));
     let bar = progress_bar(n as u64, "index");
     let (flat, _) = vecs.into_raw_vec_and_offset();
-    let built = Hnsw::build_quantized(flat, d, hp, |done, _| {
-        if let Some(b) = &bar {
-            b.set_position(done as u64)
-        }
-    });
+    // The vector files are final before the graph is: they are written while it is built
+    // (construction reads only the quantised vectors), so the disk works while the cores do.
+    let (h, quant, written) = Hnsw::build_beside(
+        flat,
+        d,
+        hp,
+        |done, _| {
+            if let Some(b) = &bar {
+                b.set_position(done as u64)
+            }
+        },
+        |rows| -> Result<projector::Tensor> {
+            let m = ArrayView2::from_shape((n, d), rows).expect("n x d");
+            write_npy(&out.join(VECTORS_FILE), m)?;
+            projector::write_tensor(&out.join(PROJECTOR_DIR), m)
+        },
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    built
+    Ok((h, quant, written?))
 }
 
 /// Every item's nearest other, its calibrated similarity and the tier counts.
@@ -288,38 +302,36 @@ fn item_rows<'a>(
         .collect()
 }
 
-/// Writes the index, its sidecar, the vectors, `items.parquet`, the retrain queue and the
-/// projector into the staging folder `out`. Returns the number of queued items and the
-/// projector's tensor file.
+/// Writes the index, its sidecar, `items.parquet`, the retrain queue and the rest of the
+/// projector (its `tensor` and `vectors.npy` were written during the index build) into the
+/// staging folder `out`. Returns the number of queued items.
 fn write_artifacts(
     out: &Path,
     h: &Hnsw,
+    tensor: projector::Tensor,
     rows: &[ItemRow],
     cfg: &Config,
     created_at: &str,
-) -> Result<(usize, projector::Tensor)> {
+) -> Result<usize> {
     let (n, d) = (rows.len(), h.dim);
     write_json(
         &out.join("hnsw_index.json"),
         &index_sidecar(d, n, &cfg.hnsw.params(), cfg.hnsw.ef_search),
     )?;
-    write_items(&out.join("items.parquet"), rows)?;
-    let queued = write_queue(
-        &out.join(QUEUE_FILE),
-        &low_entries(rows, 0, cfg.similarity_threshold, "run", created_at),
-    )?;
     let meta: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
-    let vecs = ArrayView2::from_shape((n, d), &h.data[..]).expect("n x d");
-    // The big writers in two threads, so that one's copying overlaps the other's waiting on the disk.
-    let (binary, projector) = rayon::join(
-        || -> Result<()> {
-            hnswlib_file::write(h, &out.join("hnsw_index.bin"))?;
-            write_npy(&out.join("vectors.npy"), vecs)
+    let (index, rest) = rayon::join(
+        || hnswlib_file::write(h, &out.join("hnsw_index.bin")),
+        || -> Result<usize> {
+            write_items(&out.join("items.parquet"), rows)?;
+            projector::write_meta(&out.join(PROJECTOR_DIR), (n, d), tensor, &meta)?;
+            write_queue(
+                &out.join(QUEUE_FILE),
+                &low_entries(rows, 0, cfg.similarity_threshold, "run", created_at),
+            )
         },
-        || projector::write(&out.join("tb_projector"), vecs, &meta),
     );
-    binary?;
-    Ok((queued, projector?))
+    index?;
+    rest
 }
 
 /// What `training_metadata.json` records of a run.

@@ -112,6 +112,14 @@ impl Tensor {
 
 /// Writes the projector of `vectors` (row i = label i) and `meta` into `dir`.
 pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<Tensor> {
+    let tensor = write_tensor(dir, vectors)?;
+    write_meta(dir, vectors.dim(), tensor, meta)?;
+    Ok(tensor)
+}
+
+/// The projector's tensor file in `dir` (created if need be): `vectors.bytes`, or `vectors.tsv`
+/// when the raw bytes would read as text. [`write_meta`] completes the projector.
+pub fn write_tensor(dir: &Path, vectors: ArrayView2<'_, f32>) -> Result<Tensor> {
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
     let tensor = if reads_as_text(vectors.iter().copied()) {
@@ -124,7 +132,6 @@ pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> 
         Tensor::Raw => atomic_write_with(&path, |w| write_f32_le(w, vectors))?,
         Tensor::Text => atomic_write_with(&path, |w| write_rows(w, vectors))?,
     }
-    write_rest(dir, vectors.dim(), tensor, meta)?;
     Ok(tensor)
 }
 
@@ -170,8 +177,8 @@ fn write_rows(w: &mut impl Write, vectors: ArrayView2<'_, f32>) -> std::io::Resu
     Ok(())
 }
 
-/// `metadata.tsv` and the two projector configs.
-fn write_rest(
+/// `metadata.tsv` and the two projector configs, for the (n, d) tensor written as `tensor`.
+pub fn write_meta(
     dir: &Path,
     (n, d): (usize, usize),
     tensor: Tensor,

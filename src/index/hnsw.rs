@@ -276,8 +276,22 @@ impl Hnsw {
         data: Vec<f32>,
         dim: usize,
         p: HnswParams,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> (Hnsw, Quantized) {
+        let (h, quant, ()) = Self::build_beside(data, dim, p, progress, |_| ());
+        (h, quant)
+    }
+
+    /// [`Hnsw::build_quantized`], running `beside` on the rows in a thread of its own meanwhile:
+    /// construction compares only the quantised vectors, so the rows are free to be read (e.g.
+    /// written to disk while the graph is built). Returns what `beside` returned.
+    pub fn build_beside<R: Send>(
+        data: Vec<f32>,
+        dim: usize,
+        p: HnswParams,
+        mut progress: impl FnMut(usize, usize),
+        beside: impl FnOnce(&[f32]) -> R + Send,
+    ) -> (Hnsw, Quantized, R) {
         let n = data.len().checked_div(dim).unwrap_or(0);
         let levels = Self::draw_levels(n, p.m, p.seed);
         let mut h = Hnsw {
@@ -285,7 +299,7 @@ impl Hnsw {
             m: p.m,
             m0: 2 * p.m,
             ef_construction: p.ef_construction.max(p.m),
-            data,
+            data: Vec::new(),
             levels,
             links: Links::new(2 * p.m),
             entry: None,
@@ -295,28 +309,34 @@ impl Hnsw {
         for i in 0..n {
             h.links.push_node(h.levels[i] as usize);
         }
-        let quant = Quantized::new(&h.data, dim);
-        let sequential = n.min(1024);
-        let mut visited = Visited::new(n);
-        for i in 0..sequential {
-            let plan = self_plan(&h, &quant, i as u32, &mut visited);
-            h.commit(i as u32, plan, &quant);
-            if (i + 1) % 64 == 0 || i + 1 == sequential {
-                progress(i + 1, n);
+        let quant = Quantized::new(&data, dim);
+        let rows = &data;
+        let side = std::thread::scope(|scope| {
+            let side = scope.spawn(move || beside(rows));
+            let sequential = n.min(1024);
+            let mut visited = Visited::new(n);
+            for i in 0..sequential {
+                let plan = self_plan(&h, &quant, i as u32, &mut visited);
+                h.commit(i as u32, plan, &quant);
+                if (i + 1) % 64 == 0 || i + 1 == sequential {
+                    progress(i + 1, n);
+                }
             }
-        }
-        let mut done = sequential;
-        while done < n {
-            let batch = (done / 20).clamp(1, 256).min(n - done);
-            let plans: Vec<Plan> = (done..done + batch)
-                .into_par_iter()
-                .map(|i| with_visited(|vis| self_plan(&h, &quant, i as u32, vis)))
-                .collect();
-            h.commit_batch(done as u32, plans, &quant);
-            done += batch;
-            progress(done, n);
-        }
-        (h, quant)
+            let mut done = sequential;
+            while done < n {
+                let batch = (done / 20).clamp(1, 256).min(n - done);
+                let plans: Vec<Plan> = (done..done + batch)
+                    .into_par_iter()
+                    .map(|i| with_visited(|vis| self_plan(&h, &quant, i as u32, vis)))
+                    .collect();
+                h.commit_batch(done as u32, plans, &quant);
+                done += batch;
+                progress(done, n);
+            }
+            side.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        h.data = data;
+        (h, quant, side)
     }
 
     pub fn len(&self) -> usize {
@@ -774,6 +794,28 @@ mod tests {
         let queries = random_unit(200, dim, 99);
         let recall = h.recall_at(queries.chunks(dim), 10, 256);
         assert!(recall >= 0.99, "recall@10 = {recall}");
+    }
+
+    #[test]
+    fn building_beside_a_task_gives_the_same_graph_and_lends_it_the_rows() {
+        let (n, dim) = (2000, 12);
+        let data = random_unit(n, dim, 5);
+        let p = HnswParams {
+            m: 8,
+            ef_construction: 40,
+            seed: 42,
+        };
+        let alone = Hnsw::build(data.clone(), dim, p, |_, _| {});
+        let (beside, _, seen) = Hnsw::build_beside(
+            data.clone(),
+            dim,
+            p,
+            |_, _| {},
+            |rows| rows.iter().map(|x| x.to_bits() as u64).sum::<u64>(),
+        );
+        assert!(beside.same_graph(&alone));
+        assert_eq!(beside.vectors(), &data[..]);
+        assert_eq!(seen, data.iter().map(|x| x.to_bits() as u64).sum::<u64>());
     }
 
     #[test]
