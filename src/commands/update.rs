@@ -177,7 +177,15 @@ pub async fn update(
         .as_slice()
         .ok_or_else(|| Error::internal("vectors not contiguous"))?;
     crate::fsutil::failpoint("update:index");
-    let quant = h.insert_all(flat, params.seed);
+    let staged = StagedDir::create(&dir)?;
+    let out = staged.path().to_path_buf();
+    // The grown vector files are final once the rows are appended: they are written while the
+    // new items are linked (one core), see `Hnsw::insert_all_beside`.
+    let dim = h.dim;
+    let (quant, written) = h.insert_all_beside(flat, params.seed, |rows| {
+        write_vector_files(&out, rows, dim)
+    });
+    let tensor = written?;
     let n = h.len();
     timer.lap("index_insert", &mut log);
 
@@ -251,8 +259,6 @@ pub async fn update(
     }
 
     // ---- artifacts -----------------------------------------------------------------------------
-    let staged = StagedDir::create(&dir)?;
-    let out = staged.path().to_path_buf();
     let rewritten = [
         INDEX_FILE,
         SIDECAR_FILE,
@@ -266,10 +272,11 @@ pub async fn update(
     ];
     crate::fsutil::failpoint("update:staging");
     copy_others(&dir, &out, &rewritten)?;
-    let tensor = write_grown(
+    write_grown(
         &dir,
         &out,
         &h,
+        tensor,
         &rows,
         (&old_features, &chosen),
         &new_routings,
@@ -393,39 +400,48 @@ async fn encode_new(
     })
 }
 
-/// Writes the grown index, vectors, projector, items table, item features and routings into
-/// the staging folder `out` (`dir`: the model they grow). `features`: the model's item features
-/// and the new items' `clean_items` rows. Returns the projector's tensor file.
+/// `vectors.npy` and the projector's tensor of the grown model (`rows`: every vector, `dim`
+/// columns) into the staging folder `out`.
+fn write_vector_files(out: &Path, rows: &[f32], dim: usize) -> Result<projector::Tensor> {
+    let m = ArrayView2::from_shape((rows.len() / dim.max(1), dim), rows)
+        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
+    write_npy(&out.join(VECTORS_FILE), m)?;
+    projector::write_tensor(&out.join(PROJECTOR_DIR), m)
+}
+
+/// Writes the grown index, the rest of the projector (its `tensor` and `vectors.npy` were
+/// written during the insertion), the items table, item features and routings into the staging
+/// folder `out` (`dir`: the model they grow). `features`: the model's item features and the new
+/// items' `clean_items` rows.
 fn write_grown(
     dir: &Path,
     out: &Path,
     h: &crate::index::hnsw::Hnsw,
+    tensor: projector::Tensor,
     rows: &[ItemRow],
     features: (&ByKey, &RecordBatch),
     new_routings: &RecordBatch,
-) -> Result<projector::Tensor> {
+) -> Result<()> {
     let (old_features, chosen) = features;
-    let n = h.len();
-    let vecs = ArrayView2::from_shape((n, h.dim), &h.data[..])
-        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
     let meta_rows: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
-    let (binary, rest) = rayon::join(
+    let (index, rest) = rayon::join(
+        || hnswlib_file::write(h, &out.join(INDEX_FILE)),
         || -> Result<()> {
-            hnswlib_file::write(h, &out.join(INDEX_FILE))?;
-            write_npy(&out.join(VECTORS_FILE), vecs)
-        },
-        || -> Result<projector::Tensor> {
-            let tensor = projector::write(&out.join(PROJECTOR_DIR), vecs, &meta_rows)?;
+            projector::write_meta(
+                &out.join(PROJECTOR_DIR),
+                (h.len(), h.dim),
+                tensor,
+                &meta_rows,
+            )?;
             write_items(&out.join(ITEMS_FILE), rows)?;
             let features = merge_by_key(&old_features.batch, chosen)?;
             crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
             let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
             let routings = merge_by_key(&routings.batch, new_routings)?;
-            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)?;
-            Ok(tensor)
+            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
         },
     );
-    binary?;
+    index?;
     rest
 }
 

@@ -684,6 +684,18 @@ impl Hnsw {
     /// their levels from the same seeded sequence as `build`, so they reach upper levels too.
     /// Returns the quantised vectors of all points (for [`Hnsw::nearest_other`]).
     pub fn insert_all(&mut self, data: &[f32], seed: u64) -> Quantized {
+        self.insert_all_beside(data, seed, |_| ()).0
+    }
+
+    /// [`Hnsw::insert_all`], running `beside` on all the rows (the old and the inserted ones) in a
+    /// thread of its own while the links are made, as [`Hnsw::build_beside`] does. Returns the
+    /// quantised vectors and what `beside` returned.
+    pub fn insert_all_beside<R: Send>(
+        &mut self,
+        data: &[f32],
+        seed: u64,
+        beside: impl FnOnce(&[f32]) -> R + Send,
+    ) -> (Quantized, R) {
         let start = self.len();
         let add = data.len() / self.dim;
         let all_levels = Self::draw_levels(start + add, self.m, seed);
@@ -693,12 +705,19 @@ impl Hnsw {
             self.links.push_node(level as usize);
         }
         let quant = Quantized::new(&self.data, self.dim);
-        let mut visited = Visited::new(self.len());
-        for i in start..start + add {
-            let plan = self_plan(self, &quant, i as u32, &mut visited);
-            self.commit(i as u32, plan, &quant);
-        }
-        quant
+        // Insertion compares only the quantised vectors: the rows are lent out meanwhile.
+        let rows = std::mem::take(&mut self.data);
+        let side = std::thread::scope(|scope| {
+            let side = scope.spawn(|| beside(&rows));
+            let mut visited = Visited::new(self.len());
+            for i in start..start + add {
+                let plan = self_plan(self, &quant, i as u32, &mut visited);
+                self.commit(i as u32, plan, &quant);
+            }
+            side.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        self.data = rows;
+        (quant, side)
     }
 }
 
@@ -816,6 +835,25 @@ mod tests {
         assert!(beside.same_graph(&alone));
         assert_eq!(beside.vectors(), &data[..]);
         assert_eq!(seen, data.iter().map(|x| x.to_bits() as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn inserting_beside_a_task_gives_the_same_graph_and_lends_it_all_rows() {
+        let (n, add, dim) = (1500, 300, 12);
+        let data = random_unit(n + add, dim, 6);
+        let p = HnswParams {
+            m: 8,
+            ef_construction: 40,
+            seed: 42,
+        };
+        let (old, new) = data.split_at(n * dim);
+        let mut alone = Hnsw::build(old.to_vec(), dim, p, |_, _| {});
+        let mut beside = Hnsw::build(old.to_vec(), dim, p, |_, _| {});
+        alone.insert_all(new, 42);
+        let (_, seen) = beside.insert_all_beside(new, 42, |rows| rows.to_vec());
+        assert!(beside.same_graph(&alone));
+        assert_eq!(beside.vectors(), &data[..]);
+        assert_eq!(seen, data);
     }
 
     #[test]
