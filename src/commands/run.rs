@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::export::items::{ItemRow, low_entries, write_items, write_queue};
 use crate::export::log::{RunLog, Timer, log_histogram, mib, progress_bar};
 use crate::export::metadata::{git_commit, index_sidecar, sources_json};
-use crate::export::npy::write_npy;
 use crate::export::projector::{self, MetaRow};
+use crate::export::write_vector_files;
 use crate::features::learn::{Calibration, LearnReport};
 use crate::features::weights::ItemSample;
 use crate::fsutil::StagedDir;
@@ -30,7 +30,7 @@ use crate::hash::sha256_file;
 use crate::index::Quantized;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
 use crate::index::{Hnsw, HnswParams, hnswlib_file};
-use crate::model::{METADATA_FILE, PROJECTOR_DIR, QUEUE_FILE, VECTORS_FILE};
+use crate::model::{METADATA_FILE, PROJECTOR_DIR, QUEUE_FILE};
 use crate::train::{
     ItemTable, TrainOptions, TrainedVectors, load_inputs, save_transforms, train_vectors,
 };
@@ -196,11 +196,7 @@ fn build_index(
                 b.set_position(done as u64)
             }
         },
-        |rows| -> Result<projector::Tensor> {
-            let m = ArrayView2::from_shape((n, d), rows).expect("n x d");
-            write_npy(&out.join(VECTORS_FILE), m)?;
-            projector::write_tensor(&out.join(PROJECTOR_DIR), m)
-        },
+        |rows| write_vector_files(out, rows, d),
     );
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -18,7 +18,6 @@ use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, make_comparator};
 use arrow::compute::{SortOptions, take_record_batch};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -33,8 +32,8 @@ use crate::export::items::{
 use crate::export::log::RunLog;
 use crate::export::log::{Timer, log_histogram};
 use crate::export::metadata::sources_json;
-use crate::export::npy::write_npy;
 use crate::export::projector::{self, MetaRow};
+use crate::export::write_vector_files;
 use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
 use crate::index::hnswlib_file;
@@ -398,15 +397,6 @@ async fn encode_new(
         routed,
         weights: new_weights,
     })
-}
-
-/// `vectors.npy` and the projector's tensor of the grown model (`rows`: every vector, `dim`
-/// columns) into the staging folder `out`.
-fn write_vector_files(out: &Path, rows: &[f32], dim: usize) -> Result<projector::Tensor> {
-    let m = ArrayView2::from_shape((rows.len() / dim.max(1), dim), rows)
-        .map_err(|e| Error::internal(format!("vectors: {e}")))?;
-    write_npy(&out.join(VECTORS_FILE), m)?;
-    projector::write_tensor(&out.join(PROJECTOR_DIR), m)
 }
 
 /// Writes the grown index, the rest of the projector (its `tensor` and `vectors.npy` were
