@@ -137,8 +137,8 @@ pub fn write_tensor(dir: &Path, vectors: ArrayView2<'_, f32>) -> Result<Tensor> 
 
 /// Whether TensorBoard would take raw float bytes for text. It reads a tensor file as UTF-8 lines
 /// and falls back to raw floats only on a decode error; TensorFlow's reader decodes line by line,
-/// TensorBoard's own in 16 MiB chunks, so the raw file is safe exactly when its first line (up to
-/// the first newline byte, or the whole file) is not valid UTF-8.
+/// TensorBoard's own in chunks of many lines, so the raw file is safe exactly when its first line
+/// (up to the first newline byte, or the whole file) is not valid UTF-8.
 pub fn reads_as_text(values: impl Iterator<Item = f32>) -> bool {
     let mut line: Vec<u8> = Vec::new();
     // `line[..checked]` is valid UTF-8 ending on a character boundary.
