@@ -78,7 +78,22 @@ impl Transforms {
     /// (registered under their ERP names), routing and work-order rows filtered by `filter`, and
     /// registers its fitted `params` and `item_sample`.
     pub async fn define_views(&self, ctx: &SessionContext, filter: RowFilter) -> Result<()> {
+        self.define_views_over(ctx, filter, None).await
+    }
+
+    /// [`Transforms::define_views`], the item view's rows (`erp_items`) being `items` if given
+    /// (rows already read: `update` cleans the items that may have changed from them).
+    pub async fn define_views_over(
+        &self,
+        ctx: &SessionContext,
+        filter: RowFilter,
+        items: Option<RecordBatch>,
+    ) -> Result<()> {
         crate::engine::register_mapping_views(ctx, &self.mapping, filter).await?;
+        if let Some(items) = items {
+            let _ = ctx.deregister_table("erp_items");
+            transform::register(ctx, "erp_items", items)?;
+        }
         for f in self.files.iter().filter(|f| f.layer != "03_encode") {
             let _ = ctx.deregister_table(f.name.as_str());
         }

@@ -33,6 +33,7 @@ pub mod parquet_io;
 pub mod profile;
 pub mod rng;
 pub mod sample;
+pub mod source_rows;
 pub mod text;
 pub mod train;
 pub mod transform;

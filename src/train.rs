@@ -23,6 +23,7 @@ use crate::export::log::{RunLog, Timer, mib};
 use crate::features::{learn, vectors, weights};
 use crate::fsutil::atomic_write;
 use crate::memory::{mark_peak_rss, release_free_memory};
+use crate::source_rows::{SOURCE_HASHES_FILE, SourceHashes};
 use crate::transform::{self, Mode};
 
 /// Per-item display data from clean_items, in item_key order (label order).
@@ -341,7 +342,8 @@ async fn map_and_clean(
     Ok(rows)
 }
 
-/// Writes `routings.parquet` and `item_features.parquet` into the model folder `dir`.
+/// Writes `routings.parquet`, `item_features.parquet` and `item_source_hashes.parquet` into the
+/// model folder `dir`.
 async fn save_model_tables(
     ctx: &datafusion::prelude::SessionContext,
     dir: &Path,
@@ -363,6 +365,21 @@ async fn save_model_tables(
             mib(mark_peak_rss())
         ));
     }
+    let t = Instant::now();
+    let mut hashes = SourceHashes::of_session(ctx).await?;
+    let items = engine::collect(ctx, "SELECT item_key FROM clean_items", "clean_items").await?;
+    let mut model_keys = std::collections::HashSet::new();
+    for b in &items {
+        let k = column_as(b, "item_key", &DataType::Utf8, "clean_items")?;
+        model_keys.extend(strings(&k).iter().flatten().map(str::to_string));
+    }
+    hashes.retain(|k| model_keys.contains(k));
+    hashes.save(&dir.join(SOURCE_HASHES_FILE))?;
+    log.info(format!(
+        "{SOURCE_HASHES_FILE}: {} items' source rows hashed in {:.3} s",
+        hashes.len(),
+        t.elapsed().as_secs_f64()
+    ));
     release_free_memory();
     Ok(())
 }

@@ -43,6 +43,7 @@ use crate::model::{
     self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
     QUEUE_FILE, ROUTINGS_FILE, SIDECAR_FILE, SearchParams, VECTORS_FILE,
 };
+use crate::source_rows::{SOURCE_HASHES_FILE, SourceHashes};
 use crate::train::{self, ItemTable};
 
 /// What an update did.
@@ -94,20 +95,66 @@ pub async fn update(
     let mut advice = edited_since_training(&cfg, &t, &mut log);
     let mut timer = Timer::new();
 
-    // ---- read: the sources, cleaned with the model's transforms ---------------------------------
+    // ---- read: the sources; the items whose source rows are new or changed, cleaned -----------
+    // What the model holds, and the item metadata, are read beside the sources.
+    let index_path = dir.join(INDEX_FILE);
+    let index_job = {
+        let (path, ef) = (index_path.clone(), params.ef_construction);
+        std::thread::spawn(move || hnswlib_file::read(&path, ef))
+    };
+    let model_job = {
+        let dir = dir.clone();
+        std::thread::spawn(move || -> Result<_> {
+            Ok((
+                Items::load(&dir.join(ITEMS_FILE))?,
+                ByKey::load(&dir.join(ITEM_FEATURES_FILE))?,
+                SourceHashes::load(&dir.join(SOURCE_HASHES_FILE))?,
+            ))
+        })
+    };
+    let metadata_job = {
+        let path = cfg.item_metadata.clone();
+        std::thread::spawn(move || -> Result<_> {
+            Ok((ItemVolumes::load(&path)?, crate::hash::sha256_file(&path)?))
+        })
+    };
     let ctx = engine::new_context();
     crate::fsutil::failpoint("update:read");
     let srcs = sources::register_all(&ctx, &cfg, &t.mapping).await?;
     sources::log_sources(&srcs, &mut log);
-    t.define_views(&ctx, RowFilter::All).await?;
-    let current = apply::clean_items(&ctx).await?;
-    let items = Items::load(&dir.join(ITEMS_FILE))?;
-    let old_features = ByKey::load(&dir.join(ITEM_FEATURES_FILE))?;
+    engine::register_mapping_views(&ctx, &t.mapping, RowFilter::All).await?;
+    let (now_hashes, item_rows) = SourceHashes::with_rows(&ctx).await?;
+    let (items, old_features, old_hashes) = joined(model_job)?;
+    let (current, unchanged) = match &old_hashes {
+        Some(old) => {
+            let (unchanged, listed): (Vec<String>, Vec<String>) = now_hashes
+                .keys()
+                .iter()
+                .cloned()
+                .partition(|k| old.get(k).is_some_and(|h| Some(h) == now_hashes.get(k)));
+            let rows = item_rows.of_keys(&listed.iter().map(String::as_str).collect())?;
+            drop(item_rows);
+            engine::register_keys(&ctx, "only_items", &listed)?;
+            t.define_views_over(&ctx, RowFilter::OnlyListed, Some(rows))
+                .await?;
+            (apply::clean_items(&ctx).await?, unchanged)
+        }
+        None => {
+            drop(item_rows);
+            log.info(format!(
+                "the model has no {SOURCE_HASHES_FILE} (trained by an earlier trainer): every \
+                 item is cleaned to find the new and changed ones; this update writes the file"
+            ));
+            t.define_views(&ctx, RowFilter::All).await?;
+            (apply::clean_items(&ctx).await?, Vec::new())
+        }
+    };
     timer.lap("read", &mut log);
 
     // ---- what is new, changed, gone ------------------------------------------------------------
-    let diff = compare(&current, &items, &old_features)?;
-    log_diff(&diff, current.num_rows(), items.len(), &mut log);
+    let diff = compare(&current, &unchanged, &items, &old_features)?;
+    drop(unchanged);
+    log_diff(&diff, now_hashes.len(), items.len(), &mut log);
     let nothing = |log: &mut RunLog, advice: Vec<String>| {
         log.info(format!(
             "nothing new: the model in {} is unchanged",
@@ -133,6 +180,7 @@ pub async fn update(
     }
 
     // ---- encode the new items ------------------------------------------------------------------
+    let (volumes, meta_sha) = joined(metadata_job)?;
     let NewItems {
         chosen,
         keys: new_keys,
@@ -144,7 +192,7 @@ pub async fn update(
     } = encode_new(
         &ctx,
         &t,
-        &cfg,
+        &volumes,
         (&trained_cfg, max_volume),
         &current,
         &diff.new_rows,
@@ -155,8 +203,7 @@ pub async fn update(
     timer.lap("encode", &mut log);
 
     // ---- insert into the index -----------------------------------------------------------------
-    let index_path = dir.join(INDEX_FILE);
-    let mut h = hnswlib_file::read(&index_path, params.ef_construction)?;
+    let mut h = joined(index_job)?;
     if h.len() != items.len() || h.dim != enc.vectors.ncols() {
         return Err(Error::input(
             index_path.display().to_string(),
@@ -178,13 +225,26 @@ pub async fn update(
     crate::fsutil::failpoint("update:index");
     let staged = StagedDir::create(&dir)?;
     let out = staged.path().to_path_buf();
-    // The grown vector files are final once the rows are appended: they are written while the
-    // new items are linked (one core), see `Hnsw::insert_all_beside`.
+    // Linking the new items takes one core. Beside it: the grown vector files (final once the
+    // rows are appended, see `Hnsw::insert_all_beside`), and the tables that do not depend on
+    // the index.
     let dim = h.dim;
-    let (quant, written) = h.insert_all_beside(flat, params.seed, |rows| {
-        write_vector_files(&out, rows, dim)
+    let hashes = grown_hashes(old_hashes.as_ref(), &now_hashes, &items, &diff, &new_keys);
+    let (quant, (written, tables)) = h.insert_all_beside(flat, params.seed, |rows| {
+        std::thread::scope(|scope| {
+            let tables = scope.spawn(|| {
+                write_tables(&dir, &out, (&old_features, &chosen), &new_routings, &hashes)
+            });
+            let written = write_vector_files(&out, rows, dim);
+            let tables = tables
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (written, tables)
+        })
     });
     let tensor = written?;
+    tables?;
+    drop((hashes, now_hashes, old_features, chosen, new_routings));
     let n = h.len();
     timer.lap("index_insert", &mut log);
 
@@ -268,24 +328,16 @@ pub async fn update(
         QUEUE_FILE,
         PROJECTOR_DIR,
         METADATA_FILE,
+        SOURCE_HASHES_FILE,
     ];
     crate::fsutil::failpoint("update:staging");
     copy_others(&dir, &out, &rewritten)?;
-    write_grown(
-        &dir,
-        &out,
-        &h,
-        tensor,
-        &rows,
-        (&old_features, &chosen),
-        &new_routings,
-    )?;
+    write_grown(&out, &h, tensor, &rows)?;
     if let Some(note) = tensor.note() {
         log.info(note);
     }
     write_queue(&out.join(QUEUE_FILE), &queue)?;
     grown_sidecar(&dir, &out, n)?;
-    let meta_sha = crate::hash::sha256_file(&cfg.item_metadata)?;
     timer.lap("artifacts", &mut log);
     let (stage_seconds, stage_rss) = timer.json();
     let mut meta = meta;
@@ -357,7 +409,7 @@ struct NewItems {
 async fn encode_new(
     ctx: &datafusion::prelude::SessionContext,
     t: &Transforms,
-    cfg: &Config,
+    volumes: &ItemVolumes,
     trained: (&Config, f64),
     current: &RecordBatch,
     new_rows: &[u32],
@@ -372,12 +424,27 @@ async fn encode_new(
         .collect();
     engine::register_keys(ctx, "only_items", &new_keys)?;
     t.define_views(ctx, RowFilter::OnlyListed).await?;
+    // The new items' routings are read on another core while they are encoded (each query
+    // runs on one): planned here over `clean_items` = the new items.
+    crate::transform::register(ctx, "clean_items", chosen.clone())?;
+    let routing_ops = ctx
+        .sql(train::ROUTING_OPS_SQL)
+        .await
+        .map_err(|e| Error::sql("routing_ops", e.to_string()))?;
+    let routing_schema = Arc::new(routing_ops.schema().as_arrow().clone());
+    let routing_job =
+        tokio::spawn(async move { engine::collect_df(routing_ops, "routing_ops").await });
     let enc = apply::encode(ctx, t, chosen.clone()).await?;
     if enc.items.keys != new_keys {
         return Err(Error::internal("encoded items differ from the new items"));
     }
     let unseen = items_with_unseen_levels(ctx, old_features).await?;
-    let new_routings = engine::collect_batch(ctx, train::ROUTING_OPS_SQL, "routing_ops").await?;
+    let new_routings = engine::concat(
+        &routing_schema,
+        &routing_job
+            .await
+            .map_err(|e| Error::internal(format!("reading the new items' routings: {e}")))??,
+    )?;
     // The new items with a routing are those routing_ops has rows for (not another pass over
     // the routing view).
     let mut routed: Vec<String> = key_column(&new_routings)?
@@ -386,7 +453,9 @@ async fn encode_new(
         .map(str::to_string)
         .collect();
     routed.dedup();
-    transform_register_volumes(ctx, cfg)?;
+    let _ = ctx.deregister_table("item_metadata");
+    ctx.register_batch("item_metadata", volumes.to_batch())
+        .map_err(|e| Error::internal(format!("registering item_metadata: {e}")))?;
     let new_weights = crate::features::weights::new_item_weights(ctx, trained.0, trained.1).await?;
     Ok(NewItems {
         chosen,
@@ -400,19 +469,13 @@ async fn encode_new(
 }
 
 /// Writes the grown index, the rest of the projector (its `tensor` and `vectors.npy` were
-/// written during the insertion), the items table, item features and routings into the staging
-/// folder `out` (`dir`: the model they grow). `features`: the model's item features and the new
-/// items' `clean_items` rows.
+/// written during the insertion) and the items table into the staging folder `out`.
 fn write_grown(
-    dir: &Path,
     out: &Path,
     h: &crate::index::hnsw::Hnsw,
     tensor: projector::Tensor,
     rows: &[ItemRow],
-    features: (&ByKey, &RecordBatch),
-    new_routings: &RecordBatch,
 ) -> Result<()> {
-    let (old_features, chosen) = features;
     let meta_rows: Vec<MetaRow> = rows.iter().map(MetaRow::from).collect();
     let (index, rest) = rayon::join(
         || hnswlib_file::write(h, &out.join(INDEX_FILE)),
@@ -423,27 +486,38 @@ fn write_grown(
                 tensor,
                 &meta_rows,
             )?;
-            write_items(&out.join(ITEMS_FILE), rows)?;
-            let features = merge_by_key(&old_features.batch, chosen)?;
-            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
-            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
-            let routings = merge_by_key(&routings.batch, new_routings)?;
-            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+            write_items(&out.join(ITEMS_FILE), rows)
         },
     );
     index?;
     rest
 }
 
-fn transform_register_volumes(
-    ctx: &datafusion::prelude::SessionContext,
-    cfg: &Config,
+/// Writes the grown item features, routings and source hashes into the staging folder `out`
+/// (`dir`: the model they grow). `features`: the model's item features and the new items'
+/// `clean_items` rows.
+fn write_tables(
+    dir: &Path,
+    out: &Path,
+    features: (&ByKey, &RecordBatch),
+    new_routings: &RecordBatch,
+    hashes: &SourceHashes,
 ) -> Result<()> {
-    let volumes = ItemVolumes::load(&cfg.item_metadata)?;
-    let _ = ctx.deregister_table("item_metadata");
-    ctx.register_batch("item_metadata", volumes.to_batch())
-        .map_err(|e| Error::internal(format!("registering item_metadata: {e}")))?;
-    Ok(())
+    let (old_features, chosen) = features;
+    let (f, r) = rayon::join(
+        || {
+            let features = merge_by_key(&old_features.batch, chosen)?;
+            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
+            hashes.save(&out.join(SOURCE_HASHES_FILE))
+        },
+        || {
+            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
+            let routings = merge_by_key(&routings.batch, new_routings)?;
+            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+        },
+    );
+    f?;
+    r
 }
 
 fn key_column(b: &RecordBatch) -> Result<&StringArray> {
@@ -463,14 +537,28 @@ struct Diff {
     new_rows: Vec<u32>,
     /// ITEM_CD and the columns that differ from training, of items in both.
     changed: Vec<(String, Vec<String>)>,
+    /// The item keys of `changed`.
+    changed_keys: std::collections::HashSet<String>,
     /// ITEM_CDs of model items no longer in the sources.
     disappeared: Vec<String>,
 }
 
-fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
+/// `current`: the cleaned rows of the items that may be new or changed; `unchanged`: keys of
+/// model items whose source rows are as at training (not cleaned again).
+fn compare(
+    current: &RecordBatch,
+    unchanged: &[String],
+    items: &Items,
+    old: &ByKey,
+) -> Result<Diff> {
     let by_key = items.by_key();
     let keys = key_column(current)?;
     let mut seen = vec![false; items.len()];
+    for k in unchanged {
+        if let Some(&l) = by_key.get(k.as_str()) {
+            seen[l as usize] = true;
+        }
+    }
     let mut new_rows = Vec::new();
     let mut pairs = Vec::new();
     for (r, k) in keys.iter().enumerate() {
@@ -509,6 +597,7 @@ fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
         cmps.push((f.name().clone(), Some(cmp)));
     }
     let mut changed = Vec::new();
+    let mut changed_keys = std::collections::HashSet::new();
     for (r, o, l) in pairs {
         let cols: Vec<String> = cmps
             .iter()
@@ -516,6 +605,7 @@ fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
             .map(|(n, _)| n.clone())
             .collect();
         if !cols.is_empty() {
+            changed_keys.insert(keys.value(r).to_string());
             changed.push((items.item_cd[l as usize].clone(), cols));
         }
     }
@@ -528,6 +618,7 @@ fn compare(current: &RecordBatch, items: &Items, old: &ByKey) -> Result<Diff> {
     Ok(Diff {
         new_rows,
         changed,
+        changed_keys,
         disappeared,
     })
 }
@@ -612,6 +703,37 @@ fn merge_by_key(old: &RecordBatch, new: &RecordBatch) -> Result<RecordBatch> {
         );
     }
     RecordBatch::try_new(schema, cols).map_err(err)
+}
+
+/// The grown model's source hashes: the model's own (`old`) and the added items' (`new_keys`)
+/// from `now`. A model without them gets `now`'s of its items that did not change since
+/// training; a changed item keeps no hash, so that later updates clean it again and keep
+/// listing it.
+fn grown_hashes(
+    old: Option<&SourceHashes>,
+    now: &SourceHashes,
+    items: &Items,
+    diff: &Diff,
+    new_keys: &[String],
+) -> SourceHashes {
+    match old {
+        Some(old) => old.with(now, new_keys),
+        None => {
+            let in_model = items.by_key();
+            let added: std::collections::HashSet<&str> =
+                new_keys.iter().map(String::as_str).collect();
+            let mut h = now.clone();
+            h.retain(|k| {
+                added.contains(k) || (in_model.contains_key(k) && !diff.changed_keys.contains(k))
+            });
+            h
+        }
+    }
+}
+
+/// The result of a thread that reads what the update needs beside the sources.
+fn joined<T>(job: std::thread::JoinHandle<Result<T>>) -> Result<T> {
+    job.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Copies everything in `from` except the names in `skip` into `to` (recursively): files a

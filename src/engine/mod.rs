@@ -282,7 +282,7 @@ impl Engine {
 }
 
 /// Which rows the mapping views let through (the routing and work-order views; the item view
-/// only with [`RowFilter::WithoutHoldoutItems`]).
+/// only with [`RowFilter::WithoutHoldoutItems`] and [`RowFilter::OnlyListed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowFilter {
     /// Every row.
@@ -293,7 +293,8 @@ pub enum RowFilter {
     /// Leave the items of table `eval_holdout` out of every view, the item view too (`trainer
     /// eval`: as if they did not exist yet, to be added by `update`).
     WithoutHoldoutItems,
-    /// Only the items of table `only_items` (`trainer update`: the new items).
+    /// Only the items of table `only_items` (`trainer update`: the items that may be new or
+    /// changed, then the new items; `trainer eval`: the held-out items).
     OnlyListed,
 }
 
@@ -307,7 +308,11 @@ pub async fn register_mapping_views(
     for v in VIEWS {
         let select = mapping.select_sql(v.erp_name);
         let key = "item_key(src.item_cd)";
-        let filtered = v.logical != "items" || filter == RowFilter::WithoutHoldoutItems;
+        let filtered = v.logical != "items"
+            || matches!(
+                filter,
+                RowFilter::WithoutHoldoutItems | RowFilter::OnlyListed
+            );
         let sql = match filter {
             RowFilter::All => format!("CREATE VIEW erp_{} AS {select}", v.logical),
             _ if !filtered => format!("CREATE VIEW erp_{} AS {select}", v.logical),

@@ -299,6 +299,147 @@ fn sample_with_twin(to: &Path, code: &str, twin: &str) {
     .unwrap();
 }
 
+/// The whole sample with three of its items edited in the item view: `keys[0]`'s ITEM_SPEC
+/// changed; `keys[1]`'s ITEM_SPEC lower-cased and padded with white space, so that it cleans to
+/// the row it had; `keys[2]` gone.
+fn sample_edited(to: &Path, keys: &[String; 3]) {
+    std::fs::create_dir_all(to).unwrap();
+    for view in &VIEWS[1..] {
+        std::fs::copy(
+            sample_dir().join(format!("{view}.parquet")),
+            to.join(format!("{view}.parquet")),
+        )
+        .unwrap();
+    }
+    let b = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
+    let text = |c: &str| -> Vec<Option<String>> {
+        let a = cast(b.column_by_name(c).unwrap(), &DataType::Utf8).unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        a.iter().map(|v| v.map(str::to_string)).collect()
+    };
+    let cds = text("ITEM_CD");
+    let mut spec = text("ITEM_SPEC");
+    let of = |i: usize| cds[i].as_deref().map(key);
+    for (i, s) in spec.iter_mut().enumerate() {
+        if of(i).as_ref() == Some(&keys[0]) {
+            *s = Some("EDITED SPEC 77".into());
+        }
+        if of(i).as_ref() == Some(&keys[1]) {
+            let was = s.clone().unwrap_or_default();
+            *s = Some(format!(" {}\u{3000} ", was.to_lowercase()));
+        }
+    }
+    let typed = |c: &str, v: Vec<Option<String>>| -> arrow::array::ArrayRef {
+        let a: arrow::array::ArrayRef = std::sync::Arc::new(StringArray::from(v));
+        cast(&a, b.column_by_name(c).unwrap().data_type()).unwrap()
+    };
+    let b = crate::common::with_column(&b, "ITEM_SPEC", typed("ITEM_SPEC", spec));
+    let keep: BooleanArray = (0..b.num_rows())
+        .map(|i| Some(of(i).as_ref() != Some(&keys[2])))
+        .collect();
+    let b = filter_record_batch(&b, &keep).unwrap();
+    trainer::parquet_io::write_parquet(&to.join("dbo_BI_ITEM_INFO_VIEW.parquet"), &b).unwrap();
+    std::fs::copy(
+        sample_dir().join("item_metadata.json"),
+        to.join("item_metadata.json"),
+    )
+    .unwrap();
+}
+
+/// What `update` appended to its log (the log path is the last word of its output).
+fn update_logged(config: &Path, models: &Path) -> (String, String) {
+    let log_of = |stdout: &str| std::path::PathBuf::from(stdout.trim().rsplit(' ').next().unwrap());
+    let out = update(config, models, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let log = std::fs::read_to_string(log_of(&stdout)).unwrap();
+    (stdout, log)
+}
+
+#[test]
+fn changed_and_vanished_items_are_listed_with_or_without_the_source_hashes() {
+    const HASHES: &str = "item_source_hashes.parquet";
+    let s = setup(&sample_dir());
+    let trained = load_table(&s.trained.models().join("items.parquet")).unwrap();
+    let (keys, cds) = (strings(&trained, "item_key"), strings(&trained, "ITEM_CD"));
+    let picked = [keys[3].clone(), keys[4].clone(), keys[5].clone()];
+    let data = tempfile::tempdir().unwrap();
+    sample_edited(data.path(), &picked);
+    let edited = Project::new(data.path());
+    // The same model as an earlier trainer wrote it, without the source hashes.
+    let old = tempfile::tempdir().unwrap();
+    let old_model = old.path().join("models");
+    crate::common::copy_tree(&s.trained.models(), &old_model);
+    std::fs::remove_file(old_model.join(HASHES)).unwrap();
+
+    let mut seen_logs = 0;
+    for m in [s.trained.models(), old_model.clone()] {
+        let (stdout, log) = update_logged(&edited.config, &m);
+        let log = log[seen_logs..].to_string();
+        assert!(
+            stdout.starts_with("update 1: added 20 items")
+                && stdout.contains("; 1 changed and 1 gone since training"),
+            "{}: {stdout}",
+            m.display()
+        );
+        assert!(
+            log.contains(&format!(
+                "changed since training (not re-encoded; retrain to pick it up): {} (item_spec)",
+                cds[3]
+            )),
+            "{log}"
+        );
+        assert!(
+            !log.contains(&format!("retrain to pick it up): {} ", cds[4])),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "no longer in the sources (still in the model): {}",
+                cds[5]
+            )),
+            "{log}"
+        );
+        assert!(
+            log.contains("items: 999 in the sources, 980 in the model; 20 new, 1 changed"),
+            "{log}"
+        );
+        assert_eq!(
+            log.contains(&format!("the model has no {HASHES}")),
+            m == old_model,
+            "{log}"
+        );
+        assert!(m.join(HASHES).is_file(), "the update writes {HASHES}");
+        // The changed item stays listed in later updates: it is still the training's in the
+        // model.
+        let (again, log) = update_logged(&edited.config, &m);
+        seen_logs = log.len();
+        assert!(
+            again.starts_with(
+                "nothing new: 1000 items in the model, unchanged (1 changed and 1 gone"
+            ),
+            "{again}"
+        );
+    }
+    // Cleaning only the items whose source rows differ gives the model that cleaning all gives.
+    crate::common::assert_same_files(
+        &s.trained.models(),
+        &old_model,
+        &[
+            "hnsw_index.bin",
+            "vectors.npy",
+            "items.parquet",
+            "routings.parquet",
+            "item_features.parquet",
+        ],
+        "update with and without the source hashes",
+    );
+}
+
 #[test]
 fn the_retrain_queue_keeps_rows_and_resolves_them() {
     // Train on the sample; take a LOW item and add its twin: its nearest other is now the twin,
