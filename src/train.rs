@@ -352,6 +352,17 @@ async fn save_model_tables(
     // The clean layer's freed working memory would otherwise stay in the allocator's arenas
     // under what these writers add.
     release_free_memory();
+    // The item view's rows are hashed on the other core while the tables are written (each
+    // query runs on one).
+    let hashing = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            SourceHashes::of_session(&ctx)
+                .await
+                .map(|h| (h, t.elapsed().as_secs_f64()))
+        })
+    };
     for (sql, what, file) in [
         (ROUTING_OPS_SQL, "routing_ops", ROUTINGS_FILE),
         (ITEM_FEATURES_SQL, "clean_items", ITEM_FEATURES_FILE),
@@ -365,8 +376,9 @@ async fn save_model_tables(
             mib(mark_peak_rss())
         ));
     }
-    let t = Instant::now();
-    let mut hashes = SourceHashes::of_session(ctx).await?;
+    let (mut hashes, seconds) = hashing
+        .await
+        .map_err(|e| Error::internal(format!("hashing the item rows: {e}")))??;
     let items = engine::collect(ctx, "SELECT item_key FROM clean_items", "clean_items").await?;
     let mut model_keys = std::collections::HashSet::new();
     for b in &items {
@@ -376,9 +388,8 @@ async fn save_model_tables(
     hashes.retain(|k| model_keys.contains(k));
     hashes.save(&dir.join(SOURCE_HASHES_FILE))?;
     log.info(format!(
-        "{SOURCE_HASHES_FILE}: {} items' source rows hashed in {:.3} s",
+        "{SOURCE_HASHES_FILE}: {} items' source rows hashed in {seconds:.3} s",
         hashes.len(),
-        t.elapsed().as_secs_f64()
     ));
     release_free_memory();
     Ok(())
