@@ -121,6 +121,11 @@ impl SourceHashes {
         &self.keys
     }
 
+    /// (key, hash), by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Hash)> {
+        self.keys.iter().map(String::as_str).zip(&self.hashes)
+    }
+
     pub fn get(&self, key: &str) -> Option<&Hash> {
         self.keys
             .binary_search_by(|k| k.as_str().cmp(key))

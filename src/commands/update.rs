@@ -127,11 +127,15 @@ pub async fn update(
     let (items, old_features, old_hashes) = joined(model_job)?;
     let (current, unchanged) = match &old_hashes {
         Some(old) => {
-            let (unchanged, listed): (Vec<String>, Vec<String>) = now_hashes
-                .keys()
-                .iter()
-                .cloned()
-                .partition(|k| old.get(k).is_some_and(|h| Some(h) == now_hashes.get(k)));
+            let (mut unchanged, mut listed) = (Vec::new(), Vec::new());
+            for (k, h) in now_hashes.iter() {
+                let to = if old.get(k) == Some(h) {
+                    &mut unchanged
+                } else {
+                    &mut listed
+                };
+                to.push(k.to_string());
+            }
             let rows = item_rows.of_keys(&listed.iter().map(String::as_str).collect())?;
             drop(item_rows);
             engine::register_keys(&ctx, "only_items", &listed)?;
