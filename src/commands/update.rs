@@ -457,9 +457,7 @@ async fn encode_new(
         .map(str::to_string)
         .collect();
     routed.dedup();
-    let _ = ctx.deregister_table("item_metadata");
-    ctx.register_batch("item_metadata", volumes.to_batch())
-        .map_err(|e| Error::internal(format!("registering item_metadata: {e}")))?;
+    crate::transform::register(ctx, "item_metadata", volumes.to_batch())?;
     let new_weights = crate::features::weights::new_item_weights(ctx, trained.0, trained.1).await?;
     Ok(NewItems {
         chosen,
