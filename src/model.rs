@@ -263,7 +263,7 @@ impl ByKey {
 }
 
 /// The first index in `0..n` where `pred` turns false (pred must be true then false).
-fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;

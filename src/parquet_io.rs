@@ -50,6 +50,25 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     })
 }
 
+/// Writes batches as one Parquet file (the row groups of [`write_parquet`]), holding one batch
+/// at a time. The first error of `batches` stops the write; the file is then not created.
+pub fn write_batches(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    let io = |e: parquet::errors::ParquetError| {
+        Error::io(path, "write the file", std::io::Error::other(e))
+    };
+    let mut writer = ArrowWriter::try_new(file.writer(), schema, Some(props())).map_err(io)?;
+    for b in batches {
+        writer.write(&b?).map_err(io)?;
+    }
+    writer.close().map_err(io)?;
+    file.commit()
+}
+
 /// Writes a query's result stream as a Parquet file batch by batch, never holding it whole.
 /// Returns the number of rows.
 pub async fn write_stream(

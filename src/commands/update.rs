@@ -18,6 +18,7 @@ use arrow::array::{Array, ArrayRef, StringArray, UInt32Array, make_comparator};
 use arrow::compute::{SortOptions, take_record_batch};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -153,6 +154,8 @@ pub async fn update(
             (apply::clean_items(&ctx).await?, Vec::new())
         }
     };
+    // The readers' threads freed what they parsed: hand it back before the next stage grows.
+    crate::memory::release_free_memory();
     timer.lap("read", &mut log);
 
     // ---- what is new, changed, gone ------------------------------------------------------------
@@ -204,6 +207,7 @@ pub async fn update(
     )
     .await?;
     drop(ctx);
+    crate::memory::release_free_memory();
     timer.lap("encode", &mut log);
 
     // ---- insert into the index -----------------------------------------------------------------
@@ -236,9 +240,7 @@ pub async fn update(
     let hashes = grown_hashes(old_hashes.as_ref(), &now_hashes, &items, &diff, &new_keys);
     let (quant, (written, tables)) = h.insert_all_beside(flat, params.seed, |rows| {
         std::thread::scope(|scope| {
-            let tables = scope.spawn(|| {
-                write_tables(&dir, &out, (&old_features, &chosen), &new_routings, &hashes)
-            });
+            let tables = scope.spawn(|| write_tables(&dir, &out, &chosen, &new_routings, &hashes));
             let written = write_vector_files(&out, rows, dim);
             let tables = tables
                 .join()
@@ -496,30 +498,118 @@ fn write_grown(
 }
 
 /// Writes the grown item features, routings and source hashes into the staging folder `out`
-/// (`dir`: the model they grow). `features`: the model's item features and the new items'
-/// `clean_items` rows.
+/// (`dir`: the model they grow): the model's tables with the new items' rows (`chosen`: their
+/// `clean_items` rows) merged in, read and written a batch at a time.
 fn write_tables(
     dir: &Path,
     out: &Path,
-    features: (&ByKey, &RecordBatch),
+    chosen: &RecordBatch,
     new_routings: &RecordBatch,
     hashes: &SourceHashes,
 ) -> Result<()> {
-    let (old_features, chosen) = features;
     let (f, r) = rayon::join(
         || {
-            let features = merge_by_key(&old_features.batch, chosen)?;
-            crate::parquet_io::write_parquet(&out.join(ITEM_FEATURES_FILE), &features)?;
+            merge_file_by_key(
+                &dir.join(ITEM_FEATURES_FILE),
+                chosen,
+                &out.join(ITEM_FEATURES_FILE),
+            )?;
             hashes.save(&out.join(SOURCE_HASHES_FILE))
         },
         || {
-            let routings = ByKey::load(&dir.join(ROUTINGS_FILE))?;
-            let routings = merge_by_key(&routings.batch, new_routings)?;
-            crate::parquet_io::write_parquet(&out.join(ROUTINGS_FILE), &routings)
+            merge_file_by_key(
+                &dir.join(ROUTINGS_FILE),
+                new_routings,
+                &out.join(ROUTINGS_FILE),
+            )
         },
     );
     f?;
     r
+}
+
+/// The model's table at `old` (sorted by `item_key`) with `new`'s rows (sorted, no key in
+/// common) merged in, written to `out`: [`merge_by_key`] one of `old`'s batches at a time, so
+/// that neither table is held whole. A new row goes into the batch whose last key is the first
+/// at or above its own, which is where the merge of the whole tables puts it.
+fn merge_file_by_key(old: &Path, new: &RecordBatch, out: &Path) -> Result<()> {
+    merge_file_in_batches(old, new, out, 64 * 1024)
+}
+
+fn merge_file_in_batches(
+    old: &Path,
+    new: &RecordBatch,
+    out: &Path,
+    batch_rows: usize,
+) -> Result<()> {
+    let shown = old.display().to_string();
+    let bad = |m: String| Error::input(&shown, m);
+    let file = std::fs::File::open(old).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad(format!("not a readable Parquet file: {e}; retrain")))?;
+    let schema = builder.schema().clone();
+    let mut reader = builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let new_keys = key_strings(new)?;
+    let out_schema = schema.clone();
+    let (mut next, mut last, mut done) = (0usize, None::<String>, false);
+    let merged = std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut step = || -> Result<Option<RecordBatch>> {
+            let Some(b) = reader.next() else {
+                done = true;
+                let rest = new.slice(next, new.num_rows() - next);
+                next = new.num_rows();
+                return (rest.num_rows() > 0)
+                    .then(|| merge_by_key(&RecordBatch::new_empty(schema.clone()), &rest))
+                    .transpose();
+            };
+            let b = b.map_err(|e| bad(e.to_string()))?;
+            let keys =
+                key_strings(&b).map_err(|_| bad("no text column `item_key`; retrain".into()))?;
+            if keys.null_count() > 0 {
+                return Err(bad("`item_key` has empty rows; retrain".into()));
+            }
+            let sorted = keys
+                .iter()
+                .flatten()
+                .zip(keys.iter().flatten().skip(1))
+                .all(|(a, b)| a <= b);
+            if !sorted || (keys.len() > 0 && last.as_deref().is_some_and(|l| l > keys.value(0))) {
+                return Err(bad("rows are not sorted by item_key; retrain".into()));
+            }
+            let Some(top) = (keys.len() > 0).then(|| keys.value(keys.len() - 1)) else {
+                return Ok(Some(b));
+            };
+            let upto = next
+                + crate::model::partition(new_keys.len() - next, |i| {
+                    new_keys.value(next + i) <= top
+                });
+            let merged = merge_by_key(&b, &new.slice(next, upto - next))?;
+            next = upto;
+            last = Some(top.to_string());
+            Ok(Some(merged))
+        };
+        step().transpose()
+    });
+    crate::parquet_io::write_batches(out, out_schema, merged.fuse())
+}
+
+/// `item_key` of `b` as text.
+fn key_strings(b: &RecordBatch) -> Result<StringArray> {
+    let c = b
+        .column_by_name("item_key")
+        .ok_or_else(|| Error::internal("merging new items: no item_key column"))?;
+    let c = arrow::compute::cast(c, &DataType::Utf8)
+        .map_err(|e| Error::internal(format!("merging new items: {e}")))?;
+    Ok(c.as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone())
 }
 
 fn key_column(b: &RecordBatch) -> Result<&StringArray> {
@@ -666,21 +756,11 @@ async fn items_with_unseen_levels(
 
 /// `old` and `new`, both sorted by `item_key` and with no key in common (new items), merged into
 /// one table sorted by `item_key` (columns matched by name and cast to `old`'s types). Each
-/// key's rows stay together in their own order. A linear merge: `old` is the whole model.
+/// key's rows stay together in their own order. A linear merge.
 fn merge_by_key(old: &RecordBatch, new: &RecordBatch) -> Result<RecordBatch> {
     let schema = old.schema();
     let err = |e: arrow::error::ArrowError| Error::internal(format!("merging new items: {e}"));
-    let keys = |b: &RecordBatch| -> Result<StringArray> {
-        let c = b
-            .column_by_name("item_key")
-            .ok_or_else(|| Error::internal("merging new items: no item_key column"))?;
-        let c = arrow::compute::cast(c, &DataType::Utf8).map_err(err)?;
-        Ok(c.as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8")
-            .clone())
-    };
-    let (ko, kn) = (keys(old)?, keys(new)?);
+    let (ko, kn) = (key_strings(old)?, key_strings(new)?);
     let mut order: Vec<(usize, usize)> = Vec::with_capacity(ko.len() + kn.len());
     let (mut i, mut j) = (0, 0);
     while i < ko.len() || j < kn.len() {
@@ -1068,4 +1148,89 @@ fn grown_rows<'a>(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+
+    fn table(rows: &[(&str, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("item_key", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn merging_a_file_batch_by_batch_equals_merging_the_whole_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several rows per key, keys at batch ends, new keys before, between and after them.
+        let old = table(&[
+            ("B", 1),
+            ("B", 2),
+            ("D", 3),
+            ("F", 4),
+            ("F", 5),
+            ("F", 6),
+            ("H", 7),
+        ]);
+        let old_path = dir.path().join("old.parquet");
+        crate::parquet_io::write_parquet(&old_path, &old).unwrap();
+        let news = [
+            table(&[
+                ("A", 10),
+                ("C", 11),
+                ("C", 12),
+                ("E", 13),
+                ("G", 14),
+                ("Z", 15),
+            ]),
+            table(&[("A", 10)]),
+            table(&[("Z", 15), ("Z", 16)]),
+            table(&[]),
+        ];
+        for new in &news {
+            let whole = merge_by_key(&old, new).unwrap();
+            for rows in [1, 2, 3, 64] {
+                let out = dir.path().join(format!("out-{rows}.parquet"));
+                merge_file_in_batches(&old_path, new, &out, rows).unwrap();
+                let back = crate::transform::load_table(&out).unwrap();
+                assert_eq!(
+                    back,
+                    whole,
+                    "batches of {rows}, new keys {:?}",
+                    key_strings(new)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn merging_into_an_unsorted_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = dir.path().join("routings.parquet");
+        crate::parquet_io::write_parquet(&old_path, &table(&[("B", 1), ("C", 2), ("A", 3)]))
+            .unwrap();
+        let out = dir.path().join("out.parquet");
+        for rows in [1, 2, 64] {
+            let e = merge_file_in_batches(&old_path, &table(&[("D", 4)]), &out, rows)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("routings.parquet") && e.contains("not sorted by item_key"),
+                "{e}"
+            );
+            assert!(!out.exists());
+        }
+    }
 }

@@ -167,6 +167,7 @@ pub fn params_batch(cfg: &Config) -> RecordBatch {
 }
 
 /// Item volumes from `item_metadata.json`, keyed by the cleaned item key (upper-cased, trimmed).
+#[derive(Debug)]
 pub struct ItemVolumes {
     pub keys: Vec<String>,
     pub production: Vec<u64>,
@@ -176,46 +177,41 @@ pub struct ItemVolumes {
 impl ItemVolumes {
     pub fn load(path: &std::path::Path) -> Result<ItemVolumes> {
         let what = path.display().to_string();
+        let shape = || {
+            Error::input(
+                &what,
+                "expected an object with key `item_volumes`: {ITEM_CD: {production_volume, sales_volume}}",
+            )
+        };
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::input(
                 &what,
                 format!("cannot read item metadata: {e} (see key `item_metadata` in the config)"),
             )
         })?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::input(&what, format!("not valid JSON: {e}")))?;
-        let vols = v.get("item_volumes").and_then(|x| x.as_object()).ok_or_else(|| {
-            Error::input(&what, "expected an object with key `item_volumes`: {ITEM_CD: {production_volume, sales_volume}}")
-        })?;
-        let mut rows: Vec<(String, u64, u64)> = Vec::with_capacity(vols.len());
-        for (code, entry) in vols {
-            let get = |k: &str| -> Result<u64> {
-                match entry.get(k) {
-                    None | Some(serde_json::Value::Null) => Ok(0),
-                    Some(x) => x
-                        .as_f64()
-                        .filter(|f| *f >= 0.0 && f.is_finite())
-                        .map(|f| f.round() as u64)
-                        .ok_or_else(|| {
-                            Error::input(
-                                &what,
-                                format!("item_volumes.{code}.{k}: expected a number >= 0, got {x}"),
-                            )
-                        }),
-                }
-            };
-            let Some(key) = item_key(code) else {
-                continue;
-            };
-            rows.push((key, get("production_volume")?, get("sales_volume")?));
-        }
+        // Read entry by entry: a JSON value of the whole file is several times the size of the
+        // volumes kept.
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let vols = match serde::Deserializer::deserialize_map(&mut de, MetadataFile)
+            .and_then(|v| de.end().map(|()| v))
+        {
+            Ok(Some(vols)) => vols,
+            Ok(None) => return Err(shape()),
+            Err(e) if e.is_data() => return Err(shape()),
+            Err(e) => return Err(Error::input(&what, format!("not valid JSON: {e}"))),
+        };
+        let mut rows = match vols {
+            Ok(rows) => rows,
+            Err(m) => return Err(Error::input(&what, m)),
+        };
         // Duplicate keys after normalisation (case/space variants): keep the largest volumes.
         rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
         rows.dedup_by(|a, b| a.0 == b.0);
+        let (production, sales) = rows.iter().map(|r| (r.1, r.2)).unzip();
         Ok(ItemVolumes {
-            keys: rows.iter().map(|r| r.0.clone()).collect(),
-            production: rows.iter().map(|r| r.1).collect(),
-            sales: rows.iter().map(|r| r.2).collect(),
+            keys: rows.into_iter().map(|r| r.0).collect(),
+            production,
+            sales,
         })
     }
 
@@ -235,6 +231,90 @@ impl ItemVolumes {
         )
         .expect("item_metadata schema")
     }
+}
+
+/// The top level of `item_metadata.json`: its `item_volumes` entries in file order (`None`
+/// without that key); other keys are skipped unread.
+struct MetadataFile;
+
+impl<'de> serde::de::Visitor<'de> for MetadataFile {
+    type Value = Option<std::result::Result<Vec<(String, u64, u64)>, String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with key `item_volumes`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut m: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut vols = None;
+        while let Some(k) = m.next_key::<std::borrow::Cow<str>>()? {
+            if k == "item_volumes" {
+                vols = Some(m.next_value::<VolumeEntries>()?.0);
+            } else {
+                m.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(vols)
+    }
+}
+
+/// `item_volumes`: `{ITEM_CD: {production_volume, sales_volume}}` as (item key, production,
+/// sales) rows, each entry checked as it is read; `Err`: the first bad entry's message.
+struct VolumeEntries(std::result::Result<Vec<(String, u64, u64)>, String>);
+
+impl<'de> serde::Deserialize<'de> for VolumeEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = VolumeEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object {ITEM_CD: {production_volume, sales_volume}}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<VolumeEntries, A::Error> {
+                let mut rows = Ok(Vec::with_capacity(m.size_hint().unwrap_or(0)));
+                while let Some((code, entry)) =
+                    m.next_entry::<std::borrow::Cow<str>, serde_json::Value>()?
+                {
+                    if let Ok(r) = &mut rows {
+                        match volume_row(&code, &entry) {
+                            Ok(Some(row)) => r.push(row),
+                            Ok(None) => {}
+                            Err(e) => rows = Err(e),
+                        }
+                    }
+                }
+                Ok(VolumeEntries(rows))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One `item_volumes` entry as (item key, production, sales); `None` for a code that is no
+/// item key (blank). A missing or null volume is 0.
+fn volume_row(
+    code: &str,
+    entry: &serde_json::Value,
+) -> std::result::Result<Option<(String, u64, u64)>, String> {
+    let get = |k: &str| -> std::result::Result<u64, String> {
+        match entry.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| *f >= 0.0 && f.is_finite())
+                .map(|f| f.round() as u64)
+                .ok_or_else(|| format!("item_volumes.{code}.{k}: expected a number >= 0, got {x}")),
+        }
+    };
+    let Some(key) = item_key(code) else {
+        return Ok(None);
+    };
+    Ok(Some((key, get("production_volume")?, get("sales_volume")?)))
 }
 
 /// Everything the SQL layers read, registered by name.
@@ -563,6 +643,45 @@ mod tests {
             rows.push(n);
         }
         assert_eq!(rows, vec![2, 3]);
+    }
+
+    #[test]
+    fn item_volumes_read_entry_by_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("item_metadata.json");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::ItemVolumes::load(&path)
+        };
+        let v = load(
+            r#"{"generator": {"nested": [1, {"item_volumes": 0}]},
+               "item_volumes": {" b1 ": {"production_volume": 2.6, "sales_volume": null},
+                                "B1": {"production_volume": 1, "sales_volume": 9},
+                                "a-2": {},
+                                "c3": 7,
+                                "  ": {"production_volume": -1}},
+               "after": "skipped"}"#,
+        )
+        .unwrap();
+        assert_eq!(v.keys, ["A-2", "B1", "C3"]);
+        assert_eq!(v.production, [0, 3, 0]);
+        assert_eq!(v.sales, [0, 0, 0]);
+        let e = load(r#"{"item_volumes": {"X": {"sales_volume": 1}, "Y": {"sales_volume": -2}, "Z": {"sales_volume": "a"}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("item_volumes.Y.sales_volume: expected a number >= 0, got -2"),
+            "{e}"
+        );
+        for bad in [r#"{"items": {}}"#, r#"[1]"#, r#"{"item_volumes": [1]}"#] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("expected an object with key `item_volumes`"),
+                "{bad}: {e}"
+            );
+        }
+        let e = load(r#"{"item_volumes": {}} x"#).unwrap_err().to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
     }
 
     #[test]
