@@ -230,7 +230,10 @@ pub struct ByKey {
 
 impl ByKey {
     pub fn load(path: &Path) -> Result<ByKey> {
-        let batch = transform::load_table(path)?;
+        Self::of_batch(transform::load_table(path)?, path)
+    }
+
+    fn of_batch(batch: RecordBatch, path: &Path) -> Result<ByKey> {
         let keys = col::<StringArray>(&batch, "item_key", &DataType::Utf8, path)?.clone();
         if keys.null_count() > 0 {
             return Err(input(path, "`item_key` has empty rows; retrain"));
@@ -247,6 +250,33 @@ impl ByKey {
             keys,
             path: path.to_path_buf(),
         })
+    }
+
+    /// [`ByKey::load`] keeping only the rows whose key passes `keep`, read a batch at a time
+    /// (the whole table is never held).
+    pub fn load_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<ByKey> {
+        let shown = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| {
+            input(
+                path,
+                format!("cannot open it: {e}. Is this a model folder written by `trainer run`?"),
+            )
+        })?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| input(path, format!("not a readable Parquet file: {e}")))?;
+        let schema = reader.schema().clone();
+        let mut kept = Vec::new();
+        for b in reader.build().map_err(|e| input(path, e.to_string()))? {
+            let b = b.map_err(|e| Error::input(&shown, e.to_string()))?;
+            let keys = col::<StringArray>(&b, "item_key", &DataType::Utf8, path)?;
+            let mask: BooleanArray = keys.iter().map(|k| Some(k.is_some_and(&keep))).collect();
+            let b = arrow::compute::filter_record_batch(&b, &mask)
+                .map_err(|e| Error::input(&shown, e.to_string()))?;
+            if b.num_rows() > 0 {
+                kept.push(b);
+            }
+        }
+        Self::of_batch(crate::engine::concat(&schema, &kept)?, path)
     }
 
     /// The rows of `key` (empty if none).

@@ -108,7 +108,6 @@ pub async fn update(
         std::thread::spawn(move || -> Result<_> {
             Ok((
                 Items::load(&dir.join(ITEMS_FILE))?,
-                ByKey::load(&dir.join(ITEM_FEATURES_FILE))?,
                 SourceHashes::load(&dir.join(SOURCE_HASHES_FILE))?,
             ))
         })
@@ -125,8 +124,8 @@ pub async fn update(
     sources::log_sources(&srcs, &mut log);
     engine::register_mapping_views(&ctx, &t.mapping, RowFilter::All).await?;
     let (now_hashes, item_rows) = SourceHashes::with_rows(&ctx).await?;
-    let (items, old_features, old_hashes) = joined(model_job)?;
-    let (current, unchanged) = match &old_hashes {
+    let (items, old_hashes) = joined(model_job)?;
+    let (current, unchanged, old_features) = match &old_hashes {
         Some(old) => {
             let (mut unchanged, mut listed) = (Vec::new(), Vec::new());
             for (k, h) in now_hashes.iter() {
@@ -137,12 +136,18 @@ pub async fn update(
                 };
                 to.push(k.to_string());
             }
-            let rows = item_rows.of_keys(&listed.iter().map(String::as_str).collect())?;
+            let listed_set: std::collections::HashSet<&str> =
+                listed.iter().map(String::as_str).collect();
+            let rows = item_rows.of_keys(&listed_set)?;
             drop(item_rows);
+            // Only the listed items are compared with training: only their rows are read.
+            let old_features =
+                ByKey::load_where(&dir.join(ITEM_FEATURES_FILE), |k| listed_set.contains(k))?;
+            drop(listed_set);
             engine::register_keys(&ctx, "only_items", &listed)?;
             t.define_views_over(&ctx, RowFilter::OnlyListed, Some(rows))
                 .await?;
-            (apply::clean_items(&ctx).await?, unchanged)
+            (apply::clean_items(&ctx).await?, unchanged, old_features)
         }
         None => {
             drop(item_rows);
@@ -151,7 +156,8 @@ pub async fn update(
                  item is cleaned to find the new and changed ones; this update writes the file"
             ));
             t.define_views(&ctx, RowFilter::All).await?;
-            (apply::clean_items(&ctx).await?, Vec::new())
+            let old_features = ByKey::load(&dir.join(ITEM_FEATURES_FILE))?;
+            (apply::clean_items(&ctx).await?, Vec::new(), old_features)
         }
     };
     // The readers' threads freed what they parsed: hand it back before the next stage grows.
@@ -160,7 +166,7 @@ pub async fn update(
 
     // ---- what is new, changed, gone ------------------------------------------------------------
     let diff = compare(&current, &unchanged, &items, &old_features)?;
-    drop(unchanged);
+    drop((unchanged, old_features));
     log_diff(&diff, now_hashes.len(), items.len(), &mut log);
     let nothing = |log: &mut RunLog, advice: Vec<String>| {
         log.info(format!(
@@ -192,7 +198,7 @@ pub async fn update(
         chosen,
         keys: new_keys,
         enc,
-        unseen,
+        levels,
         routings: new_routings,
         routed,
         weights: new_weights,
@@ -203,7 +209,6 @@ pub async fn update(
         (&trained_cfg, max_volume),
         &current,
         &diff.new_rows,
-        &old_features,
     )
     .await?;
     drop(ctx);
@@ -240,7 +245,8 @@ pub async fn update(
     let hashes = grown_hashes(old_hashes.as_ref(), &now_hashes, &items, &diff, &new_keys);
     let (quant, (written, tables)) = h.insert_all_beside(flat, params.seed, |rows| {
         std::thread::scope(|scope| {
-            let tables = scope.spawn(|| write_tables(&dir, &out, &chosen, &new_routings, &hashes));
+            let tables =
+                scope.spawn(|| write_tables(&dir, &out, (&chosen, levels), &new_routings, &hashes));
             let written = write_vector_files(&out, rows, dim);
             let tables = tables
                 .join()
@@ -249,8 +255,8 @@ pub async fn update(
         })
     });
     let tensor = written?;
-    tables?;
-    drop((hashes, now_hashes, old_features, chosen, new_routings));
+    let unseen = tables?;
+    drop((hashes, now_hashes, chosen, new_routings));
     let n = h.len();
     timer.lap("index_insert", &mut log);
 
@@ -401,8 +407,8 @@ struct NewItems {
     chosen: RecordBatch,
     keys: Vec<String>,
     enc: apply::Encoded,
-    /// How many carry a categorical level the fitted vocabularies have never seen.
-    unseen: usize,
+    /// Their categorical levels, to be looked up among the training items'.
+    levels: NewLevels,
     /// `routing_ops` of the new items (their routings and actuals).
     routings: RecordBatch,
     /// The new items with a routing.
@@ -419,7 +425,6 @@ async fn encode_new(
     trained: (&Config, f64),
     current: &RecordBatch,
     new_rows: &[u32],
-    old_features: &ByKey,
 ) -> Result<NewItems> {
     let idx = UInt32Array::from(new_rows.to_vec());
     let chosen =
@@ -444,7 +449,7 @@ async fn encode_new(
     if enc.items.keys != new_keys {
         return Err(Error::internal("encoded items differ from the new items"));
     }
-    let unseen = items_with_unseen_levels(ctx, old_features).await?;
+    let levels = NewLevels::of_session(ctx).await?;
     let new_routings = engine::concat(
         &routing_schema,
         &routing_job
@@ -465,7 +470,7 @@ async fn encode_new(
         chosen,
         keys: new_keys,
         enc,
-        unseen,
+        levels,
         routings: new_routings,
         routed,
         weights: new_weights,
@@ -500,40 +505,52 @@ fn write_grown(
 /// Writes the grown item features, routings and source hashes into the staging folder `out`
 /// (`dir`: the model they grow): the model's tables with the new items' rows (`chosen`: their
 /// `clean_items` rows) merged in, read and written a batch at a time.
+/// Returns how many new items carry a categorical level that no model item has, looked up
+/// (`levels`) in the model's item features as they pass.
 fn write_tables(
     dir: &Path,
     out: &Path,
-    chosen: &RecordBatch,
+    features: (&RecordBatch, NewLevels),
     new_routings: &RecordBatch,
     hashes: &SourceHashes,
-) -> Result<()> {
+) -> Result<usize> {
+    let (chosen, mut levels) = features;
     let (f, r) = rayon::join(
         || {
             merge_file_by_key(
                 &dir.join(ITEM_FEATURES_FILE),
                 chosen,
                 &out.join(ITEM_FEATURES_FILE),
+                |b| levels.seen_in(b),
             )?;
-            hashes.save(&out.join(SOURCE_HASHES_FILE))
+            hashes.save(&out.join(SOURCE_HASHES_FILE))?;
+            Ok(levels.unseen_items())
         },
         || {
             merge_file_by_key(
                 &dir.join(ROUTINGS_FILE),
                 new_routings,
                 &out.join(ROUTINGS_FILE),
+                |_| Ok(()),
             )
         },
     );
-    f?;
-    r
+    r?;
+    f
 }
 
 /// The model's table at `old` (sorted by `item_key`) with `new`'s rows (sorted, no key in
 /// common) merged in, written to `out`: [`merge_by_key`] one of `old`'s batches at a time, so
 /// that neither table is held whole. A new row goes into the batch whose last key is the first
 /// at or above its own, which is where the merge of the whole tables puts it.
-fn merge_file_by_key(old: &Path, new: &RecordBatch, out: &Path) -> Result<()> {
-    merge_file_in_batches(old, new, out, 64 * 1024)
+/// `each` sees every batch of `old` as it passes.
+fn merge_file_by_key(
+    old: &Path,
+    new: &RecordBatch,
+    out: &Path,
+    each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    merge_file_in_batches(old, new, out, 64 * 1024, each)
 }
 
 fn merge_file_in_batches(
@@ -541,6 +558,7 @@ fn merge_file_in_batches(
     new: &RecordBatch,
     out: &Path,
     batch_rows: usize,
+    mut each: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let shown = old.display().to_string();
     let bad = |m: String| Error::input(&shown, m);
@@ -569,6 +587,7 @@ fn merge_file_in_batches(
                     .transpose();
             };
             let b = b.map_err(|e| bad(e.to_string()))?;
+            each(&b)?;
             let keys =
                 key_strings(&b).map_err(|_| bad("no text column `item_key`; retrain".into()))?;
             if keys.null_count() > 0 {
@@ -715,43 +734,80 @@ fn compare(
     })
 }
 
-/// New items (of the session's `clean_items`) with at least one one-hot level that no training
-/// item had (a value the model never saw; missing is a level of its own and does not count).
-/// The one-hot levels are `clean_items` values (sql/03_encode/10_enc_onehot_input.sql), so the
-/// training items' values are read from `item_features.parquet`.
-async fn items_with_unseen_levels(
-    ctx: &datafusion::prelude::SessionContext,
-    trained: &ByKey,
-) -> Result<usize> {
-    use std::collections::{HashMap, HashSet};
-    let sql = "SELECT item_key, feature, level FROM enc_onehot_input WHERE level <> '(missing)'";
-    let batches = engine::collect(ctx, sql, "enc_onehot_input").await?;
-    let mut seen: HashMap<String, Option<HashSet<String>>> = HashMap::new();
-    let mut items: HashSet<String> = HashSet::new();
-    for b in &batches {
-        let what = "enc_onehot_input";
-        let k = engine::column_as(b, "item_key", &DataType::Utf8, what)?;
-        let f = engine::column_as(b, "feature", &DataType::Utf8, what)?;
-        let l = engine::column_as(b, "level", &DataType::Utf8, what)?;
-        let (k, f, l) = (
-            engine::strings(&k),
-            engine::strings(&f),
-            engine::strings(&l),
-        );
-        for r in 0..b.num_rows() {
-            let values = seen.entry(f.value(r).to_string()).or_insert_with(|| {
-                // A feature that is not a column of the training items cannot be checked.
-                let c = trained.column(f.value(r))?;
-                let c = arrow::compute::cast(c, &DataType::Utf8).ok()?;
-                let c = c.as_any().downcast_ref::<StringArray>()?;
-                Some(c.iter().flatten().map(str::to_string).collect())
-            });
-            if values.as_ref().is_some_and(|v| !v.contains(l.value(r))) {
-                items.insert(k.value(r).to_string());
+/// The one-hot levels of the new items (of the session's `clean_items`), to be looked up among
+/// the model items' values: a new item with a level that no model item has (a value the model
+/// never saw; missing is a level of its own and does not count) is a reason to retrain. The
+/// one-hot levels are `clean_items` values (sql/03_encode/10_enc_onehot_input.sql), so the
+/// model items' values are those of `item_features.parquet`, looked up batch by batch while
+/// the update rewrites that file.
+struct NewLevels {
+    /// feature -> level -> the new items with it; a level is removed once a model item has it.
+    pending: std::collections::BTreeMap<String, std::collections::HashMap<String, Vec<String>>>,
+    /// Features that are columns of the model's item features (others cannot be checked).
+    checkable: std::collections::HashSet<String>,
+}
+
+impl NewLevels {
+    async fn of_session(ctx: &datafusion::prelude::SessionContext) -> Result<NewLevels> {
+        let sql =
+            "SELECT item_key, feature, level FROM enc_onehot_input WHERE level <> '(missing)'";
+        let batches = engine::collect(ctx, sql, "enc_onehot_input").await?;
+        let mut pending = std::collections::BTreeMap::new();
+        for b in &batches {
+            let what = "enc_onehot_input";
+            let k = engine::column_as(b, "item_key", &DataType::Utf8, what)?;
+            let f = engine::column_as(b, "feature", &DataType::Utf8, what)?;
+            let l = engine::column_as(b, "level", &DataType::Utf8, what)?;
+            let (k, f, l) = (
+                engine::strings(&k),
+                engine::strings(&f),
+                engine::strings(&l),
+            );
+            for r in 0..b.num_rows() {
+                pending
+                    .entry(f.value(r).to_string())
+                    .or_insert_with(std::collections::HashMap::new)
+                    .entry(l.value(r).to_string())
+                    .or_insert_with(Vec::new)
+                    .push(k.value(r).to_string());
             }
         }
+        Ok(NewLevels {
+            pending,
+            checkable: Default::default(),
+        })
     }
-    Ok(items.len())
+
+    /// Removes the levels that the model items of `b` have.
+    fn seen_in(&mut self, b: &RecordBatch) -> Result<()> {
+        for (feature, levels) in self.pending.iter_mut() {
+            let Some(c) = b.column_by_name(feature) else {
+                continue;
+            };
+            self.checkable.insert(feature.clone());
+            if levels.is_empty() {
+                continue;
+            }
+            let c = arrow::compute::cast(c, &DataType::Utf8)
+                .map_err(|e| Error::internal(format!("reading `{feature}`: {e}")))?;
+            for v in engine::strings(&c).iter().flatten() {
+                levels.remove(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many new items have a level that no model item has, in a feature that could be
+    /// checked.
+    fn unseen_items(&self) -> usize {
+        let items: std::collections::HashSet<&str> = self
+            .pending
+            .iter()
+            .filter(|(f, _)| self.checkable.contains(*f))
+            .flat_map(|(_, levels)| levels.values().flatten().map(String::as_str))
+            .collect();
+        items.len()
+    }
 }
 
 /// `old` and `new`, both sorted by `item_key` and with no key in common (new items), merged into
@@ -1203,7 +1259,7 @@ mod tests {
             let whole = merge_by_key(&old, new).unwrap();
             for rows in [1, 2, 3, 64] {
                 let out = dir.path().join(format!("out-{rows}.parquet"));
-                merge_file_in_batches(&old_path, new, &out, rows).unwrap();
+                merge_file_in_batches(&old_path, new, &out, rows, |_| Ok(())).unwrap();
                 let back = crate::transform::load_table(&out).unwrap();
                 assert_eq!(
                     back,
@@ -1216,6 +1272,56 @@ mod tests {
     }
 
     #[test]
+    fn new_levels_are_unseen_until_a_model_item_has_them() {
+        let level_rows = |rows: &[(&str, &[&str])]| {
+            rows.iter()
+                .map(|(l, items)| (l.to_string(), items.iter().map(|k| k.to_string()).collect()))
+                .collect()
+        };
+        let mut levels = NewLevels {
+            pending: [
+                (
+                    "seal".to_string(),
+                    level_rows(&[("X", &["N1"]), ("Y", &["N2", "N3"])]),
+                ),
+                ("grade".to_string(), level_rows(&[("G9", &["N1", "N4"])])),
+                // Not a column of the model's features: cannot be checked, never counted.
+                ("other".to_string(), level_rows(&[("Q", &["N5"])])),
+            ]
+            .into_iter()
+            .collect(),
+            checkable: Default::default(),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("item_key", DataType::Utf8, false),
+            Field::new("seal", DataType::Utf8, true),
+            Field::new("grade", DataType::Int64, true),
+        ]));
+        let batch = |keys: &[&str], seal: &[Option<&str>], grade: &[Option<i64>]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(keys.iter())),
+                    Arc::new(StringArray::from(seal.to_vec())),
+                    Arc::new(Int64Array::from(grade.to_vec())),
+                ],
+            )
+            .unwrap()
+        };
+        levels
+            .seen_in(&batch(&["A", "B"], &[Some("X"), None], &[Some(1), None]))
+            .unwrap();
+        // N1 (G9), N2 and N3 (Y), N4 (G9) still have an unseen level.
+        assert_eq!(levels.unseen_items(), 4);
+        levels
+            .seen_in(&batch(&["C"], &[Some("Y")], &[Some(2)]))
+            .unwrap();
+        assert_eq!(levels.unseen_items(), 2);
+        levels.seen_in(&batch(&["D"], &[None], &[Some(9)])).unwrap();
+        assert_eq!(levels.unseen_items(), 2, "9 is not the level G9");
+    }
+
+    #[test]
     fn merging_into_an_unsorted_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let old_path = dir.path().join("routings.parquet");
@@ -1223,7 +1329,7 @@ mod tests {
             .unwrap();
         let out = dir.path().join("out.parquet");
         for rows in [1, 2, 64] {
-            let e = merge_file_in_batches(&old_path, &table(&[("D", 4)]), &out, rows)
+            let e = merge_file_in_batches(&old_path, &table(&[("D", 4)]), &out, rows, |_| Ok(()))
                 .unwrap_err()
                 .to_string();
             assert!(

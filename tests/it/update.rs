@@ -301,8 +301,9 @@ fn sample_with_twin(to: &Path, code: &str, twin: &str) {
 
 /// The whole sample with three of its items edited in the item view: `keys[0]`'s ITEM_SPEC
 /// changed; `keys[1]`'s ITEM_SPEC lower-cased and padded with white space, so that it cleans to
-/// the row it had; `keys[2]` gone.
-fn sample_edited(to: &Path, keys: &[String; 3]) {
+/// the row it had; `keys[2]` gone. The item `novel` (new to the model) gets a part name that
+/// no other item has.
+fn sample_edited(to: &Path, keys: &[String; 3], novel: &str) {
     std::fs::create_dir_all(to).unwrap();
     for view in &VIEWS[1..] {
         std::fs::copy(
@@ -319,7 +320,13 @@ fn sample_edited(to: &Path, keys: &[String; 3]) {
     };
     let cds = text("ITEM_CD");
     let mut spec = text("ITEM_SPEC");
+    let mut part = text("PartNm");
     let of = |i: usize| cds[i].as_deref().map(key);
+    for (i, p) in part.iter_mut().enumerate() {
+        if of(i).as_deref() == Some(novel) {
+            *p = Some("PART NEVER SEEN 99".into());
+        }
+    }
     for (i, s) in spec.iter_mut().enumerate() {
         if of(i).as_ref() == Some(&keys[0]) {
             *s = Some("EDITED SPEC 77".into());
@@ -334,6 +341,7 @@ fn sample_edited(to: &Path, keys: &[String; 3]) {
         cast(&a, b.column_by_name(c).unwrap().data_type()).unwrap()
     };
     let b = crate::common::with_column(&b, "ITEM_SPEC", typed("ITEM_SPEC", spec));
+    let b = crate::common::with_column(&b, "PartNm", typed("PartNm", part));
     let keep: BooleanArray = (0..b.num_rows())
         .map(|i| Some(of(i).as_ref() != Some(&keys[2])))
         .collect();
@@ -368,7 +376,7 @@ fn changed_and_vanished_items_are_listed_with_or_without_the_source_hashes() {
     let (keys, cds) = (strings(&trained, "item_key"), strings(&trained, "ITEM_CD"));
     let picked = [keys[3].clone(), keys[4].clone(), keys[5].clone()];
     let data = tempfile::tempdir().unwrap();
-    sample_edited(data.path(), &picked);
+    sample_edited(data.path(), &picked, &s.dropped[0]);
     let edited = Project::new(data.path());
     // The same model as an earlier trainer wrote it, without the source hashes.
     let old = tempfile::tempdir().unwrap();
@@ -414,6 +422,15 @@ fn changed_and_vanished_items_are_listed_with_or_without_the_source_hashes() {
             "{log}"
         );
         assert!(m.join(HASHES).is_file(), "the update writes {HASHES}");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(m.join("training_metadata.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            meta["updates"][0]["new_items_with_unseen_levels"],
+            1,
+            "{}: one new item has a part name that no model item has",
+            m.display()
+        );
         // The changed item stays listed in later updates: it is still the training's in the
         // model.
         let (again, log) = update_logged(&edited.config, &m);
