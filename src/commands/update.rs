@@ -258,6 +258,8 @@ pub async fn update(
     let unseen = tables?;
     drop((hashes, now_hashes, chosen, new_routings));
     let n = h.len();
+    // The writer threads' buffers are free now; their arenas would keep them.
+    crate::memory::release_free_memory();
     timer.lap("index_insert", &mut log);
 
     // ---- similarity: the new items, and the old items they came close to -----------------------
