@@ -380,6 +380,12 @@ fn answer(
     drop(sequences);
     found.truncate(opts.top_k);
     found_routings.truncate(opts.top_k);
+    // The query's side of every feature term, the same for each neighbour.
+    let query_values: Vec<Option<String>> = groups
+        .names
+        .iter()
+        .map(|f| q.attrs.as_ref().and_then(|a| display_value(a, f)))
+        .collect();
     let mut neighbours = Vec::with_capacity(found.len());
     for (rank, ((l, sim), routing)) in found.into_iter().zip(found_routings).enumerate() {
         let key = &model.items.item_key[l as usize];
@@ -396,12 +402,12 @@ fn answer(
         );
         let mut terms: Vec<FeatureTerm> = split
             .into_iter()
-            .zip(&groups.names)
-            .map(|((c, d), f)| FeatureTerm {
+            .zip(groups.names.iter().zip(&query_values))
+            .map(|((c, d), (f, qv))| FeatureTerm {
                 feature: f.clone(),
                 contribution: c,
                 distance: d,
-                query_value: q.attrs.as_ref().and_then(|a| display_value(a, f)),
+                query_value: qv.clone(),
                 neighbour_value: nattrs.as_ref().and_then(|a| display_value(a, f)),
             })
             .collect();
@@ -478,13 +484,26 @@ fn display_value(a: &Attrs, col: &str) -> Option<String> {
     if let Some(s) = c.as_any().downcast_ref::<StringArray>() {
         return Some(s.value(a.row).to_string());
     }
-    let x = arrow::compute::cast(&c.slice(a.row, 1), &DataType::Float64).ok()?;
-    let x = x.as_any().downcast_ref::<Float64Array>()?.value(0);
+    let x = number_at(c.as_ref(), a.row)?;
     Some(if is_log_length(col) {
         format!("{:.1} mm", x.exp_m1())
     } else {
         format!("{x}")
     })
+}
+
+/// The number at `row` of a numeric column as f64. The clean layer's numbers are f64 or i64,
+/// read directly (this runs for every feature of every proposal); other types as Arrow casts them.
+fn number_at(c: &dyn Array, row: usize) -> Option<f64> {
+    use arrow::array::{AsArray, types::Int64Type};
+    match c.data_type() {
+        DataType::Float64 => Some(c.as_primitive::<arrow::datatypes::Float64Type>().value(row)),
+        DataType::Int64 => Some(c.as_primitive::<Int64Type>().value(row) as f64),
+        _ => {
+            let x = arrow::compute::cast(&c.slice(row, 1), &DataType::Float64).ok()?;
+            Some(x.as_any().downcast_ref::<Float64Array>()?.value(0))
+        }
+    }
 }
 
 /// "+12 %" when both values are sizes in mm.
