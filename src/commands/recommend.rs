@@ -495,9 +495,10 @@ fn display_value(a: &Attrs, col: &str) -> Option<String> {
 /// The number at `row` of a numeric column as f64. The clean layer's numbers are f64 or i64,
 /// read directly (this runs for every feature of every proposal); other types as Arrow casts them.
 fn number_at(c: &dyn Array, row: usize) -> Option<f64> {
-    use arrow::array::{AsArray, types::Int64Type};
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
     match c.data_type() {
-        DataType::Float64 => Some(c.as_primitive::<arrow::datatypes::Float64Type>().value(row)),
+        DataType::Float64 => Some(c.as_primitive::<Float64Type>().value(row)),
         DataType::Int64 => Some(c.as_primitive::<Int64Type>().value(row) as f64),
         _ => {
             let x = arrow::compute::cast(&c.slice(row, 1), &DataType::Float64).ok()?;
