@@ -196,7 +196,7 @@ fn build_index(
                 b.set_position(done as u64)
             }
         },
-        |rows| write_vector_files(out, rows, d),
+        |rows| write_vector_files(out, rows),
     );
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -38,6 +38,7 @@ use crate::export::write_vector_files;
 use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
 use crate::index::hnswlib_file;
+use crate::index::quant::dot_error_bound;
 use crate::index::similarity::{similarity_histogram, similarity_pass};
 use crate::index::with_visited;
 use crate::model::{
@@ -241,13 +242,12 @@ pub async fn update(
     // Linking the new items takes one core. Beside it: the grown vector files (final once the
     // rows are appended, see `Hnsw::insert_all_beside`), and the tables that do not depend on
     // the index.
-    let dim = h.dim;
     let hashes = grown_hashes(old_hashes.as_ref(), &now_hashes, &items, &diff, &new_keys);
     let (quant, (written, tables)) = h.insert_all_beside(flat, params.seed, |rows| {
         std::thread::scope(|scope| {
             let tables =
                 scope.spawn(|| write_tables(&dir, &out, (&chosen, levels), &new_routings, &hashes));
-            let written = write_vector_files(&out, rows, dim);
+            let written = write_vector_files(&out, rows);
             let tables = tables
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -275,13 +275,15 @@ pub async fn update(
         cal.raw_threshold(thr),
         |_| {},
     );
-    drop(quant);
     let Rechecked {
         mut nearest_label,
         mut nearest_sim,
         rechecked,
         raised,
-    } = recheck_existing(&h, start, ef, &items, &conf, thr);
+    } = recheck_existing(&h, &quant, start, ef, &items, &conf, thr);
+    drop(quant);
+    // Hand back the pages of the model's rows that the re-rankings read.
+    h.vectors().release(0..start);
     nearest_label.extend(new_nearest.iter().map(|x| x.0.map(u64::from)));
     nearest_sim.extend(new_nearest.iter().map(|x| x.1));
     let low = new_nearest
@@ -1031,9 +1033,13 @@ struct Rechecked {
 }
 
 /// An existing item's nearest other can only become a new item that is closer: looks at the
-/// existing items among each new item's `ef` nearest.
+/// existing items among each new item's `ef` nearest, found by a search on the quantised
+/// vectors. An existing item's f32 similarity to the new one is computed only where the
+/// quantised one comes within [`dot_error_bound`] of its nearest other's, so the model's f32
+/// rows (read in place from its index file) are read for a few candidates only.
 fn recheck_existing(
     h: &crate::index::Hnsw,
+    quant: &crate::index::Quantized,
     start: usize,
     ef: usize,
     items: &Items,
@@ -1041,13 +1047,16 @@ fn recheck_existing(
     thr: f64,
 ) -> Rechecked {
     let n = h.len();
+    let bound = dot_error_bound(h.dim());
     let found: Vec<Vec<(u32, u32, f32)>> = (start as u32..n as u32)
         .into_par_iter()
         .map(|i| {
-            with_visited(|vis| h.search(h.vector(i), ef, ef, vis))
+            with_visited(|vis| h.search_quantized(quant, i, ef, vis))
                 .into_iter()
-                .filter(|&(_, j)| (j as usize) < start)
-                .map(|(d, j)| (j, i, 1.0 - d))
+                .filter(|&(dq, j)| {
+                    (j as usize) < start && 1.0 - dq >= items.nearest_similarity[j as usize] - bound
+                })
+                .map(|(_, j)| (j, i, 1.0 - h.dist_between(i, j)))
                 .collect()
         })
         .collect();

@@ -18,12 +18,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use ndarray::{ArrayView2, s};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::export::npy::write_f32_le;
+use crate::export::npy::write_rows_le;
 use crate::fsutil::{atomic_write, atomic_write_with};
+use crate::index::Vectors;
 
 pub const TENSOR_NAME: &str = "routing_candidates";
 
@@ -111,25 +112,25 @@ impl Tensor {
 }
 
 /// Writes the projector of `vectors` (row i = label i) and `meta` into `dir`.
-pub fn write(dir: &Path, vectors: ArrayView2<'_, f32>, meta: &[MetaRow<'_>]) -> Result<Tensor> {
+pub fn write(dir: &Path, vectors: &Vectors, meta: &[MetaRow<'_>]) -> Result<Tensor> {
     let tensor = write_tensor(dir, vectors)?;
-    write_meta(dir, vectors.dim(), tensor, meta)?;
+    write_meta(dir, (vectors.len(), vectors.dim()), tensor, meta)?;
     Ok(tensor)
 }
 
 /// The projector's tensor file in `dir` (created if need be): `vectors.bytes`, or `vectors.tsv`
 /// when the raw bytes would read as text. [`write_meta`] completes the projector.
-pub fn write_tensor(dir: &Path, vectors: ArrayView2<'_, f32>) -> Result<Tensor> {
+pub fn write_tensor(dir: &Path, vectors: &Vectors) -> Result<Tensor> {
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::error::Error::io(dir, "create the directory", e))?;
-    let tensor = if reads_as_text(vectors.iter().copied()) {
-        Tensor::Text
-    } else {
-        Tensor::Raw
-    };
+    let n = vectors.len();
+    // Usually decided within the first row.
+    let text = reads_as_text((0..n).flat_map(|i| vectors.row(i).iter().copied()));
+    vectors.release(0..n);
+    let tensor = if text { Tensor::Text } else { Tensor::Raw };
     let path = dir.join(tensor.file());
     match tensor {
-        Tensor::Raw => atomic_write_with(&path, |w| write_f32_le(w, vectors))?,
+        Tensor::Raw => atomic_write_with(&path, |w| write_rows_le(w, vectors))?,
         Tensor::Text => atomic_write_with(&path, |w| write_rows(w, vectors))?,
     }
     Ok(tensor)
@@ -162,13 +163,22 @@ pub fn reads_as_text(values: impl Iterator<Item = f32>) -> bool {
 }
 
 /// Rows as text: blocks of rows are formatted on all cores, a round at a time, written in order.
-fn write_rows(w: &mut impl Write, vectors: ArrayView2<'_, f32>) -> std::io::Result<()> {
-    let n = vectors.nrows();
+fn write_rows(w: &mut impl Write, vectors: &Vectors) -> std::io::Result<()> {
+    let (n, d) = (vectors.len(), vectors.dim());
     let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
     for round in starts.chunks(ROUND_BLOCKS) {
         let texts: Vec<Vec<u8>> = round
             .par_iter()
-            .map(|&s| format_rows(vectors.slice(s![s..(s + BLOCK_ROWS).min(n), ..])))
+            .map(|&s| {
+                let rows = s..(s + BLOCK_ROWS).min(n);
+                let mut buf = Vec::new();
+                let block = vectors.block(rows.clone(), &mut buf);
+                let text = format_rows(
+                    ArrayView2::from_shape((rows.len(), d), block).expect("whole rows"),
+                );
+                vectors.release(rows);
+                text
+            })
             .collect();
         for t in &texts {
             w.write_all(t)?;
@@ -242,6 +252,10 @@ mod tests {
         ndarray::Array2::from_shape_vec((rows, v.len() / rows), v.to_vec()).unwrap()
     }
 
+    fn owned(m: &ndarray::Array2<f32>) -> Vectors {
+        Vectors::owned(m.iter().copied().collect(), m.ncols())
+    }
+
     #[test]
     fn raw_floats_read_as_text_only_when_their_first_line_decodes() {
         // 0.5 is 00 00 00 3F: ASCII bytes, no newline, so the whole file decodes.
@@ -282,7 +296,7 @@ mod tests {
         ];
         let dir = tempfile::tempdir().unwrap();
         let raw = matrix(2, &[0.6, -0.8, 1.0, 0.0]);
-        assert_eq!(write(dir.path(), raw.view(), &meta).unwrap(), Tensor::Raw);
+        assert_eq!(write(dir.path(), &owned(&raw), &meta).unwrap(), Tensor::Raw);
         let bytes = std::fs::read(dir.path().join("vectors.bytes")).unwrap();
         let want: Vec<u8> = raw.iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(bytes, want);
@@ -310,7 +324,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let text = matrix(2, &[0.5, 0.5, 0.5, 0.5]);
-        let tensor = write(dir.path(), text.view(), &meta).unwrap();
+        let tensor = write(dir.path(), &owned(&text), &meta).unwrap();
         assert_eq!(tensor, Tensor::Text);
         assert!(tensor.note().is_some());
         assert_eq!(

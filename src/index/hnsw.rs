@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use super::links::Links;
 use super::quant::Quantized;
+use super::vectors::Vectors;
 use crate::rng::Rng;
 
 /// How an index is built. The config's `hnsw` section gives them (`HnswConfig::params`);
@@ -61,7 +62,7 @@ pub struct Hnsw {
     pub(crate) m: usize,
     pub(crate) m0: usize,
     pub(crate) ef_construction: usize,
-    pub(crate) data: Vec<f32>,
+    pub(crate) data: Vectors,
     pub(crate) levels: Vec<u8>,
     /// Neighbours of every node on every level (internal ids).
     pub(crate) links: Links,
@@ -290,16 +291,17 @@ impl Hnsw {
         dim: usize,
         p: HnswParams,
         mut progress: impl FnMut(usize, usize),
-        beside: impl FnOnce(&[f32]) -> R + Send,
+        beside: impl FnOnce(&Vectors) -> R + Send,
     ) -> (Hnsw, Quantized, R) {
         let n = data.len().checked_div(dim).unwrap_or(0);
+        let data = Vectors::owned(data, dim);
         let levels = Self::draw_levels(n, p.m, p.seed);
         let mut h = Hnsw {
             dim,
             m: p.m,
             m0: 2 * p.m,
             ef_construction: p.ef_construction.max(p.m),
-            data: Vec::new(),
+            data: Vectors::owned(Vec::new(), dim),
             levels,
             links: Links::new(2 * p.m),
             entry: None,
@@ -309,7 +311,7 @@ impl Hnsw {
         for i in 0..n {
             h.links.push_node(h.levels[i] as usize);
         }
-        let quant = Quantized::new(&data, dim);
+        let quant = Quantized::new(&data);
         let rows = &data;
         let side = std::thread::scope(|scope| {
             let side = scope.spawn(move || beside(rows));
@@ -359,8 +361,8 @@ impl Hnsw {
         self.m
     }
 
-    /// Every vector, row after row (`len() × dim()`).
-    pub fn vectors(&self) -> &[f32] {
+    /// Every vector (`len() × dim()`).
+    pub fn vectors(&self) -> &Vectors {
         &self.data
     }
 
@@ -370,13 +372,18 @@ impl Hnsw {
 
     #[inline]
     pub fn vector(&self, i: u32) -> &[f32] {
-        let s = i as usize * self.dim;
-        &self.data[s..s + self.dim]
+        self.data.row(i as usize)
     }
 
     #[inline]
     fn dist(&self, q: &[f32], i: u32) -> f32 {
         1.0 - dot(q, self.vector(i))
+    }
+
+    /// [`Hnsw::dist`] for the few f32 distances of a search on the quantised vectors: the row
+    /// is read without touching a mapped file's pages ([`Vectors::read_row`]). The same value.
+    fn dist_read(&self, q: &[f32], i: u32) -> f32 {
+        ROW.with_borrow_mut(|buf| 1.0 - dot(q, self.data.read_row(i as usize, buf)))
     }
 
     /// Applies a plan: the point's own links, reverse links (pruned), entry point.
@@ -582,7 +589,7 @@ impl Hnsw {
 
     /// The vectors quantised as construction compares them (for [`Hnsw::nearest_other`]).
     pub fn quantized(&self) -> Quantized {
-        Quantized::new(&self.data, self.dim)
+        Quantized::new(&self.data)
     }
 
     /// The nearest other stored point of stored point `i`, as (cosine distance, id).
@@ -601,7 +608,8 @@ impl Hnsw {
         ef: usize,
         visited: &mut Visited,
     ) -> Option<(f32, u32)> {
-        let q = self.vector(i);
+        let mut qbuf = Vec::new();
+        let q = self.data.read_row(i as usize, &mut qbuf);
         let qi = quant.query(i);
         let metric = I16Metric { quant, q: &qi };
         let entries: Vec<Cand> = self
@@ -616,9 +624,57 @@ impl Hnsw {
         self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i))
             .iter()
             .take(RERANK)
-            .map(|c| Cand(self.dist(q, c.1), c.1))
+            .map(|c| Cand(self.dist_read(q, c.1), c.1))
             .min()
             .map(|c| (c.0, c.1))
+    }
+
+    /// The `ef` nearest stored points to stored point `i` (itself included) by a full search
+    /// that compares the quantised vectors of `quant` (from [`Hnsw::quantized`]), as (quantised
+    /// cosine distance, id), nearest first. Reads no f32 vector: a model's rows read in place
+    /// from its file stay unread ([`Vectors`]).
+    pub fn search_quantized(
+        &self,
+        quant: &Quantized,
+        i: u32,
+        ef: usize,
+        visited: &mut Visited,
+    ) -> Vec<(f32, u32)> {
+        if self.entry.is_none() || ef == 0 {
+            return Vec::new();
+        }
+        let qi = quant.query(i);
+        let metric = I16Metric { quant, q: &qi };
+        let ep = self.descend(&metric, 0);
+        let res = self.search_layer(&metric, &[ep], ef, 0, visited, None);
+        res.into_iter().map(|c| (c.0, c.1)).collect()
+    }
+
+    /// The nearest other stored point of stored point `i` by a full search at `ef` on the
+    /// quantised vectors ([`Hnsw::search_quantized`]), its best [`RERANK`] others re-ranked by
+    /// exact f32 distance, as (cosine distance, id) (an exact duplicate of `i` counts as other).
+    pub fn search_other_quantized(
+        &self,
+        quant: &Quantized,
+        i: u32,
+        ef: usize,
+        visited: &mut Visited,
+    ) -> Option<(f32, u32)> {
+        let mut qbuf = Vec::new();
+        let q = self.data.read_row(i as usize, &mut qbuf);
+        self.search_quantized(quant, i, ef.max(RERANK + 1), visited)
+            .into_iter()
+            .filter(|r| r.1 != i)
+            .take(RERANK)
+            .map(|(_, j)| Cand(self.dist_read(q, j), j))
+            .min()
+            .map(|c| (c.0, c.1))
+    }
+
+    /// Exact cosine distance between stored points `i` and `j` (read as [`Hnsw::dist_read`]).
+    pub fn dist_between(&self, i: u32, j: u32) -> f32 {
+        let mut qbuf = Vec::new();
+        self.dist_read(self.data.read_row(i as usize, &mut qbuf), j)
     }
 
     /// The nearest other stored point of stored point `i` by a full search at `ef` (as a query
@@ -694,7 +750,7 @@ impl Hnsw {
         &mut self,
         data: &[f32],
         seed: u64,
-        beside: impl FnOnce(&[f32]) -> R + Send,
+        beside: impl FnOnce(&Vectors) -> R + Send,
     ) -> (Quantized, R) {
         let start = self.len();
         let add = data.len() / self.dim;
@@ -704,9 +760,9 @@ impl Hnsw {
             self.levels.push(level);
             self.links.push_node(level as usize);
         }
-        let quant = Quantized::new(&self.data, self.dim);
+        let quant = Quantized::new(&self.data);
         // Insertion compares only the quantised vectors: the rows are lent out meanwhile.
-        let rows = std::mem::take(&mut self.data);
+        let rows = std::mem::replace(&mut self.data, Vectors::owned(Vec::new(), self.dim));
         let side = std::thread::scope(|scope| {
             let side = scope.spawn(|| beside(&rows));
             let mut visited = Visited::new(self.len());
@@ -722,6 +778,8 @@ impl Hnsw {
 }
 
 thread_local! {
+    /// A row read by [`Hnsw::dist_read`] (reused).
+    static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The kept neighbours of a [`heuristic`] call, expanded as queries (reused).
     static KEPT: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -830,10 +888,13 @@ mod tests {
             dim,
             p,
             |_, _| {},
-            |rows| rows.iter().map(|x| x.to_bits() as u64).sum::<u64>(),
+            |rows| {
+                let rows = rows.as_slice().unwrap();
+                rows.iter().map(|x| x.to_bits() as u64).sum::<u64>()
+            },
         );
         assert!(beside.same_graph(&alone));
-        assert_eq!(beside.vectors(), &data[..]);
+        assert_eq!(beside.vectors().as_slice().unwrap(), &data[..]);
         assert_eq!(seen, data.iter().map(|x| x.to_bits() as u64).sum::<u64>());
     }
 
@@ -850,9 +911,9 @@ mod tests {
         let mut alone = Hnsw::build(old.to_vec(), dim, p, |_, _| {});
         let mut beside = Hnsw::build(old.to_vec(), dim, p, |_, _| {});
         alone.insert_all(new, 42);
-        let (_, seen) = beside.insert_all_beside(new, 42, |rows| rows.to_vec());
+        let (_, seen) = beside.insert_all_beside(new, 42, |rows| rows.as_slice().unwrap().to_vec());
         assert!(beside.same_graph(&alone));
-        assert_eq!(beside.vectors(), &data[..]);
+        assert_eq!(beside.vectors().as_slice().unwrap(), &data[..]);
         assert_eq!(seen, data);
     }
 
@@ -935,7 +996,7 @@ mod tests {
         let a = Hnsw::build(data.clone(), dim, p, |_, _| {});
         // The same batches, committed point by point.
         let mut b = Hnsw::build(data[..1024 * dim].to_vec(), dim, p, |_, _| {});
-        b.data = data;
+        b.data = Vectors::owned(data, dim);
         b.levels = Hnsw::draw_levels(n, p.m, p.seed);
         for i in 1024..n {
             b.links.push_node(b.levels[i] as usize);
@@ -943,7 +1004,7 @@ mod tests {
         let mut done = 1024;
         while done < n {
             let batch = (done / 20).clamp(1, 256).min(n - done);
-            let quant = Quantized::new(&b.data, dim);
+            let quant = Quantized::new(&b.data);
             let mut vis = Visited::new(n);
             let plans: Vec<Plan> = (done..done + batch)
                 .map(|i| self_plan(&b, &quant, i as u32, &mut vis))

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::hnsw::Hnsw;
 use super::links::Links;
+use super::vectors::Vectors;
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write_with;
 
@@ -46,7 +47,8 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
     w.write_all(&(1.0 / (h.m as f64).ln()).to_le_bytes())?; // mult_
     w.write_all(&(h.ef_construction.max(h.m) as u64).to_le_bytes())?;
     let mut rec = vec![0u8; s as usize];
-    for i in 0..h.len() {
+    let lo = (l0 + 4 * dim) as usize;
+    let mut record = |i: usize, row: &[f32]| {
         rec.iter_mut().for_each(|b| *b = 0);
         let links = h.links.get(i as u32, 0);
         rec[0..2].copy_from_slice(&(links.len() as u16).to_le_bytes());
@@ -54,12 +56,24 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
             rec[4 + 4 * k..8 + 4 * k].copy_from_slice(&nb.to_le_bytes());
         }
         let off = l0 as usize;
-        for (k, x) in h.vector(i as u32).iter().enumerate() {
+        for (k, x) in row.iter().enumerate() {
             rec[off + 4 * k..off + 4 * k + 4].copy_from_slice(&x.to_le_bytes());
         }
-        let lo = (l0 + 4 * dim) as usize;
         rec[lo..lo + 8].copy_from_slice(&(i as u64).to_le_bytes());
-        w.write_all(&rec)?;
+        w.write_all(&rec)
+    };
+    if h.dim == 0 {
+        for i in 0..h.len() {
+            record(i, &[])?;
+        }
+    } else {
+        // A block of rows at a time: rows read in place from a file are released after it.
+        h.data.for_each_block(4096, |first, rows| {
+            for (k, row) in rows.chunks_exact(h.dim).enumerate() {
+                record(first + k, row)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })?;
     }
     let block = 4 + 4 * h.m;
     let mut up = vec![0u8; block];
@@ -79,23 +93,26 @@ pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads a file in hnswlib's layout (as written by `write` or by hnswlib itself), streaming it
-/// record by record into the graph (the file is never held whole beside it).
+/// Reads a file in hnswlib's layout (as written by `write` or by hnswlib itself): the graph is
+/// parsed from a stream of its records (the file is never held whole), and the vectors are read
+/// in place from the file, mapped (see [`Vectors`]).
 pub fn read(path: &Path, ef_construction: usize) -> Result<Hnsw> {
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::input(&shown, format!("cannot read the index: {e}")))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::input(&shown, format!("cannot read the index: {e}")))?
-        .len();
-    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-    parse_from(&mut r, len, ef_construction)
-        .map_err(|m| Error::input(&shown, format!("not an hnswlib index file: {m}; retrain")))
+    let cannot = |e: std::io::Error| Error::input(&shown, format!("cannot read the index: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, &file);
+    let mut h = parse_from(&mut r, len, ef_construction, false)
+        .map_err(|m| Error::input(&shown, format!("not an hnswlib index file: {m}; retrain")))?;
+    let l0 = 4 + 4 * h.m0;
+    let stride = l0 + 4 * h.dim + 8;
+    h.data = Vectors::map(&file, HEADER_BYTES + l0, stride, h.len(), h.dim).map_err(cannot)?;
+    Ok(h)
 }
 
+/// Parses a whole file's bytes (the vectors are copied out).
 pub fn parse(b: &[u8], ef_construction: usize) -> std::result::Result<Hnsw, String> {
-    parse_from(&mut &b[..], b.len() as u64, ef_construction)
+    parse_from(&mut &b[..], b.len() as u64, ef_construction, true)
 }
 
 /// Parses `len` bytes of `r`. Every size the header announces is checked against `len` before
@@ -105,6 +122,7 @@ fn parse_from(
     r: &mut impl Read,
     len: u64,
     ef_construction: usize,
+    keep_vectors: bool,
 ) -> std::result::Result<Hnsw, String> {
     let mut header = [0u8; HEADER_BYTES];
     if len < HEADER_BYTES as u64 {
@@ -148,7 +166,7 @@ fn parse_from(
     }
     let (n, s, l0, m, m0) = (n as usize, s as usize, l0 as usize, m as usize, m0 as usize);
     let dim = (s - l0 - 8) / 4;
-    let mut data = Vec::with_capacity(n * dim);
+    let mut data = Vec::with_capacity(if keep_vectors { n * dim } else { 0 });
     let mut links = Links::new(m0);
     links.reserve(n);
     let mut rec = vec![0u8; s];
@@ -179,11 +197,13 @@ fn parse_from(
         read_list(&rec, cnt, &mut list, i)?;
         links.push_node(0);
         links.set(i as u32, 0, &list);
-        data.extend(
-            rec[l0..l0 + 4 * dim]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
-        );
+        if keep_vectors {
+            data.extend(
+                rec[l0..l0 + 4 * dim]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+            );
+        }
     }
     let block = 4 + 4 * m;
     let mut levels = Vec::with_capacity(n);
@@ -229,7 +249,7 @@ fn parse_from(
         m,
         m0,
         ef_construction,
-        data,
+        data: Vectors::owned(data, dim),
         levels,
         links,
         entry: (maxlevel >= 0).then_some(entry),
@@ -268,7 +288,7 @@ mod tests {
             m: 2,
             m0: 4,
             ef_construction: 2,
-            data: vec![0.6, 0.8, 0.0, 1.0],
+            data: Vectors::owned(vec![0.6, 0.8, 0.0, 1.0], 2),
             levels: vec![0, 1],
             links: Links::from_lists(4, vec![vec![vec![1]], vec![vec![0], vec![]]]),
             entry: Some(1),
@@ -283,7 +303,7 @@ mod tests {
         assert_eq!(out, exp);
         let back = parse(&out, 2).unwrap();
         assert_eq!(back.links, h.links);
-        assert_eq!(back.data, h.data);
+        assert_eq!(back.data.as_slice(), h.data.as_slice());
         assert_eq!(back.entry, Some(1));
         let mut again = Vec::new();
         write_to(&back, &mut again).unwrap();

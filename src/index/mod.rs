@@ -14,9 +14,11 @@ pub mod hnswlib_file;
 pub(crate) mod links;
 pub(crate) mod quant;
 pub mod similarity;
+pub mod vectors;
 
 pub use hnsw::{Hnsw, HnswParams, Visited, with_visited};
 pub use quant::Quantized;
+pub use vectors::Vectors;
 
 /// Asks Linux to back `v`'s allocated capacity with transparent huge pages, before it is written
 /// (a hint: results do not depend on it, and it does nothing elsewhere or when the kernel's THP

@@ -24,6 +24,7 @@
 //!   over the dense part plus one multiply-add per entry. Padding entries point at an extra
 //!   slot of the query that is always 0.
 
+use super::vectors::Vectors;
 use rayon::prelude::*;
 
 /// Scale of the i16 quantisation of unit vectors.
@@ -37,6 +38,17 @@ pub fn quantize(x: f32) -> i16 {
     let y = x * QSCALE;
     let r = ((y.abs() as f64 + 0.5) as i64).min(QSCALE as i64) as i16;
     if y < 0.0 { -r } else { r }
+}
+
+/// A bound on how far the quantised dot product of two unit vectors of `dim` components (as
+/// [`Quantized::dist_to`] scales it) is from their f32 dot product ([`super::hnsw::dot`]): each
+/// quantised component is off by at most half a step, so by Cauchy–Schwarz each cross term is
+/// at most √dim/2 steps and the product of the errors dim/4 steps²; `dim·ε` covers the f32 dot's
+/// own rounding and the final scaling. A search that compares quantised vectors can rule a
+/// candidate out on this bound without reading its f32 vector.
+pub fn dot_error_bound(dim: usize) -> f32 {
+    let d = dim as f32;
+    d.sqrt() / QSCALE + d / (4.0 * QSCALE * QSCALE) + 2.0 * d * f32::EPSILON
 }
 
 /// One cache line of stored rows.
@@ -76,6 +88,29 @@ const MAX_OVERFLOW_SHARE: f64 = 0.001;
 
 /// The stored row layout for a dense prefix of `cut` columns and `k` entries: (bytes used,
 /// stride, wide positions).
+/// Folds `f` over the rows of `data`, a block of `rows_per_block` rows at a time on all cores
+/// (mapped rows released after their block), and merges the blocks' results with `merge`: the
+/// result must not depend on how blocks are grouped (counts do not).
+fn fold_blocks<T: Send>(
+    data: &Vectors,
+    rows_per_block: usize,
+    init: impl Fn() -> T + Sync + Send,
+    f: impl Fn(T, &[f32]) -> T + Sync + Send,
+    merge: impl Fn(T, T) -> T + Sync + Send,
+) -> T {
+    let n = data.len();
+    (0..n.div_ceil(rows_per_block))
+        .into_par_iter()
+        .map(|b| {
+            let rows = b * rows_per_block..((b + 1) * rows_per_block).min(n);
+            let mut buf = Vec::new();
+            let acc = f(init(), data.block(rows.clone(), &mut buf));
+            data.release(rows);
+            acc
+        })
+        .reduce(&init, &merge)
+}
+
 fn layout_for(dim: usize, cut: usize, k: usize) -> (usize, usize, bool) {
     // Positions are offsets from `cut`; the zero slot is offset `dim - cut`.
     let wide = dim - cut > u8::MAX as usize;
@@ -98,36 +133,36 @@ fn as_i16(bytes: &[u8]) -> &[i16] {
 }
 
 impl Quantized {
-    /// Quantises `data` (row-major, `dim` columns of unit vectors) and picks the layout.
-    pub fn new(data: &[f32], dim: usize) -> Self {
-        let n = data.len().checked_div(dim).unwrap_or(0);
-        let chunk = 4096 * dim.max(1);
+    /// Quantises `data` (unit vectors) and picks the layout. Reads every row three times, a
+    /// block at a time on all cores (mapped rows are released after each block).
+    pub fn new(data: &Vectors) -> Self {
+        let dim = data.dim();
+        let n = data.len();
         // Non-zero rows per column.
-        let nonzero: Vec<usize> = data
-            .par_chunks(chunk)
-            .map(|rows| {
-                let mut c = vec![0usize; dim];
+        let nonzero: Vec<usize> = fold_blocks(
+            data,
+            4096,
+            || vec![0usize; dim],
+            |mut c, rows| {
                 for row in rows.chunks_exact(dim) {
                     for (k, &x) in row.iter().enumerate() {
                         c[k] += (quantize(x) != 0) as usize;
                     }
                 }
                 c
-            })
-            .reduce(
-                || vec![0; dim],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+            },
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
         let mut order: Vec<usize> = (0..dim).collect();
         order.sort_by(|&a, &b| nonzero[b].cmp(&nonzero[a]).then(a.cmp(&b)));
         // Two-byte positions must also hold the zero slot.
         let (dense, pairs) = if n == 0 || dim >= u16::MAX as usize {
             (dim, 0)
         } else {
-            Self::choose_split(data, dim, &order)
+            Self::choose_split(data, &order)
         };
         let (_, stride, wide) = layout_for(dim, dense, pairs);
         let mut q = Quantized {
@@ -152,24 +187,28 @@ impl Quantized {
         let rows_per_block = 64;
         let overflow: Vec<Vec<(u32, Entries)>> = lines
             .par_chunks_mut(rows_per_block * stride / 64)
-            .zip(data.par_chunks(rows_per_block * dim.max(1)))
             .enumerate()
-            .map(|(b, (dst, src))| {
+            .map(|(b, dst)| {
                 // SAFETY: a Line is 64 plain bytes; this is the same memory as bytes.
                 let dst: &mut [u8] = unsafe {
                     std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), dst.len() * 64)
                 };
+                let first = b * rows_per_block;
+                let rows = first..(first + rows_per_block).min(n);
+                let mut buf = Vec::new();
+                let src = data.block(rows.clone(), &mut buf);
                 let mut more = Vec::new();
                 for (k, (d, s)) in dst
                     .chunks_exact_mut(stride)
-                    .zip(src.chunks_exact(dim))
+                    .zip(src.chunks_exact(dim.max(1)))
                     .enumerate()
                 {
                     let rest = this.store_row(s, d);
                     if !rest.is_empty() {
-                        more.push(((b * rows_per_block + k) as u32, rest));
+                        more.push(((first + k) as u32, rest));
                     }
                 }
+                data.release(rows);
                 more
             })
             .collect();
@@ -192,42 +231,39 @@ impl Quantized {
     /// read only for them. (At 1M items one row in 50,000 has 24 non-zeros past the best cut,
     /// most have 16 to 19: sizing every row for the largest took 5 lines a row instead of 4.)
     /// Ties: fewer rows with a side list, then fewer bytes, then more dense columns.
-    fn choose_split(data: &[f32], dim: usize, order: &[usize]) -> (usize, usize) {
-        let n = data.len() / dim;
+    fn choose_split(data: &Vectors, order: &[usize]) -> (usize, usize) {
+        let (n, dim) = (data.len(), data.dim());
         let mut pos_of = vec![0usize; dim];
         for (pos, &c) in order.iter().enumerate() {
             pos_of[c] = pos;
         }
         // counts[j·(dim+1) + t]: rows with t non-zeros at positions j.. of the reordered order.
         let width = dim + 1;
-        let counts: Vec<u32> = data
-            .par_chunks(4096 * dim)
-            .fold(
-                || vec![0u32; width * width],
-                |mut counts, rows| {
-                    let mut set = vec![0usize; dim];
-                    for row in rows.chunks_exact(dim) {
-                        set.iter_mut().for_each(|x| *x = 0);
-                        for (c, &x) in row.iter().enumerate() {
-                            set[pos_of[c]] = (quantize(x) != 0) as usize;
-                        }
-                        let mut tail = 0;
-                        counts[dim * width] += 1;
-                        for j in (0..dim).rev() {
-                            tail += set[j];
-                            counts[j * width + tail] += 1;
-                        }
+        let counts: Vec<u32> = fold_blocks(
+            data,
+            4096,
+            || vec![0u32; width * width],
+            |mut counts, rows| {
+                let mut set = vec![0usize; dim];
+                for row in rows.chunks_exact(dim) {
+                    set.iter_mut().for_each(|x| *x = 0);
+                    for (c, &x) in row.iter().enumerate() {
+                        set[pos_of[c]] = (quantize(x) != 0) as usize;
                     }
-                    counts
-                },
-            )
-            .reduce(
-                || vec![0; width * width],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+                    let mut tail = 0;
+                    counts[dim * width] += 1;
+                    for j in (0..dim).rev() {
+                        tail += set[j];
+                        counts[j * width + tail] += 1;
+                    }
+                }
+                counts
+            },
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
         let allowed = (n as f64 * MAX_OVERFLOW_SHARE) as usize;
         (0..=dim)
             .map(|cut| {
@@ -531,7 +567,7 @@ mod tests {
     fn compact_rows_give_the_exact_dense_dot() {
         let (n, dim) = (600, 12 + 5 * 8 + 1);
         let v = one_hot_rows(n, 12, 5, 8, 3);
-        let q = Quantized::new(&v, dim);
+        let q = Quantized::new(&Vectors::owned(v.clone(), dim));
         // 12 dense columns; 5 one-hot levels plus the rare column in some rows: 24 + 6·3 bytes,
         // one line.
         assert_eq!(q.layout(), (12, 6));
@@ -554,7 +590,7 @@ mod tests {
         // 300 one-hot columns past 4 numeric ones: positions need two bytes.
         let (n, dim) = (300, 4 + 3 * 100 + 1);
         let v = one_hot_rows(n, 4, 3, 100, 11);
-        let q = Quantized::new(&v, dim);
+        let q = Quantized::new(&Vectors::owned(v.clone(), dim));
         let (dense, pairs) = q.layout();
         assert!(dim - dense > 255, "layout {dense} + {pairs}");
         assert!(q.wide);
@@ -577,7 +613,7 @@ mod tests {
         let mut r = Rng::new(2);
         let mut v: Vec<f32> = (0..n * dim).map(|_| r.normal() as f32).collect();
         normalise(&mut v, dim);
-        let q = Quantized::new(&v, dim);
+        let q = Quantized::new(&Vectors::owned(v.clone(), dim));
         assert_eq!((q.layout(), q.row_bytes(), q.len()), ((6, 0), 16, n));
         for i in 0..n as u32 {
             let a = &v[i as usize * dim..][..dim];
@@ -600,7 +636,7 @@ mod tests {
             }
         }
         normalise(&mut v, dim);
-        let q = Quantized::new(&v, dim);
+        let q = Quantized::new(&Vectors::owned(v.clone(), dim));
         let (dense, pairs) = q.layout();
         assert_eq!(q.overflow_rows(), 2, "layout {dense} + {pairs}");
         assert!(pairs < 16, "layout {dense} + {pairs}");
@@ -643,14 +679,56 @@ mod tests {
         let mut r = Rng::new(5);
         let mut v: Vec<f32> = (0..n * dim).map(|_| r.normal() as f32).collect();
         normalise(&mut v, dim);
-        let q = Quantized::new(&v, dim);
+        let q = Quantized::new(&Vectors::owned(v.clone(), dim));
         assert_eq!(q.layout(), (dim, 0));
         assert_eq!(q.row_bytes(), 128);
         for (i, j) in [(0u32, 1u32), (5, 199), (77, 77)] {
             let (a, b) = (&v[i as usize * dim..][..dim], &v[j as usize * dim..][..dim]);
             assert_eq!(q.dot_to(&q.query(i), j), dense_dot(a, b));
         }
-        assert!(Quantized::new(&[], dim).is_empty());
+        assert!(Quantized::new(&Vectors::owned(Vec::new(), dim)).is_empty());
+    }
+
+    /// The bound holds for the stored layout's distances against the f32 dot the index uses,
+    /// on random dense rows, on one-hot rows and on rows built so that every component rounds by
+    /// almost half a step in the same direction (the worst case the bound is derived from).
+    #[test]
+    fn dot_error_bound_holds() {
+        let mut sets: Vec<(usize, Vec<f32>)> = Vec::new();
+        let dim = 333;
+        let mut r = Rng::new(5);
+        let mut dense: Vec<f32> = (0..200 * dim).map(|_| r.normal() as f32).collect();
+        normalise(&mut dense, dim);
+        sets.push((dim, dense));
+        sets.push((3 + 6 * 9 + 1, one_hot_rows(300, 3, 6, 9, 7)));
+        for d in [16, 333, 1000] {
+            // Components k/S + 0.49/S apart from normalisation: all round down by ~0.49 steps.
+            let mut rows = Vec::new();
+            for i in 0..40 {
+                let row: Vec<f32> = (0..d)
+                    .map(|k| ((1000 + 37 * i + (k % 13)) as f32 + 0.49) / QSCALE)
+                    .collect();
+                rows.extend(row);
+            }
+            normalise(&mut rows, d);
+            sets.push((d, rows));
+        }
+        for (dim, rows) in sets {
+            let n = rows.len() / dim;
+            let bound = dot_error_bound(dim);
+            let q = Quantized::new(&Vectors::owned(rows.clone(), dim));
+            let mut worst = 0f32;
+            for i in 0..n {
+                let qi = q.query(i as u32);
+                for j in 0..n {
+                    let exact = 1.0
+                        - super::super::hnsw::dot(&rows[i * dim..][..dim], &rows[j * dim..][..dim]);
+                    let off = (q.dist_to(&qi, j as u32) - exact).abs();
+                    worst = worst.max(off);
+                }
+            }
+            assert!(worst <= bound, "dim {dim}: off by {worst}, bound {bound}");
+        }
     }
 
     #[test]

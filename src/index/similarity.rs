@@ -16,7 +16,9 @@ pub const NEAREST_OTHER_EF: usize = 10;
 /// The similarity check's nearest other of item `i`, as (cosine distance, id): the beam of
 /// [`Hnsw::nearest_other`] (width `beam`, [`NEAREST_OTHER_EF`] in `trainer run`), and for an
 /// item it leaves below `threshold` (LOW, so queued for review) also a full search at
-/// `ef_search`, the closer of the two. A search can only miss a closer item, never report one
+/// `ef_search` ([`Hnsw::search_other_quantized`]), the closer of the two. Both compare the
+/// quantised vectors and re-rank their best few in f32, so a model's f32 rows are read only for
+/// those few. A search can only miss a closer item, never report one
 /// closer than exists, so a HIGH answer is final while a LOW one is worth a second look; LOW
 /// items are outliers, which a graph search finds least reliably. `trainer eval` and the
 /// benchmark measure the agreement with exact search.
@@ -33,7 +35,7 @@ pub fn similarity_nearest(
     if (1.0 - beam.0) as f64 >= threshold {
         return Some(beam);
     }
-    let full = h.search_other(i, ef_search, vis);
+    let full = h.search_other_quantized(quant, i, ef_search, vis);
     Some(match full {
         Some(f) if f.0.total_cmp(&beam.0).then(f.1.cmp(&beam.1)).is_lt() => f,
         _ => beam,

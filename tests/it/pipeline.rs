@@ -99,7 +99,11 @@ fn sample_trains_with_sane_vectors_and_index() {
     }
     // Recall@10 of the saved index against exact search at ef_search=256.
     let h = hnswlib_file::read(&m.join("hnsw_index.bin"), 200).unwrap();
-    assert_eq!(h.vectors(), &v[..], "the index holds exactly the vectors");
+    assert_eq!(
+        h.vectors().to_vec(),
+        v,
+        "the index holds exactly the vectors"
+    );
     let recall = h.recall_at((0..n as u32).map(|q| h.vector(q)), 10, 256);
     assert!(recall >= 0.99, "recall@10 = {recall}");
     // Tiers agree with the nearest-other similarity and the retrain queue lists the LOW ones.

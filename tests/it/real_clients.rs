@@ -83,7 +83,12 @@ fn tensorboard_serves_a_tensor_written_as_text() {
             tier: "HIGH",
         })
         .collect();
-    let tensor = trainer::export::projector::write(&proj, v.view(), &meta).unwrap();
+    let tensor = trainer::export::projector::write(
+        &proj,
+        &trainer::index::Vectors::owned(v.into_raw_vec_and_offset().0, 4),
+        &meta,
+    )
+    .unwrap();
     assert_eq!(tensor, trainer::export::projector::Tensor::Text);
     let r = run_json(&py, "check_projector.py", &proj);
     assert_eq!(r["tensor_path"], "vectors.tsv");

@@ -170,7 +170,7 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     // The index holds all items, the same vectors, and searches find the new ones.
     let h = hnswlib_file::read(&m.join("hnsw_index.bin"), 200).unwrap();
     assert_eq!(h.len(), 1000);
-    assert_eq!(h.vectors(), &vecs[..]);
+    assert_eq!(h.vectors().to_vec(), vecs);
     let mut vis = trainer::index::Visited::new(h.len());
     for i in n0..n {
         let r = h.search(h.vector(i as u32), 1, 256, &mut vis);
