@@ -4,8 +4,8 @@ Usage: python examples/recommend.py MODELS_DIR ITEM_CD [ITEM_CD ...] [--top-k 5]
 
 This is what a Stage-3 service does with a model directory (see docs/stage3.md): load the index
 with the real `hnswlib` package, look the item up in items.parquet, search at the model's
-ef_search, keep the nearest items that have a routing (never the item itself), and read their
-routings from routings.parquet. Prints one JSON object per item, one per line, with the fields of
+ef_search, keep the nearest items that have a routing (never the item itself), read their
+routings from routings.parquet, and propose each distinct routing once, the most shared first. Prints one JSON object per item, one per line, with the fields of
 `trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity,
 support, agreement, confidence, tier, routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
 Needs: hnswlib==0.8.0, numpy, pyarrow.
@@ -19,9 +19,9 @@ import hnswlib
 import numpy as np
 import pyarrow.parquet as pq
 
-# Model format versions this client reads: 4 differs from 3 only in tb_projector/, which it does
-# not read (docs/stage3.md).
-MODEL_FORMAT_VERSIONS = (3, 4)
+# Model format versions this client reads (docs/stage3.md): 5 fits the tier's calibration on the
+# first proposal as proposal_order makes it.
+MODEL_FORMAT_VERSIONS = (5,)
 
 
 PROPOSALS = 5
@@ -40,12 +40,23 @@ def within_one_op(a, b):
     return short[i:] == long_[i + 1:]
 
 
-def agreement(top):
-    """The first proposal's agreement: of the (up to PROPOSALS) proposals' sequences in top, how
-    many equal the first's, plus how many are the first's or one operation from it."""
-    if not top:
+def proposal_order(seqs, k):
+    """Indices of the proposed neighbours (sequences nearest first): one per distinct sequence, at
+    its nearest neighbour, the sequences more of the first PROPOSALS share first, ties and the
+    rest nearest first; at most k."""
+    top = seqs[:PROPOSALS]
+    firsts = [(-sum(1 for t in top if t == q), i) for i, q in enumerate(seqs) if q not in seqs[:i]]
+    return [i for _, i in sorted(firsts)][:k]
+
+
+def agreement(seqs):
+    """The first proposal's agreement: of the first PROPOSALS neighbours' sequences, how many
+    equal the first proposal's, plus how many are it or one operation from it."""
+    if not seqs:
         return 0
-    return sum(1 for t in top if t == top[0]) + sum(1 for t in top if within_one_op(top[0], t))
+    top = seqs[:PROPOSALS]
+    first = seqs[proposal_order(seqs, 1)[0]]
+    return sum(1 for t in top if t == first) + sum(1 for t in top if within_one_op(first, t))
 
 
 def proposal_confidence(levels, score):
@@ -99,7 +110,7 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
     fw = meta.get("feature_weights", {})
     points = fw.get("calibration", {}).get("points", [])
     levels = fw.get("proposal_calibration", {}).get("levels", [])
-    want = max(top_k, PROPOSALS)
+    want = 4 * max(top_k, PROPOSALS)
     k = max(side["ef_search"], want)
     while True:
         labels, dists = index.knn_query(np.asarray(vectors[label:label + 1]), k=min(k, n))
@@ -117,9 +128,8 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
     seqs = [tuple(r["job_cd"] for r in ops) for ops in ops_of]
     top = seqs[:PROPOSALS]
     out = []
-    for rank, ((l, sim), ops, seq) in enumerate(zip(found, ops_of, seqs), 1):
-        if rank > top_k:
-            break
+    for rank, i in enumerate(proposal_order(seqs, top_k), 1):
+        (l, sim), ops, seq = found[i], ops_of[i], seqs[i]
         out.append({
             "rank": rank,
             "label": l,
@@ -137,10 +147,10 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
         })
     confidence, agree = None, None
     if out:
-        agree = agreement(top)
+        agree = agreement(seqs)
         confidence = proposal_confidence(levels, agree)
         if confidence is None:
-            confidence = calibrate(points, out[0]["similarity"])
+            confidence = calibrate(points, found[0][1])
     tier = "HIGH" if confidence is not None and confidence >= thr else "LOW"
     return out, agree, confidence, tier
 

@@ -32,7 +32,8 @@ use crate::error::{Error, Result};
 use crate::export::log::RunLog;
 use crate::export::log::Timer;
 use crate::features::learn::{
-    Calibration, Hit, PROPOSALS, ProposalCalibration, agreement, keep_best, within_one_op,
+    Calibration, Hit, PROPOSALS, ProposalCalibration, agreement, keep_best, proposal_order,
+    proposal_pool, within_one_op,
 };
 use crate::fsutil::atomic_write;
 use crate::fsutil::write_json;
@@ -71,7 +72,11 @@ impl Default for EvalOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
     pub queries: usize,
+    /// The first proposal has the query's routing.
     pub top1_match: f64,
+    /// The nearest routed neighbour has the query's routing.
+    pub nearest_top1_match: f64,
+    /// One of the first 5 (10) proposals has the query's routing.
     pub hit_at_5: f64,
     pub hit_at_10: f64,
     pub top1_seq_similarity: f64,
@@ -160,7 +165,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     let (holdout, truth) = (&split.holdout, &split.truth);
     let thr = cfg.similarity_threshold;
     let score = |v: ArrayView2<'_, f32>, t: &Tiering| {
-        let nn = exact_neighbours(v, holdout, &split.candidates, 10);
+        let nn = exact_neighbours(v, holdout, &split.candidates, proposal_pool(10));
         scores(holdout, &nn, &truth.seqs, thr, t)
     };
 
@@ -185,7 +190,12 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
             scores: score(tv.vectors.view(), &tiering),
         });
         if name == "trainer" {
-            let nn = exact_neighbours(tv.vectors.view(), holdout, &split.candidates, 10);
+            let nn = exact_neighbours(
+                tv.vectors.view(),
+                holdout,
+                &split.candidates,
+                proposal_pool(10),
+            );
             bins = calibration_bins(holdout, &nn, &truth.seqs, tiering.cal);
             agreement_bins = proposal_bins(holdout, &nn, &truth.seqs, tiering.props);
             trained_main = Some(tv.vectors);
@@ -236,7 +246,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     let (flat, _) = vecs.into_raw_vec_and_offset();
     let h = Hnsw::build(flat, d, cfg.hnsw.params(), |_, _| {});
     let ef = cfg.hnsw.ef_search;
-    let via = index_neighbours(&h, holdout, &split.candidates, 10, ef);
+    let via = index_neighbours(&h, holdout, &split.candidates, proposal_pool(10), ef);
     let via_index = scores(holdout, &via, &truth.seqs, thr, &Tiering::of(&learned));
     let sample = draw_sample(truth.keys.len(), opts.recall_queries, opts.seed);
     let (recall, agree) = index_checks(&h, &sample, ef, cfg.similarity_threshold);
@@ -669,7 +679,7 @@ impl<'a> Tiering<'a> {
 
     fn confidence(&self, nn: &[(f32, u32)], seqs: &[Option<Vec<u32>>]) -> Option<f64> {
         let first = nn.first()?;
-        let (_, agreement) = proposals(nn, seqs)?;
+        let (_, agreement) = proposals(nn, seqs, 1)?;
         Some(
             self.props
                 .apply(agreement)
@@ -688,21 +698,24 @@ fn scores(
     tiering: &Tiering,
 ) -> Scores {
     let (mut m1, mut h5, mut h10, mut sim, mut above) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
+    let mut n1 = 0usize;
     let (mut hm1, mut hh5, mut hsim, mut lm1, mut lh5) = (0usize, 0usize, 0.0f64, 0usize, 0usize);
     for (q, nn) in queries.iter().zip(neighbours) {
         let own = seqs[*q as usize]
             .as_deref()
             .expect("held-out items have a routing");
         let same = |j: u32| seqs[j as usize].as_deref() == Some(own);
-        let top1 = nn.first().map(|x| same(x.1)).unwrap_or(false);
-        let hit5 = nn.iter().take(5).any(|x| same(x.1));
-        let s1 = nn
+        let props = proposals(nn, seqs, 10).map(|p| p.0).unwrap_or_default();
+        let top1 = props.first() == Some(&Some(own));
+        let hit5 = props.iter().take(5).any(|r| *r == Some(own));
+        let s1 = props
             .first()
-            .map(|x| seq_similarity(own, seqs[x.1 as usize].as_deref().unwrap_or(&[])))
+            .map(|r| seq_similarity(own, r.unwrap_or(&[])))
             .unwrap_or(0.0);
         m1 += usize::from(top1);
+        n1 += usize::from(nn.first().is_some_and(|x| same(x.1)));
         h5 += usize::from(hit5);
-        h10 += usize::from(nn.iter().take(10).any(|x| same(x.1)));
+        h10 += usize::from(props.contains(&Some(own)));
         sim += s1;
         if tiering.confidence(nn, seqs).is_some_and(|c| c >= threshold) {
             above += 1;
@@ -720,6 +733,7 @@ fn scores(
     Scores {
         queries: queries.len(),
         top1_match: m1 as f64 / q,
+        nearest_top1_match: n1 as f64 / q,
         hit_at_5: h5 as f64 / q,
         hit_at_10: h10 as f64 / q,
         top1_seq_similarity: sim / q,
@@ -733,23 +747,22 @@ fn scores(
     }
 }
 
-/// The routings of the first `PROPOSALS` neighbours and the first one's [`agreement`] (none: no
-/// neighbour).
+/// The routings proposed from `nn` (routed neighbours, nearest first), in order and at most `k`
+/// ([`proposal_order`]: what `trainer recommend` proposes), and the first one's [`agreement`].
+/// None without neighbours.
 fn proposals<'s>(
     nn: &[(f32, u32)],
     seqs: &'s [Option<Vec<u32>>],
+    k: usize,
 ) -> Option<(Vec<Option<&'s [u32]>>, usize)> {
-    let routes: Vec<Option<&[u32]>> = nn
-        .iter()
-        .take(PROPOSALS)
-        .map(|x| seqs[x.1 as usize].as_deref())
-        .collect();
+    let routes: Vec<Option<&[u32]>> = nn.iter().map(|x| seqs[x.1 as usize].as_deref()).collect();
     if routes.is_empty() {
         return None;
     }
     let ops: Vec<&[u32]> = routes.iter().map(|r| r.unwrap_or(&[])).collect();
     let a = agreement(&ops);
-    Some((routes, a))
+    let order = proposal_order(&routes, k);
+    Some((order.into_iter().map(|i| routes[i]).collect(), a))
 }
 
 /// The held-out items by the agreement of their first proposal.
@@ -763,7 +776,7 @@ fn proposal_bins(
     // agreement 0..=2·PROPOSALS.
     let mut counts = [(0usize, 0usize, 0usize, 0usize); 2 * PROPOSALS + 1];
     for (q, nn) in queries.iter().zip(neighbours) {
-        let Some((routes, k)) = proposals(nn, seqs) else {
+        let Some((routes, k)) = proposals(nn, seqs, PROPOSALS) else {
             continue;
         };
         let own = seqs[*q as usize].as_deref();
@@ -914,6 +927,7 @@ impl Scores {
         json!({
             "queries": self.queries,
             "top1_routing_match": self.top1_match,
+            "nearest_item_top1_routing_match": self.nearest_top1_match,
             "hit_at_5": self.hit_at_5,
             "hit_at_10": self.hit_at_10,
             "top1_sequence_similarity": self.top1_seq_similarity,

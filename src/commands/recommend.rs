@@ -346,12 +346,13 @@ fn answer(
     vis: &mut Visited,
 ) -> Result<Answer> {
     let thr = model.params.threshold;
-    // At least the proposals the calibration counts support among, whatever --top-k shows.
-    let mut found = routed_neighbours(
+    // The neighbours the proposals are drawn from: at least those the calibration counts
+    // support among, whatever --top-k shows, and several per proposal.
+    let found = routed_neighbours(
         model,
         &q.vector,
         q.label,
-        opts.top_k.max(crate::features::learn::PROPOSALS),
+        crate::features::learn::proposal_pool(opts.top_k),
         vis,
     );
     let mut found_routings = Vec::with_capacity(found.len());
@@ -377,9 +378,21 @@ fn answer(
         let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
         crate::features::learn::agreement(&ops)
     });
+    let nearest = found.first().map(|x| x.1);
+    // One proposal per distinct routing, the most shared first (see `proposal_order`).
+    let order = crate::features::learn::proposal_order(&sequences, opts.top_k);
     drop(sequences);
-    found.truncate(opts.top_k);
-    found_routings.truncate(opts.top_k);
+    let mut found_routings: Vec<Option<_>> = found_routings.into_iter().map(Some).collect();
+    let chosen: Vec<((u32, f32), usize, _)> = order
+        .iter()
+        .map(|&i| {
+            (
+                found[i],
+                support[i],
+                found_routings[i].take().expect("distinct indices"),
+            )
+        })
+        .collect();
     // The query's side of every feature term, the same for each neighbour.
     let query_values: Vec<Option<String>> = groups
         .names
@@ -387,7 +400,7 @@ fn answer(
         .map(|f| q.attrs.as_ref().and_then(|a| display_value(a, f)))
         .collect();
     let mut neighbours = Vec::with_capacity(found.len());
-    for (rank, ((l, sim), routing)) in found.into_iter().zip(found_routings).enumerate() {
+    for (rank, ((l, sim), support, routing)) in chosen.into_iter().enumerate() {
         let key = &model.items.item_key[l as usize];
         let nrow = features.rows(key);
         let nattrs = (!nrow.is_empty()).then_some(Attrs {
@@ -423,17 +436,18 @@ fn answer(
             part_nm: model.items.part_nm[l as usize].clone(),
             part_type: nattrs.as_ref().and_then(|a| text_value(a, "part_type")),
             similarity: sim,
-            support: support[rank],
+            support,
             features: terms,
             routing,
         });
     }
-    let confidence = neighbours.first().map(|n| {
+    // Without a support calibration, the nearest routed neighbour's calibrated similarity.
+    let confidence = nearest.map(|sim| {
         model
             .params
             .proposals
             .apply(agreement.unwrap_or(0))
-            .unwrap_or_else(|| model.params.calibration.apply(n.similarity as f64)) as f32
+            .unwrap_or_else(|| model.params.calibration.apply(sim as f64)) as f32
     });
     let own = match q.label {
         Some(_) => routings.routing(&q.item_key).map(|r| r.rout_no),
@@ -553,7 +567,7 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                         2 * crate::features::learn::PROPOSALS
                     )
                 } else {
-                    format!("the first proposal's similarity {c:.4} (not calibrated)")
+                    format!("the nearest routed item's similarity {c:.4} (not calibrated)")
                 }
             );
         }

@@ -276,17 +276,43 @@ impl ProposalCalibration {
     }
 }
 
-/// The agreement of the first of `proposals` (their routings, best first): how many of the first
-/// `PROPOSALS` have its routing, plus how many have it or one operation from it
-/// ([`within_one_op`]); itself counts in both, so 2 ..= 2·`PROPOSALS` (0: no proposal).
-pub fn agreement<T: PartialEq>(proposals: &[&[T]]) -> usize {
-    let top = &proposals[..proposals.len().min(PROPOSALS)];
-    let Some(first) = top.first() else {
+/// The agreement of the first proposal ([`proposal_order`]) among routed neighbours (their
+/// routings, nearest first): how many of the first `PROPOSALS` neighbours have its routing, plus
+/// how many have it or one operation from it ([`within_one_op`]); it counts in both, so
+/// 2 ..= 2·`PROPOSALS` (0: no neighbour).
+pub fn agreement<T: PartialEq>(neighbours: &[&[T]]) -> usize {
+    let top = &neighbours[..neighbours.len().min(PROPOSALS)];
+    let Some(&i) = proposal_order(neighbours, 1).first() else {
         return 0;
     };
-    let same = top.iter().filter(|r| *r == first).count();
+    let first = neighbours[i];
+    let same = top.iter().filter(|r| **r == first).count();
     let near = top.iter().filter(|r| within_one_op(first, r)).count();
     same + near
+}
+
+/// How many routed neighbours (nearest first) `k` proposals are drawn from: several per
+/// proposal, since near items often share a routing and a routing is proposed once.
+pub fn proposal_pool(k: usize) -> usize {
+    4 * k.max(PROPOSALS)
+}
+
+/// Which routed neighbours (their routings, nearest first) are proposed, in order: one proposal
+/// per distinct routing, made by its nearest neighbour; the routings more of the first
+/// `PROPOSALS` neighbours share come first, ties and the routings beyond them nearest first.
+/// At most `k` indices into `routings`. A routing that five near items share is a better first
+/// answer than the routing of the single nearest item, and five copies of one routing are one
+/// proposal, not five.
+pub fn proposal_order<T: PartialEq>(routings: &[T], k: usize) -> Vec<usize> {
+    let top = &routings[..routings.len().min(PROPOSALS)];
+    let mut firsts: Vec<(usize, usize)> = routings
+        .iter()
+        .enumerate()
+        .filter(|&(i, r)| !routings[..i].contains(r))
+        .map(|(i, r)| (top.iter().filter(|x| *x == r).count(), i))
+        .collect();
+    firsts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    firsts.into_iter().take(k).map(|x| x.1).collect()
 }
 
 /// Whether routing `b` is routing `a` or one operation from it: one operation inserted,
@@ -296,8 +322,8 @@ pub fn within_one_op<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     a.len().abs_diff(b.len()) <= 1 && crate::text::levenshtein(a, b) <= 1
 }
 
-/// Per proposal among the first `PROPOSALS` (best first, each with its routing), its support:
-/// how many of them share its routing.
+/// Per routed neighbour (nearest first, each with its routing), its routing's support: how many
+/// of the first `PROPOSALS` neighbours share it (at least 1).
 pub fn supports<T: PartialEq>(routings: &[T]) -> Vec<usize> {
     let top = &routings[..routings.len().min(PROPOSALS)];
     routings
@@ -730,8 +756,8 @@ impl Partials {
                 }
                 _ => false,
             };
-            if let Some(&first) = routes.first() {
-                out.push((agreement(&ops), near(first)));
+            if let Some(&i) = proposal_order(&ops, 1).first() {
+                out.push((agreement(&ops), near(routes[i])));
             }
         }
         out
@@ -1086,10 +1112,26 @@ mod tests {
         // a twice (itself included): 2 + 2; b and c one operation from a: + 2; far: nothing.
         assert_eq!(agreement(&[a, b, a, c, far]), 6);
         assert_eq!(agreement(&[a, a, a, a, a]), 10);
-        assert_eq!(agreement(&[far, a, b, c, a]), 2);
-        // Only the first PROPOSALS count.
-        assert_eq!(agreement(&[a, far, far, far, far, a, a]), 2);
+        // The first proposal is the routing most of them share (a), not the nearest's (far).
+        assert_eq!(agreement(&[far, a, b, c, a]), 6);
+        // b twice; a, c and b itself within one operation of b.
+        assert_eq!(agreement(&[far, a, b, c, b]), 2 + 4);
+        // Only the first PROPOSALS count: far, four times there, is the first proposal.
+        assert_eq!(agreement(&[a, far, far, far, far, a, a]), 8);
         assert_eq!(agreement::<u8>(&[]), 0);
+    }
+
+    #[test]
+    fn proposals_are_distinct_routings_most_shared_first() {
+        assert_eq!(proposal_order(&[7, 7, 3, 7, 3, 9, 3], 10), vec![0, 2, 5]);
+        // Ties: the nearer first; beyond the first PROPOSALS, support 0, nearest first.
+        assert_eq!(
+            proposal_order(&[3, 9, 9, 3, 5, 8, 9, 4], 10),
+            vec![0, 1, 4, 5, 7]
+        );
+        assert_eq!(proposal_order(&[3, 9, 9, 3, 5, 8, 9, 4], 2), vec![0, 1]);
+        assert_eq!(proposal_order(&[1, 2, 2, 2, 1], 5), vec![1, 0]);
+        assert_eq!(proposal_order::<u8>(&[], 5), Vec::<usize>::new());
     }
 
     #[test]

@@ -633,7 +633,7 @@ fn interruption_and_reading() {
     let meta = other_format.project.models().join("training_metadata.json");
     other_format.edit_file(&meta, |t| {
         t.replacen(
-            "\"model_format_version\": 4",
+            "\"model_format_version\": 5",
             "\"model_format_version\": 1",
             1,
         )

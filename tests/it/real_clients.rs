@@ -177,6 +177,7 @@ fn example_client_agrees_with_recommend() {
             n
         };
         assert_eq!(key(a), key(b), "{}", a["item_cd"]);
-        assert_eq!(a["neighbours"].as_array().unwrap().len(), 5);
+        let proposed = a["neighbours"].as_array().unwrap().len();
+        assert!((1..=5).contains(&proposed), "{proposed} proposals");
     }
 }

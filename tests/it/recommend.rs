@@ -100,16 +100,31 @@ fn contributions_add_up_and_only_routed_items_are_proposed() {
         let a: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(a["item_cd"], *cd);
         let ns = a["neighbours"].as_array().unwrap();
-        assert_eq!(ns.len(), 10);
-        let mut last = f64::INFINITY;
+        assert!(!ns.is_empty() && ns.len() <= 10, "{} proposals", ns.len());
+        let mut last = (u64::MAX, f64::INFINITY);
+        let mut seen_routings = Vec::new();
         for n in ns {
             let ncd = n["item_cd"].as_str().unwrap();
             assert_ne!(ncd, *cd, "an item is never its own proposal");
             assert!(routed.contains(ncd), "{ncd} has no routing");
-            assert!(!n["routing"]["operations"].as_array().unwrap().is_empty());
-            let sim = n["similarity"].as_f64().unwrap();
-            assert!(sim <= last + 1e-7, "neighbours sorted by similarity");
-            last = sim;
+            let ops = n["routing"]["operations"].as_array().unwrap();
+            assert!(!ops.is_empty());
+            let jobs: Vec<&serde_json::Value> = ops.iter().map(|o| &o["job_cd"]).collect();
+            assert!(
+                !seen_routings.contains(&jobs),
+                "{cd}: a routing proposed twice"
+            );
+            seen_routings.push(jobs);
+            // The most shared routing first; equally shared ones nearest first.
+            let (support, sim) = (
+                n["support"].as_u64().unwrap(),
+                n["similarity"].as_f64().unwrap(),
+            );
+            assert!(
+                support < last.0 || (support == last.0 && sim <= last.1 + 1e-7),
+                "{cd}: proposals out of order at {ncd}"
+            );
+            last = (support, sim);
             let (c, d): (f64, f64) = n["features"]
                 .as_array()
                 .unwrap()
@@ -131,7 +146,7 @@ fn contributions_add_up_and_only_routed_items_are_proposed() {
             checked += 1;
         }
     }
-    assert_eq!(checked, asked.len() * 10);
+    assert!(checked >= asked.len(), "{checked} proposals checked");
 }
 
 #[test]
@@ -316,7 +331,7 @@ fn output_and_errors_on_the_fixture() {
     std::fs::write(
         &meta,
         text.replace(
-            "\"model_format_version\": 4,",
+            "\"model_format_version\": 5,",
             "\"model_format_version\": 0,",
         ),
     )
