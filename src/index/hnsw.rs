@@ -608,8 +608,6 @@ impl Hnsw {
         ef: usize,
         visited: &mut Visited,
     ) -> Option<(f32, u32)> {
-        let mut qbuf = Vec::new();
-        let q = self.data.read_row(i as usize, &mut qbuf);
         let qi = quant.query(i);
         let metric = I16Metric { quant, q: &qi };
         let entries: Vec<Cand> = self
@@ -621,10 +619,17 @@ impl Hnsw {
         if entries.is_empty() {
             return self.search_other(i, ef, visited);
         }
-        self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i))
-            .iter()
-            .take(RERANK)
-            .map(|c| Cand(self.dist_read(q, c.1), c.1))
+        let beam = self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i));
+        self.rerank(i, beam.iter().map(|c| c.1))
+    }
+
+    /// The closest to stored point `i` by exact f32 distance among the first [`RERANK`] of
+    /// `ids` (a quantised search's best, nearest first), as (cosine distance, id).
+    fn rerank(&self, i: u32, ids: impl Iterator<Item = u32>) -> Option<(f32, u32)> {
+        let mut qbuf = Vec::new();
+        let q = self.data.read_row(i as usize, &mut qbuf);
+        ids.take(RERANK)
+            .map(|j| Cand(self.dist_read(q, j), j))
             .min()
             .map(|c| (c.0, c.1))
     }
@@ -660,15 +665,8 @@ impl Hnsw {
         ef: usize,
         visited: &mut Visited,
     ) -> Option<(f32, u32)> {
-        let mut qbuf = Vec::new();
-        let q = self.data.read_row(i as usize, &mut qbuf);
-        self.search_quantized(quant, i, ef.max(RERANK + 1), visited)
-            .into_iter()
-            .filter(|r| r.1 != i)
-            .take(RERANK)
-            .map(|(_, j)| Cand(self.dist_read(q, j), j))
-            .min()
-            .map(|c| (c.0, c.1))
+        let found = self.search_quantized(quant, i, ef.max(RERANK + 1), visited);
+        self.rerank(i, found.into_iter().map(|r| r.1).filter(|&j| j != i))
     }
 
     /// Exact cosine distance between stored points `i` and `j` (read as [`Hnsw::dist_read`]).

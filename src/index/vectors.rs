@@ -4,16 +4,16 @@
 //!
 //! Why mapped: `update` and `recommend` read a model's vectors at a few places only (the exact
 //! re-ranking of a few candidates per query, the searches of `recommend`, and one sequential
-//! pass that rewrites the files), yet parsing them into the heap held every one (412 MiB at 325k
-//! items × 333 dims) for the whole process. Mapped, they stay in the page cache, which the kernel
-//! shares and may drop; a sequential pass hands the pages it has read back as it goes
+//! pass that rewrites the files), yet parsing them into the heap held every one, the largest
+//! thing a loaded model holds, for the whole process. Mapped, they stay in the page cache, which
+//! the kernel shares and may drop; a sequential pass hands the pages it has read back as it goes
 //! ([`Vectors::block`] then [`Vectors::release`]), so only what random access touches stays
 //! resident. Results do not depend on where a row lives: every row is the same f32s either way.
 //!
 //! A few scattered rows are read with positioned reads instead ([`Vectors::read_row`]): the
-//! kernel maps a touched page's cached neighbours along with it (fault-around, 64 KiB by
-//! default, whatever `madvise` says), so reading a few thousand scattered rows through the
-//! mapping made some 200 MiB resident.
+//! kernel maps a touched page's cached neighbours along with it (fault-around, whatever
+//! `madvise` says), so each scattered row read through the mapping would keep many pages of
+//! other rows resident (BENCHMARKS.md, seventh session).
 //!
 //! A mapped file must not be truncated while it is mapped (the process would be killed on
 //! access). Models are replaced by renaming a new directory over the old one, which leaves the
