@@ -25,6 +25,9 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, UncheckedAdvice};
 
+/// The largest folio the page cache maps at once (a PMD-sized huge page on x86-64).
+const FOLIO_BYTES: usize = 2 << 20;
+
 /// `len() × dim()` f32 rows.
 #[derive(Clone)]
 pub struct Vectors {
@@ -221,14 +224,22 @@ impl Vectors {
     /// Hands the pages of mapped rows `range` back to the page cache (they are read again from
     /// it if touched later), so that a pass over every row does not leave them all resident.
     /// Held rows are unaffected.
+    ///
+    /// The range is widened by [`FOLIO_BYTES`] on both sides: a page fault maps the whole
+    /// cached folio the page is in (a freshly written file is cached in large folios), which can
+    /// reach into rows an earlier block already released; releasing only its own rows, each
+    /// block would leave part of its neighbours' folios mapped, and a pass right after training
+    /// kept hundreds of MiB of the file resident. Releasing rows another thread is reading only
+    /// makes it read them from the page cache again.
     pub fn release(&self, range: Range<usize>) {
         let Some(m) = &self.mapped else { return };
         let end = range.end.min(m.n);
         if range.start >= end {
             return;
         }
-        let from = m.base + range.start * m.stride;
-        let len = (end - range.start) * m.stride;
+        let from = (m.base + range.start * m.stride).saturating_sub(FOLIO_BYTES);
+        let to = (m.base + end * m.stride + FOLIO_BYTES).min(m.map.len());
+        let len = to - from;
         // SAFETY: the mapping is read-only and private to this process's view of the file;
         // dropping its pages only makes the next access read them from the file again.
         let _ = unsafe {
