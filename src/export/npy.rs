@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::ArrayView2;
 
 use crate::error::Result;
-use crate::fsutil::atomic_write_with;
+use crate::fsutil::{Sink, atomic_write_large_with};
 use crate::index::Vectors;
 
 /// Writes an (n × d) f32 matrix as a NumPy `.npy` file (version 1.0, little-endian, C order).
@@ -22,13 +22,13 @@ pub fn write_npy_rows(path: &Path, v: &Vectors) -> Result<()> {
 fn write_npy_with(
     path: &Path,
     (n, d): (usize, usize),
-    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    body: impl FnOnce(&mut Sink) -> std::io::Result<()>,
 ) -> Result<()> {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    atomic_write_with(path, |w| {
+    atomic_write_large_with(path, |w| {
         use std::io::Write;
         w.write_all(b"\x93NUMPY\x01\x00")?;
         w.write_all(&(header.len() as u16).to_le_bytes())?;

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::export::npy::write_rows_le;
-use crate::fsutil::{atomic_write, atomic_write_with};
+use crate::fsutil::{atomic_write, atomic_write_large_with, atomic_write_with};
 use crate::index::Vectors;
 
 pub const TENSOR_NAME: &str = "routing_candidates";
@@ -130,8 +130,8 @@ pub fn write_tensor(dir: &Path, vectors: &Vectors) -> Result<Tensor> {
     let tensor = if text { Tensor::Text } else { Tensor::Raw };
     let path = dir.join(tensor.file());
     match tensor {
-        Tensor::Raw => atomic_write_with(&path, |w| write_rows_le(w, vectors))?,
-        Tensor::Text => atomic_write_with(&path, |w| write_rows(w, vectors))?,
+        Tensor::Raw => atomic_write_large_with(&path, |w| write_rows_le(w, vectors))?,
+        Tensor::Text => atomic_write_large_with(&path, |w| write_rows(w, vectors))?,
     }
     Ok(tensor)
 }

@@ -13,13 +13,13 @@ use super::hnsw::Hnsw;
 use super::links::Links;
 use super::vectors::Vectors;
 use crate::error::{Error, Result};
-use crate::fsutil::atomic_write_with;
+use crate::fsutil::atomic_write_large_with;
 
 pub const HEADER_BYTES: usize = 96;
 
 /// Writes the graph in hnswlib's layout (atomically).
 pub fn write(h: &Hnsw, path: &Path) -> Result<()> {
-    atomic_write_with(path, |w| write_to(h, w))
+    atomic_write_large_with(path, |w| write_to(h, w))
 }
 
 pub fn write_to(h: &Hnsw, w: &mut impl Write) -> std::io::Result<()> {
