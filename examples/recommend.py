@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 # Model format versions this client reads (docs/stage3.md): 5 fits the tier's calibration on the
-# first proposal as proposal_order makes it.
-MODEL_FORMAT_VERSIONS = (5,)
+# first proposal as proposal_order makes it; 6 stores each level's confidence as a lower bound of
+# its share. Both are applied as stored.
+MODEL_FORMAT_VERSIONS = (5, 6)
 
 
 PROPOSALS = 5
@@ -60,8 +61,8 @@ def agreement(seqs):
 
 
 def proposal_confidence(levels, score):
-    """The calibrated share for an answer whose first proposal has this agreement
-    (training_metadata.json feature_weights.proposal_calibration.levels: [agreement, share,
+    """The confidence of an answer whose first proposal has this agreement
+    (training_metadata.json feature_weights.proposal_calibration.levels: [agreement, confidence,
     items], agreement ascending): the level at or below it, else the lowest. No levels: None."""
     if not levels:
         return None

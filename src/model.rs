@@ -21,7 +21,7 @@ use crate::index::{Hnsw, hnswlib_file};
 use crate::transform;
 
 /// The version of the model directory's layout (see the module docs and `docs/stage3.md`).
-pub const MODEL_FORMAT_VERSION: u64 = 5;
+pub const MODEL_FORMAT_VERSION: u64 = 6;
 
 pub const METADATA_FILE: &str = "training_metadata.json";
 pub const QUEUE_FILE: &str = "retrain_queue.csv";

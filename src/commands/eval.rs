@@ -1180,7 +1180,7 @@ impl EvalReport {
                 "\ntier (trainer, held-out items by the agreement of their first proposal: of their {PROPOSALS} nearest routed items, how many\n\
                  share its routing plus how many are within one operation of it):\n\
                  {:<9} {:>6} {:>11} {:>11} {:>11} {:>9}\n",
-                "agreement", "items", "calibrated", "obs. <=1 op", "obs. hit@5", "obs. top1"
+                "agreement", "items", "confidence", "obs. <=1 op", "obs. hit@5", "obs. top1"
             ));
             for b in &self.agreement_bins {
                 out.push_str(&format!(
@@ -1195,12 +1195,12 @@ impl EvalReport {
             }
         }
         out.push_str(&format!(
-            "\ntop-1: the nearest item's current JOB_CD sequence equals the held-out item's own; \
-             hit@k: one of the k nearest does;\nseq sim: mean 1 - Levenshtein/max length of the \
-             top-1's sequence; <=1 op: the top-1's sequence is the item's own or one operation \
-             inserted, dropped or replaced from it;\nHIGH: share whose calibrated confidence that \
-             the top-1 is within one operation (by its agreement) reaches {thr} (naive: the raw \
-             cosine).\n\
+            "\ntop-1: the first proposal's routing (JOB_CD sequence) is the held-out item's own; \
+             hit@k: one of the first k proposals has it;\nseq sim: mean 1 - Levenshtein/max length of \
+             the top-1's sequence; <=1 op: the top-1's sequence is the item's own or one operation \
+             inserted, dropped or replaced from it;\nHIGH: share whose confidence (a 90 % lower \
+             bound of the training share whose top-1 was within one operation, at its agreement) \
+             reaches {thr} (naive: the raw cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
              over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
              at ef {}) is as close as the exact one for {}.\nreport written to {}\n",

@@ -560,8 +560,8 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 a.tier,
                 if a.calibrated {
                     format!(
-                        "confidence {:.0} % that the first proposal's routing is its own or one operation from it \
-                         (agreement {} of {})",
+                        "for at least {:.0} % of training items with agreement {} of {}, the first proposal's \
+                         routing was their own or one operation from it (90 % confidence)",
                         100.0 * c,
                         a.agreement.unwrap_or(0),
                         2 * crate::features::learn::PROPOSALS

@@ -24,7 +24,9 @@
 //!     first proposal (how many of the `PROPOSALS` nearest routed neighbours share its routing,
 //!     plus how many have it or a routing one operation from it), of the event "the first
 //!     proposal's routing is the item's own or one operation from it" ([`within_one_op`]), the
-//!     rate per agreement made non-decreasing (pool adjacent violators). Variants one operation
+//!     rate per agreement made non-decreasing (pool adjacent violators) and taken at its lower
+//!     confidence bound, so that a level seen on few items is HIGH only when even its
+//!     uncertain rate reaches the threshold. Variants one operation
 //!     apart count because a neighbourhood of one routing and its variants says the first
 //!     proposal is of the right family even when its exact routing is rare there.
 //!     Not "exactly the item's own": on a plant where one routing in five deviates at random
@@ -212,14 +214,40 @@ impl Calibration {
     }
 }
 
-/// The share of training items whose first proposal's routing was their own or one operation
-/// from it ([`within_one_op`]), by the first proposal's [`agreement`]. This is what `recommend`
-/// and `eval` tier an answer by.
+/// The confidence of an answer: how often a training item's first proposal was its routing or
+/// one operation from it ([`within_one_op`]), by the first proposal's [`agreement`], taken at a
+/// one-sided lower bound ([`wilson_lower`], [`CONFIDENCE_Z`]). This is what `recommend` and
+/// `eval` tier an answer by.
+///
+/// The bound, not the observed share: a level seen on a few dozen training items can clear the
+/// threshold by chance where the plant's rate is below it, and an answer is HIGH only when the
+/// evidence says its rate reaches the threshold. A level seen often keeps nearly its observed share.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ProposalCalibration {
-    /// (agreement, share whose first proposal was within one operation, items), agreement
-    /// ascending, shares non-decreasing. Empty: not calibrated.
+    /// (agreement, confidence, items), agreement ascending, confidences non-decreasing: the
+    /// lower bound of the pooled level's share, raised to the level below's where that is
+    /// higher. Empty: not calibrated.
     pub levels: Vec<(usize, f64, usize)>,
+    /// (agreement, observed share) of the same levels, for reports.
+    #[serde(default)]
+    pub rates: Vec<(usize, f64)>,
+}
+
+/// z of the one-sided bound an answer's confidence is ([`ProposalCalibration`]): 90 % of the
+/// time the plant's rate is at least the bound (`recommend` and `eval` say "90 %").
+pub const CONFIDENCE_Z: f64 = 1.2816;
+
+/// The Wilson score lower bound of a rate seen `hits` times in `n` (z = `z`).
+pub fn wilson_lower(hits: f64, n: usize, z: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let p = hits / n;
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
 }
 
 impl ProposalCalibration {
@@ -227,9 +255,8 @@ impl ProposalCalibration {
         self.levels.is_empty()
     }
 
-    /// The calibrated share for an answer whose first proposal has this [`agreement`] (one
-    /// never seen takes the nearest lower level's share, or the lowest level's); `None` when
-    /// not calibrated.
+    /// The confidence of an answer whose first proposal has this [`agreement`] (one never seen
+    /// takes the nearest lower level's, or the lowest level's); `None` when not calibrated.
     pub fn apply(&self, agreement: usize) -> Option<f64> {
         let first = self.levels.first()?;
         Some(
@@ -242,8 +269,8 @@ impl ProposalCalibration {
         )
     }
 
-    /// Fits the shares to (agreement, right) pairs, made non-decreasing in the agreement (pool
-    /// adjacent violators).
+    /// Fits the levels to (agreement, right) pairs: shares made non-decreasing in the agreement
+    /// (pool adjacent violators), then each pooled level's lower bound.
     pub fn fit(pairs: &[(usize, bool)]) -> Self {
         if pairs.len() < MIN_QUERIES {
             return ProposalCalibration::default();
@@ -267,10 +294,18 @@ impl ProposalCalibration {
                 blocks.push((a.0, b.1, a.2 + b.2, a.3 + b.3));
             }
         }
+        let mut floor = 0.0f64;
         ProposalCalibration {
             levels: blocks
-                .into_iter()
-                .map(|(k, _, h, n)| (k, h / n as f64, n))
+                .iter()
+                .map(|&(k, _, h, n)| {
+                    floor = floor.max(wilson_lower(h, n, CONFIDENCE_Z));
+                    (k, floor, n)
+                })
+                .collect(),
+            rates: blocks
+                .iter()
+                .map(|&(k, _, h, n)| (k, h / n as f64))
                 .collect(),
         }
     }
@@ -1019,12 +1054,47 @@ mod tests {
             }
         }
         let c = ProposalCalibration::fit(&pairs);
-        assert_eq!(c.apply(1), Some(0.25));
-        assert_eq!(c.apply(2), Some(0.5));
-        assert_eq!(c.apply(3), Some(0.5));
-        assert_eq!(c.apply(4), Some(12.0 / 14.0));
-        assert_eq!(c.apply(5), Some(12.0 / 14.0));
+        assert_eq!(c.rates, vec![(1, 0.25), (2, 0.5), (4, 12.0 / 14.0)]);
+        let z = CONFIDENCE_Z;
+        assert_eq!(c.apply(1), Some(wilson_lower(10.0, 40, z)));
+        assert_eq!(c.apply(2), Some(wilson_lower(10.0, 20, z)));
+        assert_eq!(c.apply(3), c.apply(2));
+        assert_eq!(c.apply(4), Some(wilson_lower(12.0, 14, z)));
+        assert_eq!(c.apply(5), c.apply(4));
+        for (k, rate) in &c.rates {
+            assert!(c.apply(*k).unwrap() < *rate, "a bound lies below its share");
+        }
         assert_eq!(ProposalCalibration::fit(&pairs[..10]).apply(3), None);
+        // A level seen often keeps a bound above the one seen rarely, at the same share; a
+        // level's bound never falls below the level under it.
+        let mut pairs = Vec::new();
+        for (k, right, n) in [(1, 90, 100), (2, 9, 10), (3, 900, 1000)] {
+            for j in 0..n {
+                pairs.push((k, j < right));
+            }
+        }
+        let c = ProposalCalibration::fit(&pairs);
+        let (b1, b2, b3) = (
+            c.apply(1).unwrap(),
+            c.apply(2).unwrap(),
+            c.apply(3).unwrap(),
+        );
+        assert!(b1 > 0.85 && b1 < 0.9, "{b1}");
+        assert_eq!(
+            b2, b1,
+            "the rarer level 2 would bound lower; it keeps level 1's"
+        );
+        assert!(b3 > b1 && b3 < 0.9, "{b3}");
+    }
+
+    #[test]
+    fn wilson_lower_bound() {
+        assert_eq!(wilson_lower(0.0, 0, CONFIDENCE_Z), 0.0);
+        assert!(wilson_lower(0.0, 10, CONFIDENCE_Z) < 1e-12);
+        // 80 of 100 at z = 1.2816: 0.7441 (the score interval's lower end).
+        assert!((wilson_lower(80.0, 100, CONFIDENCE_Z) - 0.7441).abs() < 1e-3);
+        assert!(wilson_lower(10.0, 10, CONFIDENCE_Z) < 1.0);
+        assert!(wilson_lower(8.0, 10, CONFIDENCE_Z) < wilson_lower(800.0, 1000, CONFIDENCE_Z));
     }
 
     #[test]

@@ -633,7 +633,10 @@ fn interruption_and_reading() {
     let meta = other_format.project.models().join("training_metadata.json");
     other_format.edit_file(&meta, |t| {
         t.replacen(
-            "\"model_format_version\": 5",
+            &format!(
+                "\"model_format_version\": {}",
+                trainer::model::MODEL_FORMAT_VERSION
+            ),
             "\"model_format_version\": 1",
             1,
         )

@@ -331,7 +331,10 @@ fn output_and_errors_on_the_fixture() {
     std::fs::write(
         &meta,
         text.replace(
-            "\"model_format_version\": 5,",
+            &format!(
+                "\"model_format_version\": {},",
+                trainer::model::MODEL_FORMAT_VERSION
+            ),
             "\"model_format_version\": 0,",
         ),
     )

@@ -547,7 +547,13 @@ fn a_failed_or_killed_update_leaves_the_model_intact() {
     // A model written before model_format_version existed is refused (exit 3), untouched.
     let meta_path = m.join("training_metadata.json");
     let text = std::fs::read_to_string(&meta_path).unwrap();
-    let old = text.replace("\"model_format_version\": 5,", "");
+    let old = text.replace(
+        &format!(
+            "\"model_format_version\": {},",
+            trainer::model::MODEL_FORMAT_VERSION
+        ),
+        "",
+    );
     std::fs::write(&meta_path, &old).unwrap();
     let out = update(&s.full.config, &m, None);
     assert_eq!(out.status.code(), Some(3));
