@@ -111,7 +111,7 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
     fw = meta.get("feature_weights", {})
     points = fw.get("calibration", {}).get("points", [])
     levels = fw.get("proposal_calibration", {}).get("levels", [])
-    want = 4 * max(top_k, PROPOSALS)
+    want = 4 * max(top_k, 2 * PROPOSALS)  # as trainer's proposal_pool
     k = max(side["ef_search"], want)
     while True:
         labels, dists = index.knn_query(np.asarray(vectors[label:label + 1]), k=min(k, n))

@@ -283,7 +283,8 @@ impl ByKey {
     pub fn rows(&self, key: &str) -> std::ops::Range<usize> {
         let n = self.keys.len();
         let lo = partition(n, |i| self.keys.value(i) < key);
-        let hi = partition(n, |i| self.keys.value(i) <= key);
+        // A key has a few rows (an item's operations): walk them rather than search again.
+        let hi = (lo..n).find(|&i| self.keys.value(i) != key).unwrap_or(n);
         lo..hi
     }
 
@@ -385,7 +386,21 @@ impl Routings {
 
     /// The current routing of `key` (`None`: the item has none).
     pub fn routing(&self, key: &str) -> Option<Routing> {
-        let rows = self.by_key.rows(key);
+        self.routing_at(self.by_key.rows(key))
+    }
+
+    /// The rows of `key`'s operations, in order (empty: the item has no routing).
+    pub fn rows(&self, key: &str) -> std::ops::Range<usize> {
+        self.by_key.rows(key)
+    }
+
+    /// The JOB_CD of row `i`: enough to compare routings without building them.
+    pub fn job_cd(&self, i: usize) -> Option<&str> {
+        (!self.job_cd.is_null(i)).then(|| self.job_cd.value(i))
+    }
+
+    /// The routing whose operations are `rows` (from [`Routings::rows`]; `None` when empty).
+    pub fn routing_at(&self, rows: std::ops::Range<usize>) -> Option<Routing> {
         if rows.is_empty() {
             return None;
         }

@@ -355,41 +355,56 @@ fn answer(
         crate::features::learn::proposal_pool(opts.top_k),
         vis,
     );
-    let mut found_routings = Vec::with_capacity(found.len());
+    // Routings are compared by their JOB_CDs; only the proposed ones are built.
+    let mut found_rows = Vec::with_capacity(found.len());
     for &(l, _) in &found {
-        let key = &model.items.item_key[l as usize];
-        found_routings.push(routings.routing(key).ok_or_else(|| {
-            Error::input(
+        let rows = routings.rows(&model.items.item_key[l as usize]);
+        if rows.is_empty() {
+            return Err(Error::input(
                 routings.path().display().to_string(),
                 format!(
                     "item {} is marked as having a routing in items.parquet but has none here: \
                      the model files do not belong together; retrain",
                     model.items.item_cd[l as usize]
                 ),
-            )
-        })?);
+            ));
+        }
+        found_rows.push(rows);
     }
-    let sequences: Vec<Vec<Option<&str>>> = found_routings
+    let sequences: Vec<Vec<Option<&str>>> = found_rows
         .iter()
-        .map(|r| r.operations.iter().map(|o| o.job_cd.as_deref()).collect())
+        .map(|r| r.clone().map(|i| routings.job_cd(i)).collect())
         .collect();
-    let support = crate::features::learn::supports(&sequences);
-    let agreement = (!sequences.is_empty()).then(|| {
+    // Equal routings share an id: the ordering compares ids, not JOB_CD strings.
+    let ids: Vec<usize> = {
+        let mut seen: HashMap<&[Option<&str>], usize> = HashMap::with_capacity(sequences.len());
+        sequences
+            .iter()
+            .map(|s| {
+                let next = seen.len();
+                *seen.entry(s.as_slice()).or_insert(next)
+            })
+            .collect()
+    };
+    let support = crate::features::learn::supports(&ids);
+    // One proposal per distinct routing, the most shared first (see `proposal_order`).
+    let order = crate::features::learn::proposal_order(&ids, opts.top_k);
+    let first = crate::features::learn::proposal_order(&ids, 1);
+    let agreement = first.first().map(|&first| {
         let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
-        crate::features::learn::agreement(&ops)
+        crate::features::learn::agreement_of(&ops, first)
     });
     let nearest = found.first().map(|x| x.1);
-    // One proposal per distinct routing, the most shared first (see `proposal_order`).
-    let order = crate::features::learn::proposal_order(&sequences, opts.top_k);
     drop(sequences);
-    let mut found_routings: Vec<Option<_>> = found_routings.into_iter().map(Some).collect();
     let chosen: Vec<((u32, f32), usize, _)> = order
         .iter()
         .map(|&i| {
             (
                 found[i],
                 support[i],
-                found_routings[i].take().expect("distinct indices"),
+                routings
+                    .routing_at(found_rows[i].clone())
+                    .expect("rows checked above"),
             )
         })
         .collect();

@@ -316,20 +316,27 @@ impl ProposalCalibration {
 /// how many have it or one operation from it ([`within_one_op`]); it counts in both, so
 /// 2 ..= 2·`PROPOSALS` (0: no neighbour).
 pub fn agreement<T: PartialEq>(neighbours: &[&[T]]) -> usize {
+    match proposal_order(neighbours, 1).first() {
+        Some(&i) => agreement_of(neighbours, i),
+        None => 0,
+    }
+}
+
+/// [`agreement`] when the first proposal, `neighbours[first]`, is already known.
+pub fn agreement_of<T: PartialEq>(neighbours: &[&[T]], first: usize) -> usize {
     let top = &neighbours[..neighbours.len().min(PROPOSALS)];
-    let Some(&i) = proposal_order(neighbours, 1).first() else {
-        return 0;
-    };
-    let first = neighbours[i];
+    let first = neighbours[first];
     let same = top.iter().filter(|r| **r == first).count();
     let near = top.iter().filter(|r| within_one_op(first, r)).count();
     same + near
 }
 
 /// How many routed neighbours (nearest first) `k` proposals are drawn from: several per
-/// proposal, since near items often share a routing and a routing is proposed once.
+/// proposal, since near items often share a routing and a routing is proposed once; and never
+/// fewer than for 10, the most `trainer eval` scores (hit@10), so that the first 5 proposals
+/// `recommend` shows are the 5 that eval's hit@5 counts.
 pub fn proposal_pool(k: usize) -> usize {
-    4 * k.max(PROPOSALS)
+    4 * k.max(2 * PROPOSALS)
 }
 
 /// Which routed neighbours (their routings, nearest first) are proposed, in order: one proposal
