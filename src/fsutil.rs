@@ -28,9 +28,7 @@ pub fn atomic_write_with<F>(path: &Path, f: F) -> Result<()>
 where
     F: FnOnce(&mut Sink) -> std::io::Result<()>,
 {
-    let mut file = AtomicFile::create(path)?;
-    f(file.writer()).map_err(|e| Error::io(path, "write the file", e))?;
-    file.commit()
+    AtomicFile::create(path)?.write_with(f)
 }
 
 /// [`atomic_write_with`] for a file of hundreds of megabytes written once and front to back:
@@ -39,9 +37,7 @@ pub fn atomic_write_large_with<F>(path: &Path, f: F) -> Result<()>
 where
     F: FnOnce(&mut Sink) -> std::io::Result<()>,
 {
-    let mut file = AtomicFile::create_large(path)?;
-    f(file.writer()).map_err(|e| Error::io(path, "write the file", e))?;
-    file.commit()
+    AtomicFile::create_large(path)?.write_with(f)
 }
 
 /// A file written under a temporary sibling name and renamed into place by [`AtomicFile::commit`]
@@ -84,6 +80,12 @@ impl AtomicFile {
 
     pub fn writer(&mut self) -> &mut Sink {
         self.w.as_mut().expect("an uncommitted file has its writer")
+    }
+
+    /// Writes the whole file through `f`, then commits it.
+    fn write_with(mut self, f: impl FnOnce(&mut Sink) -> std::io::Result<()>) -> Result<()> {
+        f(self.writer()).map_err(|e| Error::io(&self.path, "write the file", e))?;
+        self.commit()
     }
 
     pub fn commit(mut self) -> Result<()> {

@@ -387,10 +387,10 @@ fn answer(
             .collect()
     };
     let support = crate::features::learn::supports(&ids);
-    // One proposal per distinct routing, the most shared first (see `proposal_order`).
+    // One proposal per distinct routing, the most shared first (see `proposal_order`; --top-k
+    // is at least 1, so the first proposal is always among them).
     let order = crate::features::learn::proposal_order(&ids, opts.top_k);
-    let first = crate::features::learn::proposal_order(&ids, 1);
-    let agreement = first.first().map(|&first| {
+    let agreement = order.first().map(|&first| {
         let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
         crate::features::learn::agreement_of(&ops, first)
     });
