@@ -682,9 +682,9 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                 o,
                 "k of {n} alike: k of the {n} nearest items with a routing have this routing. Agreement: \
                  the first proposal's k, plus how many of the {n} have its routing or one operation \
-                 (inserted, dropped or replaced) from it. Confidence: the share of training items \
-                 whose first proposal's routing was their own or one operation from it, when the \
-                 agreement was as high; HIGH from {:.0} %.",
+                 (inserted, dropped or replaced) from it. Confidence: a 90 % lower bound of the share \
+                 of training items whose first proposal's routing was their own or one operation \
+                 from it, when the agreement was as high; HIGH from {:.0} %.",
                 100.0 * a.threshold,
                 n = crate::features::learn::PROPOSALS,
             );
