@@ -92,9 +92,9 @@ pub struct Answer {
     /// its routing plus how many have it or a routing one operation from it (none: no
     /// proposal).
     pub agreement: Option<usize>,
-    /// Calibrated at training: the share of training items whose first proposal's routing was
-    /// their own or one operation from it, when the first proposal had this agreement. The tier
-    /// compares it with the threshold.
+    /// Calibrated at training: a 90 % lower bound of the share of training items whose first
+    /// proposal's routing was their own or one operation from it, when the first proposal had
+    /// this agreement. The tier compares it with the threshold.
     pub confidence: Option<f32>,
     pub tier: &'static str,
     pub min_reports: i64,
