@@ -5,9 +5,9 @@ Usage: python examples/recommend.py MODELS_DIR ITEM_CD [ITEM_CD ...] [--top-k 5]
 This is what a Stage-3 service does with a model directory (see docs/stage3.md): load the index
 with the real `hnswlib` package, look the item up in items.parquet, search at the model's
 ef_search, keep the nearest items that have a routing (never the item itself), read their
-routings from routings.parquet, and propose each distinct routing once, the most shared first. Prints one JSON object per item, one per line, with the fields of
+routings from routings.parquet, and propose each distinct routing once, the most shared first, then by votes. Prints one JSON object per item, one per line, with the fields of
 `trainer recommend --json` that do not need trainer's fitted state (neighbours, similarity,
-support, agreement, confidence, tier, routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
+support, votes, agreement, confidence, tier, routing); a new item's vector comes from `trainer recommend --input` or `trainer vectorize`.
 Needs: hnswlib==0.8.0, numpy, pyarrow.
 """
 import argparse
@@ -41,13 +41,24 @@ def within_one_op(a, b):
     return short[i:] == long_[i + 1:]
 
 
+def votes(seqs):
+    """Per neighbour (sequences nearest first), its sequence's votes: each neighbour with that
+    sequence counts 1 / (1 + rank / PROPOSALS), rank 0 being the nearest."""
+    return [sum(1.0 / (1.0 + j / PROPOSALS) for j, t in enumerate(seqs) if t == q) for q in seqs]
+
+
 def proposal_order(seqs, k):
     """Indices of the proposed neighbours (sequences nearest first): one per distinct sequence, at
-    its nearest neighbour, the sequences more of the first PROPOSALS share first, ties and the
-    rest nearest first; at most k."""
+    its nearest neighbour. First the sequence most of the first PROPOSALS share (ties: the
+    nearest), then the others by their votes, ties nearest first; at most k."""
     top = seqs[:PROPOSALS]
-    firsts = [(-sum(1 for t in top if t == q), i) for i, q in enumerate(seqs) if q not in seqs[:i]]
-    return [i for _, i in sorted(firsts)][:k]
+    v = votes(seqs)
+    firsts = [i for i, q in enumerate(seqs) if q not in seqs[:i]]
+    if not firsts:
+        return []
+    first = min(firsts, key=lambda i: (-sum(1 for t in top if t == seqs[i]), i))
+    rest = sorted((i for i in firsts if i != first), key=lambda i: (-v[i], i))
+    return ([first] + rest)[:k]
 
 
 def agreement(seqs):
@@ -128,6 +139,7 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
     ops_of = [sorted(routings[items["item_key"][l]], key=lambda r: (r["proc_seq"], r["rout_no"])) for l, _ in found]
     seqs = [tuple(r["job_cd"] for r in ops) for ops in ops_of]
     top = seqs[:PROPOSALS]
+    v = votes(seqs)
     out = []
     for rank, i in enumerate(proposal_order(seqs, top_k), 1):
         (l, sim), ops, seq = found[i], ops_of[i], seqs[i]
@@ -137,6 +149,7 @@ def propose(label, meta, side, index, items, routings, vectors, top_k):
             "item_cd": items["ITEM_CD"][l],
             "similarity": sim,
             "support": max(1, sum(1 for t in top if t == seq)),
+            "votes": v[i],
             "routing": {
                 "rout_no": ops[0]["rout_no"],
                 "operations": [

@@ -68,6 +68,10 @@ pub struct Neighbour {
     pub similarity: f32,
     /// How many of the `PROPOSALS` nearest routed items have this routing (itself included).
     pub support: usize,
+    /// The routing's votes among the routed items the proposals are drawn from: each with this
+    /// routing counts `1 / (1 + rank / PROPOSALS)`, rank 0 being the nearest
+    /// ([`votes`](crate::features::learn::votes)). After the first, proposals come in this order.
+    pub votes: f64,
     /// Every feature, largest contribution first.
     pub features: Vec<FeatureTerm>,
     pub routing: Routing,
@@ -387,8 +391,9 @@ fn answer(
             .collect()
     };
     let support = crate::features::learn::supports(&ids);
-    // One proposal per distinct routing, the most shared first (see `proposal_order`; --top-k
-    // is at least 1, so the first proposal is always among them).
+    let votes = crate::features::learn::votes(&ids);
+    // One proposal per distinct routing, the most shared first, then by votes (see
+    // `proposal_order`; --top-k is at least 1, so the first proposal is always among them).
     let order = crate::features::learn::proposal_order(&ids, opts.top_k);
     let agreement = order.first().map(|&first| {
         let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
@@ -396,12 +401,11 @@ fn answer(
     });
     let nearest = found.first().map(|x| x.1);
     drop(sequences);
-    let chosen: Vec<((u32, f32), usize, _)> = order
+    let chosen: Vec<(usize, _)> = order
         .iter()
         .map(|&i| {
             (
-                found[i],
-                support[i],
+                i,
                 routings
                     .routing_at(found_rows[i].clone())
                     .expect("rows checked above"),
@@ -415,7 +419,8 @@ fn answer(
         .map(|f| q.attrs.as_ref().and_then(|a| display_value(a, f)))
         .collect();
     let mut neighbours = Vec::with_capacity(found.len());
-    for (rank, ((l, sim), support, routing)) in chosen.into_iter().enumerate() {
+    for (rank, (i, routing)) in chosen.into_iter().enumerate() {
+        let ((l, sim), support, votes) = (found[i], support[i], votes[i]);
         let key = &model.items.item_key[l as usize];
         let nrow = features.rows(key);
         let nattrs = (!nrow.is_empty()).then_some(Attrs {
@@ -452,6 +457,7 @@ fn answer(
             part_type: nattrs.as_ref().and_then(|a| text_value(a, "part_type")),
             similarity: sim,
             support,
+            votes,
             features: terms,
             routing,
         });
@@ -590,12 +596,13 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
             let std: f64 = n.routing.operations.iter().map(|x| x.std_minutes).sum();
             let _ = writeln!(
                 o,
-                "{:>2}. {}  similarity {:.4}, {} of {} alike  {} {}  routing {}: {} operations, {:.1} standard minutes",
+                "{:>2}. {}  similarity {:.4}, {} of {} alike, votes {:.2}  {} {}  routing {}: {} operations, {:.1} standard minutes",
                 n.rank,
                 n.item_cd,
                 n.similarity,
                 n.support,
                 crate::features::learn::PROPOSALS,
+                n.votes,
                 n.part_type.as_deref().unwrap_or("-"),
                 n.part_nm.as_deref().unwrap_or("-"),
                 n.routing.rout_no,
@@ -684,18 +691,26 @@ fn render_table(answers: &[Answer], opts: &Options) -> String {
                  the first proposal's k, plus how many of the {n} have its routing or one operation \
                  (inserted, dropped or replaced) from it. Confidence: a 90 % lower bound of the share \
                  of training items whose first proposal's routing was their own or one operation \
-                 from it, when the agreement was as high; HIGH from {:.0} %.",
+                 from it, when the agreement was as high; HIGH from {:.0} %. Order: the routing \
+                 most of the {n} share first, then by votes: each of the {pool} nearest items with a \
+                 routing counts for its routing 1/(1 + rank/{n}), rank 0 the nearest.",
                 100.0 * a.threshold,
                 n = crate::features::learn::PROPOSALS,
+                pool = crate::features::learn::proposal_pool(opts.top_k),
             );
         }
         Some(a) => {
             let _ = writeln!(
                 o,
                 "k of {} alike: k of the nearest items with a routing have this routing. Tier: the first \
-                 proposal's similarity against {} (the model has too few routed items to calibrate it).",
+                 proposal's similarity against {} (the model has too few routed items to calibrate it). \
+                 Order: the routing most of the {} nearest share first, then by votes: each of the {} \
+                 nearest items with a routing counts for its routing 1/(1 + rank/{}), rank 0 the nearest.",
                 crate::features::learn::PROPOSALS,
-                a.threshold
+                a.threshold,
+                crate::features::learn::PROPOSALS,
+                crate::features::learn::proposal_pool(opts.top_k),
+                crate::features::learn::PROPOSALS,
             );
         }
         None => {}

@@ -340,21 +340,54 @@ pub fn proposal_pool(k: usize) -> usize {
 }
 
 /// Which routed neighbours (their routings, nearest first) are proposed, in order: one proposal
-/// per distinct routing, made by its nearest neighbour; the routings more of the first
-/// `PROPOSALS` neighbours share come first, ties and the routings beyond them nearest first.
-/// At most `k` indices into `routings`. A routing that five near items share is a better first
-/// answer than the routing of the single nearest item, and five copies of one routing are one
-/// proposal, not five.
+/// per distinct routing, made by its nearest neighbour. First the routing most of the first
+/// `PROPOSALS` neighbours share (ties: the nearest), the answer the tier is calibrated on: a
+/// routing that five near items share is a better first answer than the routing of the single
+/// nearest item. Then the other routings by their [`votes`] over all of `routings`, ties nearest
+/// first: a routing that many items of the pool share is a likelier alternative than one that a
+/// single item a little nearer has. At most `k` indices into `routings`; five copies of one
+/// routing are one proposal, not five.
 pub fn proposal_order<T: PartialEq>(routings: &[T], k: usize) -> Vec<usize> {
     let top = &routings[..routings.len().min(PROPOSALS)];
-    let mut firsts: Vec<(usize, usize)> = routings
+    let votes = votes(routings);
+    // (support among the first PROPOSALS, votes, index of the routing's nearest neighbour)
+    let mut firsts: Vec<(usize, f64, usize)> = routings
         .iter()
         .enumerate()
         .filter(|&(i, r)| !routings[..i].contains(r))
-        .map(|(i, r)| (top.iter().filter(|x| *x == r).count(), i))
+        .map(|(i, r)| (top.iter().filter(|x| *x == r).count(), votes[i], i))
         .collect();
-    firsts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    firsts.into_iter().take(k).map(|x| x.1).collect()
+    let Some(first) = (0..firsts.len())
+        .max_by(|&a, &b| (firsts[a].0.cmp(&firsts[b].0)).then(firsts[b].2.cmp(&firsts[a].2)))
+    else {
+        return Vec::new();
+    };
+    let first = firsts.remove(first);
+    firsts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
+    std::iter::once(first)
+        .chain(firsts)
+        .take(k)
+        .map(|x| x.2)
+        .collect()
+}
+
+/// Per routed neighbour (nearest first, each with its routing), its routing's votes: each
+/// neighbour with that routing counts `1 / (1 + rank / PROPOSALS)`, rank 0 being the nearest.
+/// The first `PROPOSALS` count 1 down to 0.56, the 40th 0.11: a routing's weight in the pool
+/// falls off with distance but never to nothing.
+pub fn votes<T: PartialEq>(routings: &[T]) -> Vec<f64> {
+    let weight = |rank: usize| 1.0 / (1.0 + rank as f64 / PROPOSALS as f64);
+    routings
+        .iter()
+        .map(|r| {
+            routings
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == r)
+                .map(|(j, _)| weight(j))
+                .sum()
+        })
+        .collect()
 }
 
 /// Whether routing `b` is routing `a` or one operation from it: one operation inserted,
@@ -1199,7 +1232,7 @@ mod tests {
     }
 
     #[test]
-    fn proposals_are_distinct_routings_most_shared_first() {
+    fn proposals_are_distinct_routings_the_most_shared_first_then_by_votes() {
         assert_eq!(proposal_order(&[7, 7, 3, 7, 3, 9, 3], 10), vec![0, 2, 5]);
         // Ties: the nearer first; beyond the first PROPOSALS, support 0, nearest first.
         assert_eq!(
@@ -1209,6 +1242,24 @@ mod tests {
         assert_eq!(proposal_order(&[3, 9, 9, 3, 5, 8, 9, 4], 2), vec![0, 1]);
         assert_eq!(proposal_order(&[1, 2, 2, 2, 1], 5), vec![1, 0]);
         assert_eq!(proposal_order::<u8>(&[], 5), Vec::<usize>::new());
+        // The first proposal by support (all 1: the nearest); after it, four items a little
+        // farther outvote each single nearer one.
+        let pool = [1, 2, 3, 4, 5, 6, 6, 6, 6];
+        assert_eq!(proposal_order(&pool, 10), vec![0, 5, 1, 2, 3, 4]);
+        assert_eq!(proposal_order(&pool, 2), vec![0, 5]);
+        // ... but never the first: a shared routing among the first PROPOSALS stays first.
+        assert_eq!(proposal_order(&[1, 2, 1, 3, 4, 2, 2, 2], 3), vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn votes_fall_off_with_rank() {
+        let v = votes(&[1, 2, 1, 3, 4, 5, 1]);
+        let w = |r: f64| 1.0 / (1.0 + r / 5.0);
+        assert_eq!(v[0], w(0.0) + w(2.0) + w(6.0));
+        assert_eq!(v[2], v[0]);
+        assert_eq!(v[1], w(1.0));
+        assert_eq!(v[5], 0.5);
+        assert!(votes::<u8>(&[]).is_empty());
     }
 
     #[test]

@@ -156,9 +156,9 @@ fn example_client_agrees_with_recommend() {
             "{}",
             a["item_cd"]
         );
-        // Neighbours as (similarity to 1e-5, ITEM_CD, routing, support): the same items in the
-        // same order, up to the order of exact ties.
-        type Key = (i64, String, String, u64);
+        // Neighbours as (similarity to 1e-5, ITEM_CD, routing, support, votes to 1e-6): the same
+        // proposals, whatever the order of exact ties.
+        type Key = (i64, String, String, u64, i64);
         let key = |v: &serde_json::Value| -> Vec<Key> {
             let mut n: Vec<Key> = v["neighbours"]
                 .as_array()
@@ -170,6 +170,7 @@ fn example_client_agrees_with_recommend() {
                         x["item_cd"].as_str().unwrap().to_string(),
                         x["routing"]["rout_no"].as_str().unwrap().to_string(),
                         x["support"].as_u64().unwrap(),
+                        (x["votes"].as_f64().unwrap() * 1e6).round() as i64,
                     )
                 })
                 .collect();

@@ -101,7 +101,37 @@ fn contributions_add_up_and_only_routed_items_are_proposed() {
         assert_eq!(a["item_cd"], *cd);
         let ns = a["neighbours"].as_array().unwrap();
         assert!(!ns.is_empty() && ns.len() <= 10, "{} proposals", ns.len());
-        let mut last = (u64::MAX, f64::INFINITY);
+        let props: Vec<(u64, f64, f64)> = ns
+            .iter()
+            .map(|n| {
+                (
+                    n["support"].as_u64().unwrap(),
+                    n["votes"].as_f64().unwrap(),
+                    n["similarity"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        // The routing most of the 5 nearest share first (equally shared: the nearest); then by
+        // votes, equal votes nearest first. Votes count each of the 5 nearest 1 down to 1/1.8.
+        let (s0, _, sim0) = props[0];
+        for (k, &(s, v, sim)) in props.iter().enumerate().skip(1) {
+            assert!(
+                s < s0 || (s == s0 && sim <= sim0 + 1e-7),
+                "{cd}: first proposal at {k}"
+            );
+            let (_, pv, psim) = props[k - 1];
+            assert!(
+                k == 1 || v < pv || (v == pv && sim <= psim + 1e-7),
+                "{cd}: proposals out of vote order at {k}"
+            );
+        }
+        // (A routing none of the 5 nearest has shows support 1.)
+        for &(s, v, _) in &props {
+            assert!(
+                s < 2 || v + 1e-9 >= s as f64 / 1.8,
+                "{cd}: votes {v} below support {s}"
+            );
+        }
         let mut seen_routings = Vec::new();
         for n in ns {
             let ncd = n["item_cd"].as_str().unwrap();
@@ -115,16 +145,7 @@ fn contributions_add_up_and_only_routed_items_are_proposed() {
                 "{cd}: a routing proposed twice"
             );
             seen_routings.push(jobs);
-            // The most shared routing first; equally shared ones nearest first.
-            let (support, sim) = (
-                n["support"].as_u64().unwrap(),
-                n["similarity"].as_f64().unwrap(),
-            );
-            assert!(
-                support < last.0 || (support == last.0 && sim <= last.1 + 1e-7),
-                "{cd}: proposals out of order at {ncd}"
-            );
-            last = (support, sim);
+            let sim = n["similarity"].as_f64().unwrap();
             let (c, d): (f64, f64) = n["features"]
                 .as_array()
                 .unwrap()
