@@ -42,6 +42,26 @@ pub fn take_stage_peak_rss() -> Option<u64> {
     Some(p.max(FOLDED_PEAK.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
+/// Sets glibc's allocator to serve every block of `MMAP_THRESHOLD` bytes or more with its own
+/// mapping, for the rest of the process. glibc's default raises that threshold to the size of
+/// each large block freed, up to 32 MiB, so the Arrow buffers of the SQL stage (from a few hundred
+/// KiB to tens of MiB, many alive at once, freed in another order than allocated) then come from
+/// the heap arenas, whose freed holes stay resident and fragment. With a fixed threshold a freed
+/// large block goes back to the OS at once, which lowers training's peak; each such block then
+/// costs a mapping and fresh pages, which `trainer run` can afford but `update`'s inserts,
+/// measured slower with it, do not need (docs/design.md, "Memory").
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of glibc's allocator; any value is valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+/// See [`tune_allocator`]: large enough that the many small buffers of a record batch stay on the
+/// heap, small enough that the column buffers of large batches and tables do not.
+pub const MMAP_THRESHOLD: i32 = 256 * 1024;
+
 /// Returns freed heap memory to the OS (glibc keeps freed chunks of its arenas mapped, so a
 /// stage that follows a large one would otherwise be measured, and held, at the old size).
 pub fn release_free_memory() {

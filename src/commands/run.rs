@@ -80,6 +80,7 @@ pub async fn execute(config: &Path, quiet: bool) -> Result<()> {
 /// `trainer run`.
 pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    crate::memory::tune_allocator();
     let (cfg, mapping, files) = load_inputs(config_path)?;
     let _lock = crate::fsutil::ModelLock::acquire(&cfg.output.models_dir)?;
     let staged = StagedDir::create(&cfg.output.models_dir)?;
