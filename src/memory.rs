@@ -44,9 +44,9 @@ pub fn take_stage_peak_rss() -> Option<u64> {
 
 /// Sets glibc's allocator to serve every block of `MMAP_THRESHOLD` bytes or more with its own
 /// mapping, for the rest of the process. glibc's default raises that threshold to the size of
-/// each large block freed, up to 32 MiB, so the Arrow buffers of the SQL stage (from a few hundred
-/// KiB to tens of MiB, many alive at once, freed in another order than allocated) then come from
-/// the heap arenas, whose freed holes stay resident and fragment. With a fixed threshold a freed
+/// each large block freed, so the SQL stage's Arrow buffers (many alive at once, freed in another
+/// order than allocated) then come from the heap arenas, whose freed holes stay resident and
+/// fragment. With a fixed threshold a freed
 /// large block goes back to the OS at once, which lowers training's peak; each such block then
 /// costs a mapping and fresh pages, which `trainer run` can afford but `update`'s inserts,
 /// measured slower with it, do not need (docs/design.md, "Memory").
