@@ -394,7 +394,7 @@ fn answer(
     let votes = crate::features::learn::votes(&ids);
     // One proposal per distinct routing, the most shared first, then by votes (see
     // `proposal_order`; --top-k is at least 1, so the first proposal is always among them).
-    let order = crate::features::learn::proposal_order(&ids, opts.top_k);
+    let order = crate::features::learn::proposal_order_by(&ids, &votes, opts.top_k);
     let agreement = order.first().map(|&first| {
         let ops: Vec<&[Option<&str>]> = sequences.iter().map(Vec::as_slice).collect();
         crate::features::learn::agreement_of(&ops, first)

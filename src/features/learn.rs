@@ -348,8 +348,16 @@ pub fn proposal_pool(k: usize) -> usize {
 /// single item a little nearer has. At most `k` indices into `routings`; five copies of one
 /// routing are one proposal, not five.
 pub fn proposal_order<T: PartialEq>(routings: &[T], k: usize) -> Vec<usize> {
+    if k <= 1 {
+        // The first proposal does not depend on the votes (the calibration's hot path).
+        return proposal_order_by(routings, &vec![0.0; routings.len()], k);
+    }
+    proposal_order_by(routings, &votes(routings), k)
+}
+
+/// [`proposal_order`] with the [`votes`] of `routings` already computed.
+pub fn proposal_order_by<T: PartialEq>(routings: &[T], votes: &[f64], k: usize) -> Vec<usize> {
     let top = &routings[..routings.len().min(PROPOSALS)];
-    let votes = votes(routings);
     // (support among the first PROPOSALS, votes, index of the routing's nearest neighbour)
     let mut firsts: Vec<(usize, f64, usize)> = routings
         .iter()
