@@ -20,8 +20,10 @@ pub const NEAREST_OTHER_EF: usize = 10;
 /// quantised vectors and re-rank their best few in f32, so a model's f32 rows are read only for
 /// those few. A search can only miss a closer item, never report one
 /// closer than exists, so a HIGH answer is final while a LOW one is worth a second look; LOW
-/// items are outliers, which a graph search finds least reliably. `trainer eval` and the
-/// benchmark measure the agreement with exact search.
+/// items are outliers, which a graph search finds least reliably. No second look when even a
+/// similarity of 1 would stay below `threshold` (a calibration under which no similarity is
+/// HIGH gives +∞): it could not change the tier, and on such a plant every item would be
+/// searched twice. `trainer eval` and the benchmark measure the agreement with exact search.
 pub fn similarity_nearest(
     h: &Hnsw,
     quant: &Quantized,
@@ -32,7 +34,7 @@ pub fn similarity_nearest(
     vis: &mut Visited,
 ) -> Option<(f32, u32)> {
     let beam = h.nearest_other(quant, i, beam, vis)?;
-    if (1.0 - beam.0) as f64 >= threshold {
+    if (1.0 - beam.0) as f64 >= threshold || threshold > 1.0 {
         return Some(beam);
     }
     let full = h.search_other_quantized(quant, i, ef_search, vis);
@@ -138,5 +140,13 @@ mod tests {
             exact_hits as f64 / n as f64 >= 0.99,
             "{exact_hits} of {n} exact"
         );
+        // No similarity can be HIGH: the beam's answer stands for every item.
+        for t in [f64::INFINITY, 1.5] {
+            for i in (0..n as u32).step_by(7) {
+                let beam = h.nearest_other(&quant, i, NEAREST_OTHER_EF, &mut vis);
+                let got = similarity_nearest(&h, &quant, i, NEAREST_OTHER_EF, 1024, t, &mut vis);
+                assert_eq!(got, beam, "item {i}, threshold {t}");
+            }
+        }
     }
 }
