@@ -83,7 +83,7 @@ recommend: run
 eval: deps
 	$(CARGO) run --locked --quiet -- eval --config $(CONFIG)
 
-## bench: speed and memory of `trainer run` at 325k and 1M items (generated, cached under
+## bench: speed and memory of `trainer run` at 325k and 1M items of both generated plants (cached under
 ## /var/cache/trainer-bench), per stage; query latency and incremental insertion; `trainer
 ## update` of 1,000 items and `trainer recommend` (one item, 10,000) at 325k. Prints figures.
 bench: pyenv
