@@ -2,22 +2,21 @@
 //! `trainer run` after the SQL, without rerunning the SQL. Run by `make bench` (scripts/bench)
 //! after the 325k-item `trainer run`; standalone: `TRAINER_BENCH_MODEL=models cargo bench --bench
 //! index_build` (`TRAINER_BENCH_M` / `TRAINER_BENCH_EFC` override the model's M and
-//! ef_construction, and `TRAINER_BENCH_NEAREST_EF` the similarity check's beam width, to weigh a
-//! parameter change before making it the default).
+//! ef_construction, to weigh a parameter change before making it the default).
 //!
 //! Prints build wall time (all cores), whether the rebuilt graph equals the saved one (it must,
 //! with the model's own parameters: the build is deterministic), recall@10 at the model's
 //! ef_search against exact search on 500 queries (stored vectors with seeded noise), the
-//! similarity pass over every item and how often its nearest other agrees with exact search, and
-//! how many of the items it calls LOW are LOW by exact search too.
+//! similarity pass over every item (its nearest other and its nearest routed others, from which a
+//! model item's answer and tier come) and how often each agrees with exact search.
 
 use std::time::Instant;
 
 mod common;
 
 use rayon::prelude::*;
-use trainer::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
-use trainer::index::with_visited;
+use trainer::features::learn::PROPOSALS;
+use trainer::index::similarity::{NEAREST_OTHER_EF, near_pass};
 use trainer::index::{Hnsw, HnswParams};
 use trainer::rng::Rng;
 
@@ -26,17 +25,6 @@ fn env_usize(name: &str) -> Option<usize> {
         v.parse()
             .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
     })
-}
-
-/// The model's similarity threshold, from its `training_metadata.json`.
-fn similarity_threshold(dir: &std::path::Path) -> f64 {
-    let path = dir.join("training_metadata.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let meta: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    meta["similarity_threshold"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{}: no `similarity_threshold`", path.display()))
 }
 
 fn main() {
@@ -77,15 +65,14 @@ fn main() {
     }
     drop(saved);
 
-    let beam = env_usize("TRAINER_BENCH_NEAREST_EF").unwrap_or(NEAREST_OTHER_EF);
-    let threshold = similarity_threshold(&model.dir);
+    let routed = trainer::model::Items::load(&model.dir.join("items.parquet"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .has_routing;
     let t = Instant::now();
-    let nearest: Vec<Option<(f32, u32)>> = (0..n as u32)
-        .into_par_iter()
-        .map(|i| with_visited(|vis| similarity_nearest(&h, &quant, i, beam, ef, threshold, vis)))
-        .collect();
+    let near = near_pass(&h, &quant, 0..n as u32, &routed, ef, |_| {});
     println!(
-        "similarity pass (nearest other of every item, beam {beam}, LOW ones searched again): {:.2} s",
+        "similarity pass (nearest other and {PROPOSALS} nearest routed others of every item, beam \
+         {NEAREST_OTHER_EF}): {:.2} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -101,31 +88,29 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let sample: Vec<u32> = (0..2000).map(|k| (k * n / 2000) as u32).collect();
-    let agree = sample
+    let (other, routed_same) = sample
         .par_iter()
-        .filter(|&&i| {
-            let exact = h.brute_force_other(i).map(|x| x.0);
-            nearest[i as usize].map(|x| x.0) <= exact || exact.is_none()
+        .map(|&i| {
+            let exact = h.brute_force(h.vector(i), n);
+            let exact_other = exact.iter().find(|x| x.1 != i).map(|x| 1.0 - x.0);
+            let exact_routed: Vec<u32> = exact
+                .iter()
+                .filter(|x| x.1 != i && routed[x.1 as usize])
+                .take(PROPOSALS)
+                .map(|x| x.1)
+                .collect();
+            let got = &near[i as usize];
+            let got_routed: Vec<u32> = got.routed.iter().map(|x| x.0).collect();
+            (
+                usize::from(got.other.map(|x| x.1) >= exact_other),
+                usize::from(got_routed == exact_routed),
+            )
         })
-        .count();
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     println!(
-        "nearest other as close as the exact one: {:.4} of 2000 sampled items",
-        agree as f64 / 2000.0
-    );
-    // The tier decision where it matters: every item the similarity pass calls LOW, checked
-    // against its exact nearest other.
-    let low: Vec<u32> = (0..n as u32)
-        .filter(|&i| nearest[i as usize].is_some_and(|x| ((1.0 - x.0) as f64) < threshold))
-        .collect();
-    let truly_low = low
-        .par_iter()
-        .filter(|&&i| {
-            h.brute_force_other(i)
-                .is_none_or(|x| ((1.0 - x.0) as f64) < threshold)
-        })
-        .count();
-    println!(
-        "LOW items (nearest other below {threshold}): {}, of which LOW by exact search too: {truly_low}",
-        low.len()
+        "of 2000 sampled items: nearest other as close as the exact one {:.4}; the {PROPOSALS} \
+         nearest routed others those of exact search {:.4}",
+        other as f64 / 2000.0,
+        routed_same as f64 / 2000.0
     );
 }

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 # Model format versions this client reads (docs/stage3.md): 5 fits the tier's calibration on the
 # first proposal as proposal_order makes it; 6 stores each level's confidence as a lower bound of
-# its share. Both are applied as stored.
-MODEL_FORMAT_VERSIONS = (5, 6)
+# its share; 7 changes only the model items' own tier columns, which this client does not read.
+# All are applied as stored.
+MODEL_FORMAT_VERSIONS = (5, 6, 7)
 
 
 PROPOSALS = 5

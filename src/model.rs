@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, BooleanArray, Float32Array, Float64Array, StringArray, UInt64Array};
+use arrow::array::{
+    Array, BooleanArray, Float32Array, Float64Array, StringArray, UInt8Array, UInt64Array,
+};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
@@ -21,7 +23,7 @@ use crate::index::{Hnsw, hnswlib_file};
 use crate::transform;
 
 /// The version of the model directory's layout (see the module docs and `docs/stage3.md`).
-pub const MODEL_FORMAT_VERSION: u64 = 6;
+pub const MODEL_FORMAT_VERSION: u64 = 7;
 
 pub const METADATA_FILE: &str = "training_metadata.json";
 pub const QUEUE_FILE: &str = "retrain_queue.csv";
@@ -100,6 +102,11 @@ pub struct Items {
     pub item_weight: Vec<f64>,
     pub nearest_label: Vec<Option<u64>>,
     pub nearest_similarity: Vec<f32>,
+    /// The agreement and confidence of each item's answer, and the radius of the routed
+    /// neighbours it counted (see [`crate::export::items::ItemRow`]).
+    pub agreement: Vec<Option<u8>>,
+    pub confidence: Vec<Option<f32>>,
+    pub radius: Vec<Option<f32>>,
     pub tier: Vec<String>,
     pub has_routing: Vec<bool>,
 }
@@ -190,6 +197,15 @@ impl Items {
             )?
             .values()
             .to_vec(),
+            agreement: col::<UInt8Array>(&b, "agreement", &DataType::UInt8, path)?
+                .iter()
+                .collect(),
+            confidence: col::<Float32Array>(&b, "confidence", &DataType::Float32, path)?
+                .iter()
+                .collect(),
+            radius: col::<Float32Array>(&b, "agreement_radius", &DataType::Float32, path)?
+                .iter()
+                .collect(),
             tier: req_strings(
                 col::<StringArray>(&b, "similarity_tier", &DataType::Utf8, path)?,
                 "similarity_tier",
@@ -437,10 +453,11 @@ impl Routings {
 #[derive(Debug, Clone)]
 pub struct SearchParams {
     pub threshold: f64,
-    /// What the threshold applies to for the model's items: the cosine similarity calibrated at
-    /// training.
+    /// The cosine similarity calibrated at training: what an answer's confidence falls back to
+    /// in a model too small for `proposals`.
     pub calibration: crate::features::learn::Calibration,
-    /// ... and for a recommendation's proposals: the share right by support.
+    /// What the threshold applies to, for an answer to a new item and a model item alike: the
+    /// confidence by the first proposal's agreement.
     pub proposals: crate::features::learn::ProposalCalibration,
     pub ef_search: usize,
     pub m: usize,

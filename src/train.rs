@@ -144,6 +144,10 @@ pub struct TrainedVectors {
     pub rows: serde_json::Map<String, serde_json::Value>,
     /// Per item (label order): whether it has a current routing.
     pub has_routing: Vec<bool>,
+    /// Per item (label order): its routing's id in `routing_ops` (none: no current routing).
+    pub routing_ids: Vec<Option<u32>>,
+    /// Per routing id: its JOB_CDs, interned (see [`Routed`]).
+    pub routing_ops: Vec<Vec<u32>>,
     /// The learned weights and the calibration of the similarity.
     pub learned: learn::LearnReport,
 }
@@ -283,6 +287,8 @@ pub async fn train_vectors(
         dims_dropped,
         rows,
         has_routing: labels.iter().map(Option::is_some).collect(),
+        routing_ids: labels,
+        routing_ops: routed.ops,
         learned,
     })
 }

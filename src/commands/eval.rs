@@ -38,7 +38,7 @@ use crate::features::learn::{
 use crate::fsutil::atomic_write;
 use crate::fsutil::write_json;
 use crate::index::Hnsw;
-use crate::index::similarity::{NEAREST_OTHER_EF, similarity_nearest};
+use crate::index::similarity::{NEAREST_OTHER_EF, near_one};
 use crate::index::with_visited;
 use crate::rng::{fnv1a64, mix64};
 use crate::train::{self, TrainOptions};
@@ -143,6 +143,10 @@ pub struct EvalReport {
     pub recall_at_10: f64,
     pub recall_queries: usize,
     pub nearest_other_agreement: f64,
+    /// The share of sampled items whose routed neighbours in the similarity check are exact
+    /// search's, and whose agreement (what their tier is set by) is exact search's.
+    pub routed_agreement: f64,
+    pub agreement_agreement: f64,
     pub ef_search: usize,
     pub hnsw_m: usize,
     pub opts: EvalOptions,
@@ -249,7 +253,7 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
     let via = index_neighbours(&h, holdout, &split.candidates, proposal_pool(10), ef);
     let via_index = scores(holdout, &via, &truth.seqs, thr, &Tiering::of(&learned));
     let sample = draw_sample(truth.keys.len(), opts.recall_queries, opts.seed);
-    let (recall, agree) = index_checks(&h, &sample, ef, cfg.similarity_threshold);
+    let checks = index_checks(&h, &sample, ef, &split.candidates, &truth.seqs);
 
     let report = EvalReport {
         items: truth.keys.len(),
@@ -262,9 +266,11 @@ pub async fn eval(config_path: &Path, opts: &EvalOptions) -> Result<EvalReport> 
         calibration_bins: bins,
         agreement_bins,
         plot_path: cfg.output.models_dir.join("eval_calibration.svg"),
-        recall_at_10: recall,
+        recall_at_10: checks.recall_at_10,
         recall_queries: sample.len(),
-        nearest_other_agreement: agree,
+        nearest_other_agreement: checks.nearest_other,
+        routed_agreement: checks.routed,
+        agreement_agreement: checks.agreement,
         ef_search: ef,
         hnsw_m: cfg.hnsw.m,
         opts: opts.clone(),
@@ -618,38 +624,78 @@ fn index_neighbours(
         .collect()
 }
 
-/// Recall@10 of `search` at `ef` against exact search over all items, and the share of items
-/// whose nearest other as the similarity check finds it ([`similarity_nearest`]) is
-/// as close as the exact nearest other.
-fn index_checks(h: &Hnsw, sample: &[u32], ef: usize, threshold: f64) -> (f64, f64) {
+/// What [`index_checks`] measured.
+struct IndexChecks {
+    recall_at_10: f64,
+    nearest_other: f64,
+    routed: f64,
+    agreement: f64,
+}
+
+/// Recall@10 of `search` at `ef` against exact search over all items, and the shares of the
+/// `sample` whose similarity check ([`near_one`]) finds a nearest other as close as the exact
+/// one, the [`PROPOSALS`] nearest `routed` others exact search finds, and their agreement
+/// ([`agreement`] over `seqs`).
+fn index_checks(
+    h: &Hnsw,
+    sample: &[u32],
+    ef: usize,
+    routed: &[bool],
+    seqs: &[Option<Vec<u32>>],
+) -> IndexChecks {
     let quant = h.quantized();
-    let per: Vec<(usize, usize, bool)> = sample
+    let empty: Vec<u32> = Vec::new();
+    let ops = |l: u32| -> &[u32] { seqs[l as usize].as_deref().unwrap_or(&empty) };
+    let agree = |ids: &[u32]| -> usize {
+        let o: Vec<&[u32]> = ids.iter().map(|&l| ops(l)).collect();
+        agreement(&o)
+    };
+    // Per item: recall hits, exact neighbours, and whether the nearest other, the routed
+    // neighbours and their agreement are exact search's.
+    type Checked = (usize, usize, bool, bool, bool);
+    let per: Vec<Checked> = sample
         .par_iter()
         .map(|&q| {
             with_visited(|vis| {
                 let qv = h.vector(q);
-                let exact = h.brute_force(qv, 11);
+                let exact = h.brute_force(qv, h.len());
                 let exact10: Vec<u32> = exact.iter().take(10).map(|x| x.1).collect();
                 let hits = h.hits(qv, &exact10, ef, vis);
                 let exact_other = exact.iter().find(|x| x.1 != q).map(|x| x.0);
-                let other = similarity_nearest(h, &quant, q, NEAREST_OTHER_EF, ef, threshold, vis)
-                    .map(|x| x.0);
-                let same = match (other, exact_other) {
-                    (Some(a), Some(b)) => a <= b,
+                let exact_routed: Vec<u32> = exact
+                    .iter()
+                    .filter(|x| x.1 != q && routed[x.1 as usize])
+                    .take(PROPOSALS)
+                    .map(|x| x.1)
+                    .collect();
+                let got = near_one(h, &quant, q, routed, ef, vis);
+                let same = match (got.other, exact_other) {
+                    (Some(a), Some(b)) => 1.0 - a.1 <= b,
                     (None, None) => true,
                     _ => false,
                 };
-                (hits, exact10.len(), same)
+                let got_routed: Vec<u32> = got.routed.iter().map(|x| x.0).collect();
+                (
+                    hits,
+                    exact10.len(),
+                    same,
+                    got_routed == exact_routed,
+                    agree(&got_routed) == agree(&exact_routed),
+                )
             })
         })
         .collect();
     let hits: usize = per.iter().map(|x| x.0).sum();
     let total: usize = per.iter().map(|x| x.1).sum();
-    let same = per.iter().filter(|x| x.2).count();
-    (
-        hits as f64 / total.max(1) as f64,
-        same as f64 / per.len().max(1) as f64,
-    )
+    let share = |f: &dyn Fn(&Checked) -> bool| {
+        per.iter().filter(|x| f(x)).count() as f64 / per.len().max(1) as f64
+    };
+    IndexChecks {
+        recall_at_10: hits as f64 / total.max(1) as f64,
+        nearest_other: share(&|x| x.2),
+        routed: share(&|x| x.3),
+        agreement: share(&|x| x.4),
+    }
 }
 
 /// 1 − Levenshtein(a, b) / max(|a|, |b|) over operation codes (1 for two empty sequences).
@@ -1065,8 +1111,9 @@ impl EvalReport {
                 "recall_at_10": self.recall_at_10,
                 "recall_queries": self.recall_queries,
                 "nearest_other_ef": NEAREST_OTHER_EF,
-                "low_recheck_ef": self.ef_search,
                 "nearest_other_agrees_with_exact": self.nearest_other_agreement,
+                "routed_neighbours_equal_exact": self.routed_agreement,
+                "agreement_equals_exact": self.agreement_agreement,
             },
             "seconds": self.seconds,
         })
@@ -1202,15 +1249,19 @@ impl EvalReport {
              bound of the training share whose top-1 was within one operation, at its agreement) \
              reaches {thr} (naive: the raw cosine).\n\
              index (trainer vectors, M {}, ef_search {}): recall@10 against exact search {:.4} \
-             over {} items; the similarity check's nearest other (beam {}, LOW ones searched again \
-             at ef {}) is as close as the exact one for {}.\nreport written to {}\n",
+             over {} items; the similarity check (beam {}) finds a nearest other as close as the \
+             exact one for {},\nthe {} nearest routed others of exact search for {}, and the \
+             agreement of exact search (what a model item's tier is set by) for {}.\nreport \
+             written to {}\n",
             self.hnsw_m,
             self.ef_search,
             self.recall_at_10,
             self.recall_queries,
             NEAREST_OTHER_EF,
-            self.ef_search,
             pct(self.nearest_other_agreement),
+            PROPOSALS,
+            pct(self.routed_agreement),
+            pct(self.agreement_agreement),
             self.report_path.display(),
         ));
         out

@@ -462,14 +462,12 @@ fn answer(
             routing,
         });
     }
-    // Without a support calibration, the nearest routed neighbour's calibrated similarity.
-    let confidence = nearest.map(|sim| {
-        model
-            .params
-            .proposals
-            .apply(agreement.unwrap_or(0))
-            .unwrap_or_else(|| model.params.calibration.apply(sim as f64)) as f32
-    });
+    let confidence = crate::features::learn::answer_confidence(
+        agreement,
+        nearest,
+        &model.params.proposals,
+        &model.params.calibration,
+    );
     let own = match q.label {
         Some(_) => routings.routing(&q.item_key).map(|r| r.rout_no),
         None => None,

@@ -17,18 +17,18 @@ use crate::engine::sources::SourceInfo;
 use crate::engine::sources::snapshot_id;
 use crate::engine::sqlfiles::SqlFile;
 use crate::error::{Error, Result};
-use crate::export::items::{ItemRow, low_entries, write_items, write_queue};
+use crate::export::items::{ItemRow, low_entries, tier_of, write_items, write_queue};
 use crate::export::log::{RunLog, Timer, log_histogram, mib, progress_bar};
 use crate::export::metadata::{git_commit, index_sidecar, sources_json};
 use crate::export::projector::{self, MetaRow};
 use crate::export::write_vector_files;
-use crate::features::learn::{Calibration, LearnReport};
+use crate::features::learn::LearnReport;
 use crate::features::weights::ItemSample;
 use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
 use crate::hash::sha256_file;
 use crate::index::Quantized;
-use crate::index::similarity::{similarity_histogram, similarity_pass};
+use crate::index::similarity::{Near, answer_of, near_pass, similarity_histogram};
 use crate::index::{Hnsw, HnswParams, hnswlib_file};
 use crate::model::{METADATA_FILE, PROJECTOR_DIR, QUEUE_FILE};
 use crate::train::{
@@ -125,7 +125,7 @@ pub async fn run(config_path: &Path, opts: &RunOptions) -> Result<RunSummary> {
     timer.lap("index_build", &mut log);
 
     let items = &trained.items;
-    let check = similarity_check(&h, quant, &cfg, &trained.learned.calibration, &mut log);
+    let check = similarity_check(&h, quant, &cfg, &trained, &mut log);
     let rows = item_rows(items, &trained.sample, &trained.has_routing, &check, &cfg);
     crate::export::items::warn_low(&rows, check.low, &mut log);
     timer.lap("similarity_check", &mut log);
@@ -205,34 +205,35 @@ fn build_index(
     Ok((h, quant, written?))
 }
 
-/// Every item's nearest other, its calibrated similarity and the tier counts.
+/// Every item's nearest other, the answer its nearest routed others give, and the tier counts.
 struct Checked {
-    /// Per label: the nearest other's label and the cosine similarity to it.
-    nearest: Vec<(Option<u32>, f32)>,
-    /// Per label: the calibrated similarity the tier compares with the threshold.
-    confidence: Vec<f32>,
+    /// Per label: what the check found.
+    near: Vec<Near>,
+    /// Per label: the first proposal's agreement and the answer's confidence.
+    answers: Vec<(Option<u8>, Option<f32>)>,
     high: usize,
     low: usize,
     hist: [usize; 10],
 }
 
-/// The similarity check over the whole index (the quantised rows are dropped after it).
+/// The similarity check over the whole index (the quantised rows are dropped after it): each
+/// item's nearest other, and its tier, that of the answer `recommend` would give it.
 fn similarity_check(
     h: &Hnsw,
     quant: Quantized,
     cfg: &Config,
-    cal: &Calibration,
+    trained: &TrainedVectors,
     log: &mut RunLog,
 ) -> Checked {
     let n = h.len();
     let thr = cfg.similarity_threshold;
     let bar = progress_bar(n as u64, "similarity");
-    let nearest = similarity_pass(
+    let near = near_pass(
         h,
         &quant,
         0..n as u32,
+        &trained.has_routing,
         cfg.hnsw.ef_search,
-        cal.raw_threshold(thr),
         |k| {
             if let Some(b) = &bar {
                 b.inc(k)
@@ -243,27 +244,37 @@ fn similarity_check(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let confidence: Vec<f32> = nearest
+    let learned = &trained.learned;
+    let ops_of = |l: u32| -> &[u32] {
+        trained.routing_ids[l as usize].map_or(&[][..], |r| &trained.routing_ops[r as usize][..])
+    };
+    let answers: Vec<(Option<u8>, Option<f32>)> = near
         .iter()
-        .map(|x| cal.apply(x.1 as f64) as f32)
+        .map(|x| {
+            answer_of(
+                x,
+                ops_of,
+                &learned.proposal_calibration,
+                &learned.calibration,
+            )
+        })
         .collect();
-    let high = confidence.iter().filter(|&&c| c as f64 >= thr).count();
+    let high = answers
+        .iter()
+        .filter(|a| a.1.is_some_and(|c| c as f64 >= thr))
+        .count();
     let low = n - high;
     log.info(format!(
-        "similarity: {high} items with {} >= {thr} (HIGH, {:.1} %), {low} below (LOW, {:.1} %)",
-        if cal.is_identity() {
-            "cosine"
-        } else {
-            "calibrated similarity"
-        },
+        "similarity check: {high} items whose answer's confidence is >= {thr} (HIGH, {:.1} %), \
+         {low} below (LOW, {:.1} %)",
         100.0 * high as f64 / n.max(1) as f64,
         100.0 * low as f64 / n.max(1) as f64
     ));
-    let hist = similarity_histogram(nearest.iter().map(|x| x.1));
+    let hist = similarity_histogram(near.iter().map(|x| x.other.map_or(0.0, |o| o.1)));
     log_histogram(log, "similarity histogram", &hist);
     Checked {
-        nearest,
-        confidence,
+        near,
+        answers,
         high,
         low,
         hist,
@@ -280,21 +291,22 @@ fn item_rows<'a>(
 ) -> Vec<ItemRow<'a>> {
     let thr = cfg.similarity_threshold;
     (0..items.keys.len())
-        .map(|i| ItemRow {
-            item_key: &items.keys[i],
-            item_cd: &items.item_cd[i],
-            part_nm: items.part_nm[i].as_deref(),
-            seal_type: items.seal_type[i].as_deref(),
-            item_weight: sample.item_weight[i],
-            nearest_label: check.nearest[i].0.map(|x| x as u64),
-            nearest_similarity: check.nearest[i].1,
-            confidence: check.confidence[i],
-            has_routing: has_routing[i],
-            tier: if check.confidence[i] as f64 >= thr {
-                "HIGH"
-            } else {
-                "LOW"
-            },
+        .map(|i| {
+            let (agreement, confidence) = check.answers[i];
+            ItemRow {
+                item_key: &items.keys[i],
+                item_cd: &items.item_cd[i],
+                part_nm: items.part_nm[i].as_deref(),
+                seal_type: items.seal_type[i].as_deref(),
+                item_weight: sample.item_weight[i],
+                nearest_label: check.near[i].other.map(|x| x.0 as u64),
+                nearest_similarity: check.near[i].other.map_or(0.0, |x| x.1),
+                agreement,
+                confidence,
+                radius: check.near[i].radius(),
+                has_routing: has_routing[i],
+                tier: tier_of(confidence, thr),
+            }
         })
         .collect()
 }
@@ -323,7 +335,7 @@ fn write_artifacts(
             projector::write_meta(&out.join(PROJECTOR_DIR), (n, d), tensor, &meta)?;
             write_queue(
                 &out.join(QUEUE_FILE),
-                &low_entries(rows, 0, cfg.similarity_threshold, "run", created_at),
+                &low_entries(rows, 0..n, cfg.similarity_threshold, "run", created_at),
             )
         },
     );

@@ -4,12 +4,15 @@
 //! `item_key` the model does not have are encoded with the fitted state (as `vectorize` encodes
 //! a new item), inserted into the saved index (same parameters, levels from the same seeded
 //! sequence, so the same inputs give the same bytes), and given their nearest other item and
-//! tier. Existing items whose nearest other is now one of the new items are re-checked (their
-//! similarity can only rise). Items already in the model are never re-encoded: items whose
+//! the tier of the answer their nearest routed items give (as `run` does). Existing items whose
+//! nearest other is now one of the new items get it as their nearest other; existing items that
+//! a new routed item joins among their nearest routed items get their answer and tier again
+//! (either way). Items already in the model are never re-encoded: items whose
 //! cleaned attributes changed and items that disappeared are counted and listed, as candidates
 //! for the next full retraining. Every artifact is rewritten into a staging folder and swapped in
 //! as a whole, like `run`; an update with nothing new changes nothing.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +31,7 @@ use crate::config::mapping::Mapping;
 use crate::engine::{self, ItemVolumes, RowFilter, sources};
 use crate::error::{Error, Result};
 use crate::export::items::{
-    ItemRow, QueueEntry, low_entries, read_queue, write_items, write_queue,
+    ItemRow, QueueEntry, low_entries, read_queue, tier_of, write_items, write_queue,
 };
 use crate::export::log::RunLog;
 use crate::export::log::{Timer, log_histogram};
@@ -39,7 +42,7 @@ use crate::fsutil::StagedDir;
 use crate::fsutil::write_json;
 use crate::index::hnswlib_file;
 use crate::index::quant::dot_error_bound;
-use crate::index::similarity::{similarity_histogram, similarity_pass};
+use crate::index::similarity::{Near, answer_of, near_one, near_pass, similarity_histogram};
 use crate::index::with_visited;
 use crate::model::{
     self, ByKey, INDEX_FILE, ITEM_FEATURES_FILE, ITEMS_FILE, Items, METADATA_FILE, PROJECTOR_DIR,
@@ -58,6 +61,11 @@ pub struct UpdateSummary {
     pub low: usize,
     /// Existing items whose nearest other is now a new item.
     pub rechecked: usize,
+    /// Existing items that a new routed item joined among their nearest routed items (answer
+    /// and tier computed again), and how many of them went LOW -> HIGH and HIGH -> LOW.
+    pub reanswered: usize,
+    pub raised: usize,
+    pub lowered: usize,
     /// Queued items that became HIGH.
     pub resolved: usize,
     pub changed: usize,
@@ -179,6 +187,9 @@ pub async fn update(
             added: 0,
             low: 0,
             rechecked: 0,
+            reanswered: 0,
+            raised: 0,
+            lowered: 0,
             resolved: 0,
             changed: diff.changed.len(),
             disappeared: diff.disappeared.len(),
@@ -243,10 +254,19 @@ pub async fn update(
     // rows are appended, see `Hnsw::insert_all_beside`), and the tables that do not depend on
     // the index.
     let hashes = grown_hashes(old_hashes.as_ref(), &now_hashes, &items, &diff, &new_keys);
+    let mut codes = RoutingCodes::new(items.item_key.iter().chain(&new_keys).map(String::as_str));
     let (quant, (written, tables)) = h.insert_all_beside(flat, params.seed, |rows| {
         std::thread::scope(|scope| {
-            let tables =
-                scope.spawn(|| write_tables(&dir, &out, (&chosen, levels), &new_routings, &hashes));
+            let tables = scope.spawn(|| {
+                write_tables(
+                    &dir,
+                    &out,
+                    (&chosen, levels),
+                    &new_routings,
+                    &hashes,
+                    &mut codes,
+                )
+            });
             let written = write_vector_files(&out, rows);
             let tables = tables
                 .join()
@@ -262,35 +282,76 @@ pub async fn update(
     crate::memory::release_free_memory();
     timer.lap("index_insert", &mut log);
 
-    // ---- similarity: the new items, and the old items they came close to -----------------------
+    // ---- the new items' answers, and the existing answers they change ------------------------
     let thr = params.threshold;
-    let cal = &params.calibration;
-    let conf = |s: f32| cal.apply(s as f64) as f32;
     let ef = params.ef_search;
-    let new_nearest = similarity_pass(
-        &h,
-        &quant,
-        start as u32..n as u32,
-        ef,
-        cal.raw_threshold(thr),
-        |_| {},
-    );
+    let ops = codes.ops;
+    let routed: Vec<bool> = items
+        .has_routing
+        .iter()
+        .copied()
+        .chain(new_keys.iter().map(|k| routed.binary_search(k).is_ok()))
+        .collect();
+    let answer = |near: &Near| {
+        answer_of(
+            near,
+            |l| &ops[l as usize][..],
+            &params.proposals,
+            &params.calibration,
+        )
+    };
+    let new_near = near_pass(&h, &quant, start as u32..n as u32, &routed, ef, |_| {});
     let Rechecked {
         mut nearest_label,
         mut nearest_sim,
         rechecked,
-        raised,
-    } = recheck_existing(&h, &quant, start, ef, &items, &conf, thr);
+        joined,
+    } = recheck_existing(&h, &quant, start, ef, &items, &routed);
+    // An existing item a new routed item joined: its routed neighbours found again, the new
+    // ones that joined it included even where the beam would miss them.
+    let reanswered: Vec<(usize, Near)> = joined
+        .into_par_iter()
+        .map(|(j, new)| {
+            let mut near = with_visited(|vis| near_one(&h, &quant, j as u32, &routed, ef, vis));
+            for (i, sim) in new {
+                if near.routed.iter().all(|x| x.0 != i) {
+                    near.routed.push((i, sim));
+                }
+            }
+            near.routed
+                .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            near.routed.truncate(crate::features::learn::PROPOSALS);
+            (j, near)
+        })
+        .collect();
     drop(quant);
     // Hand back the pages of the model's rows that the re-rankings read.
     h.vectors().release(0..start);
-    nearest_label.extend(new_nearest.iter().map(|x| x.0.map(u64::from)));
-    nearest_sim.extend(new_nearest.iter().map(|x| x.1));
-    let low = new_nearest
+    nearest_label.extend(new_near.iter().map(|x| x.other.map(|o| u64::from(o.0))));
+    nearest_sim.extend(new_near.iter().map(|x| x.other.map_or(0.0, |o| o.1)));
+    let mut answers: Vec<(Option<u8>, Option<f32>, Option<f32>)> = (0..start)
+        .map(|j| (items.agreement[j], items.confidence[j], items.radius[j]))
+        .collect();
+    let (mut raised, mut lowered) = (0usize, Vec::new());
+    for (j, near) in &reanswered {
+        let (a, c) = answer(near);
+        match (items.tier[*j].as_str(), tier_of(c, thr)) {
+            ("LOW", "HIGH") => raised += 1,
+            ("HIGH", "LOW") => lowered.push(*j),
+            _ => {}
+        }
+        answers[*j] = (a, c, near.radius());
+    }
+    answers.extend(new_near.iter().map(|x| {
+        let (a, c) = answer(x);
+        (a, c, x.radius())
+    }));
+    let low = answers[start..]
         .iter()
-        .filter(|x| (conf(x.1) as f64) < thr)
+        .filter(|x| tier_of(x.1, thr) == "LOW")
         .count();
-    let hist = similarity_histogram(new_nearest.iter().map(|x| x.1));
+    let hist = similarity_histogram(new_near.iter().map(|x| x.other.map_or(0.0, |o| o.1)));
+    drop((new_near, ops));
     timer.lap("similarity_check", &mut log);
 
     // ---- the items table, the queue ------------------------------------------------------------
@@ -302,27 +363,29 @@ pub async fn update(
         &new_weights,
         &routed,
         (&nearest_label, &nearest_sim),
-        &conf,
+        &answers,
         thr,
     );
+    let by = format!("update {update_no}");
     let mut queue = read_queue(&dir.join(QUEUE_FILE))?;
-    let resolved = resolve_queued(
-        &mut queue,
+    let resolved = resolve_queued(&mut queue, &rows, &by, &at);
+    // Existing items whose answer fell below the threshold are queued like the new LOW ones.
+    queue.extend(low_entries(
         &rows,
-        &conf,
+        lowered.iter().copied().chain(start..n),
         thr,
-        &format!("update {update_no}"),
+        &by,
         &at,
-    );
-    let fresh = low_entries(&rows, start, thr, &format!("update {update_no}"), &at);
-    queue.extend(fresh);
+    ));
 
     log.info(format!(
         "self-supervised update results: {added} items added ({} HIGH, {low} LOW -> queued), \
-         {rechecked} existing items now nearest to a new item ({} of them LOW -> HIGH), \
-         {resolved} queued items resolved",
+         {rechecked} existing items now nearest to a new item, {} existing items answered again \
+         (a new routed item among their nearest routed ones: {raised} LOW -> HIGH, {} HIGH -> \
+         LOW -> queued), {resolved} queued items resolved",
         added - low,
-        raised.len()
+        reanswered.len(),
+        lowered.len()
     ));
     log_histogram(&mut log, "new items' similarity histogram", &hist);
     crate::export::items::warn_low(&rows[start..], low, &mut log);
@@ -365,7 +428,9 @@ pub async fn update(
         "added": added,
         "low": low,
         "existing_items_rechecked": rechecked,
-        "existing_items_low_to_high": raised.len(),
+        "existing_items_reanswered": reanswered.len(),
+        "existing_items_low_to_high": raised,
+        "existing_items_high_to_low": lowered.len(),
         "queued_resolved": resolved,
         "changed_since_training": diff.changed.len(),
         "disappeared": diff.disappeared.len(),
@@ -394,6 +459,9 @@ pub async fn update(
         added,
         low,
         rechecked,
+        reanswered: reanswered.len(),
+        raised,
+        lowered: lowered.len(),
         resolved,
         changed: diff.changed.len(),
         disappeared: diff.disappeared.len(),
@@ -510,13 +578,14 @@ fn write_grown(
 /// (`dir`: the model they grow): the model's tables with the new items' rows (`chosen`: their
 /// `clean_items` rows) merged in, read and written a batch at a time.
 /// Returns how many new items carry a categorical level that no model item has, looked up
-/// (`levels`) in the model's item features as they pass.
+/// (`levels`) in the model's item features as they pass; `codes` gathers every routing.
 fn write_tables(
     dir: &Path,
     out: &Path,
     features: (&RecordBatch, NewLevels),
     new_routings: &RecordBatch,
     hashes: &SourceHashes,
+    codes: &mut RoutingCodes,
 ) -> Result<usize> {
     let (chosen, mut levels) = features;
     let (f, r) = rayon::join(
@@ -535,12 +604,83 @@ fn write_tables(
                 &dir.join(ROUTINGS_FILE),
                 new_routings,
                 &out.join(ROUTINGS_FILE),
-                |_| Ok(()),
-            )
+                |b| codes.add(b),
+            )?;
+            codes.add(new_routings)
         },
     );
     r?;
     f
+}
+
+/// Each item's current routing as interned JOB_CDs (label order; empty: none), gathered from
+/// the routing rows as they pass: what an answer's agreement compares, as `recommend` compares
+/// routings (by their JOB_CDs in order, a missing one a code of its own).
+pub struct RoutingCodes<'a> {
+    label: HashMap<&'a str, u32>,
+    interned: HashMap<String, u32>,
+    pub ops: Vec<Vec<u32>>,
+}
+
+impl<'a> RoutingCodes<'a> {
+    /// For the items `keys` (label order).
+    pub fn new(keys: impl Iterator<Item = &'a str>) -> Self {
+        let label: HashMap<&str, u32> = keys.enumerate().map(|(i, k)| (k, i as u32)).collect();
+        let n = label.len();
+        RoutingCodes {
+            label,
+            interned: HashMap::new(),
+            ops: vec![Vec::new(); n],
+        }
+    }
+
+    /// Adds the rows of `b` (`item_key`, `job_cd`; an item's rows in order).
+    pub fn add(&mut self, b: &RecordBatch) -> Result<()> {
+        let keys = key_strings(b)?;
+        let jobs = b
+            .column_by_name("job_cd")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| {
+                Error::input(
+                    ROUTINGS_FILE,
+                    "no text column `job_cd`; retrain".to_string(),
+                )
+            })?;
+        let mut cur: Option<(&str, u32)> = None;
+        for r in 0..b.num_rows() {
+            let key = keys.value(r);
+            let label = match cur {
+                Some((k, l)) if k == key => l,
+                _ => {
+                    let Some(&l) = self.label.get(key) else {
+                        return Err(Error::input(
+                            ROUTINGS_FILE,
+                            format!(
+                                "routing rows of item_key {key:?}, which the model does not have; retrain"
+                            ),
+                        ));
+                    };
+                    cur = Some((key, l));
+                    l
+                }
+            };
+            let code = if jobs.is_null(r) {
+                u32::MAX
+            } else {
+                let job = jobs.value(r);
+                match self.interned.get(job) {
+                    Some(&c) => c,
+                    None => {
+                        let c = self.interned.len() as u32;
+                        self.interned.insert(job.to_string(), c);
+                        c
+                    }
+                }
+            };
+            self.ops[label as usize].push(code);
+        }
+        Ok(())
+    }
 }
 
 /// The model's table at `old` (sorted by `item_key`) with `new`'s rows (sorted, no key in
@@ -924,12 +1064,15 @@ pub async fn execute(config: &Path, model: Option<&Path>, quiet: bool) -> Result
         );
     } else {
         println!(
-            "update {}: added {} items ({} LOW, queued) in {:.2} s; {} existing items now nearest to a new one, {} queued items resolved; {} changed and {} gone since training (see the log); model in {} ({} items), log {}",
+            "update {}: added {} items ({} LOW, queued) in {:.2} s; {} existing items now nearest to a new one; {} existing items answered again ({} LOW -> HIGH, {} HIGH -> LOW, queued); {} queued items resolved; {} changed and {} gone since training (see the log); model in {} ({} items), log {}",
             s.update,
             s.added,
             s.low,
             s.seconds,
             s.rechecked,
+            s.reanswered,
+            s.raised,
+            s.lowered,
             s.resolved,
             s.changed,
             s.disappeared,
@@ -1028,33 +1171,42 @@ struct Rechecked {
     nearest_sim: Vec<f32>,
     /// Existing items whose nearest other is now a new item.
     rechecked: usize,
-    /// Existing items that went from LOW to HIGH.
-    raised: Vec<usize>,
+    /// Existing items (ascending) with the new routed items (label, similarity) that are at
+    /// least as close as the farthest routed neighbour their answer counted.
+    joined: Vec<(usize, Vec<(u32, f32)>)>,
 }
 
-/// An existing item's nearest other can only become a new item that is closer: looks at the
+/// A new item can only change what an existing item saw by being close to it: looks at the
 /// existing items among each new item's `ef` nearest, found by a search on the quantised
-/// vectors. An existing item's f32 similarity to the new one is computed only where the
-/// quantised one comes within [`dot_error_bound`] of its nearest other's, so the model's f32
-/// rows (read in place from its index file) are read for a few candidates only.
+/// vectors. It becomes an existing item's nearest other when it is closer than that one, and
+/// joins its nearest routed items (if it has a routing) when it is at least as close as the
+/// farthest of them ([`Near::radius`]). An existing item's f32 similarity to the new one is
+/// computed only where the quantised one comes within [`dot_error_bound`] of either, so the
+/// model's f32 rows (read in place from its index file) are read for a few candidates only.
 fn recheck_existing(
     h: &crate::index::Hnsw,
     quant: &crate::index::Quantized,
     start: usize,
     ef: usize,
     items: &Items,
-    conf: &dyn Fn(f32) -> f32,
-    thr: f64,
+    routed: &[bool],
 ) -> Rechecked {
     let n = h.len();
     let bound = dot_error_bound(h.dim());
+    // The similarity a new routed item must reach to join an existing item's routed
+    // neighbours (none counted: any).
+    let reach = |j: usize| items.radius[j].unwrap_or(f32::NEG_INFINITY);
     let found: Vec<Vec<(u32, u32, f32)>> = (start as u32..n as u32)
         .into_par_iter()
         .map(|i| {
+            let joins = routed[i as usize];
             with_visited(|vis| h.search_quantized(quant, i, ef, vis))
                 .into_iter()
                 .filter(|&(dq, j)| {
-                    (j as usize) < start && 1.0 - dq >= items.nearest_similarity[j as usize] - bound
+                    let j = j as usize;
+                    j < start
+                        && (1.0 - dq >= items.nearest_similarity[j] - bound
+                            || (joins && 1.0 - dq >= reach(j) - bound))
                 })
                 .map(|(_, j)| (j, i, 1.0 - h.dist_between(i, j)))
                 .collect()
@@ -1063,7 +1215,7 @@ fn recheck_existing(
     let mut nearest_label = items.nearest_label.clone();
     let mut nearest_sim = items.nearest_similarity.clone();
     let mut rechecked = 0usize;
-    let mut raised = Vec::new();
+    let mut joined: HashMap<usize, Vec<(u32, f32)>> = HashMap::new();
     for (j, i, sim) in found.into_iter().flatten() {
         let j = j as usize;
         let better = sim > nearest_sim[j]
@@ -1072,30 +1224,25 @@ fn recheck_existing(
             if nearest_label[j].is_none_or(|l| (l as usize) < start) {
                 rechecked += 1;
             }
-            if (conf(nearest_sim[j]) as f64) < thr && (conf(sim) as f64) >= thr {
-                raised.push(j);
-            }
             nearest_sim[j] = sim;
             nearest_label[j] = Some(i as u64);
         }
+        if routed[i as usize] && sim >= reach(j) {
+            joined.entry(j).or_default().push((i, sim));
+        }
     }
+    let mut joined: Vec<(usize, Vec<(u32, f32)>)> = joined.into_iter().collect();
+    joined.sort_unstable_by_key(|x| x.0);
     Rechecked {
         nearest_label,
         nearest_sim,
         rechecked,
-        raised,
+        joined,
     }
 }
 
 /// Marks the open queue entries whose item is now HIGH as resolved by `by`; returns how many.
-fn resolve_queued(
-    queue: &mut [QueueEntry],
-    rows: &[ItemRow],
-    conf: &dyn Fn(f32) -> f32,
-    thr: f64,
-    by: &str,
-    at: &str,
-) -> usize {
+fn resolve_queued(queue: &mut [QueueEntry], rows: &[ItemRow], by: &str, at: &str) -> usize {
     let by_cd: std::collections::HashMap<&str, usize> = rows
         .iter()
         .enumerate()
@@ -1104,11 +1251,11 @@ fn resolve_queued(
     let mut resolved = 0usize;
     for e in queue.iter_mut().filter(|e| e.is_open()) {
         if let Some(&i) = by_cd.get(e.item_cd.as_str())
-            && conf(rows[i].nearest_similarity) as f64 >= thr
+            && rows[i].tier == "HIGH"
         {
             e.resolved_by = by.to_string();
             e.resolved_at = at.to_string();
-            e.resolved_similarity = Some(rows[i].nearest_similarity);
+            e.resolved_confidence = rows[i].confidence;
             resolved += 1;
         }
     }
@@ -1170,9 +1317,9 @@ fn grown_rows<'a>(
     items: &'a Items,
     new: &'a ItemTable,
     new_weights: &[f64],
-    routed: &[String],
+    routed: &[bool],
     (nearest_label, nearest_sim): (&[Option<u64>], &[f32]),
-    conf: &dyn Fn(f32) -> f32,
+    answers: &[(Option<u8>, Option<f32>, Option<f32>)],
     thr: f64,
 ) -> Vec<ItemRow<'a>> {
     (0..nearest_sim.len())
@@ -1194,9 +1341,10 @@ fn grown_rows<'a>(
                     new.part_nm[k].as_deref(),
                     new.seal_type[k].as_deref(),
                     new_weights[k],
-                    routed.binary_search(&new.keys[k]).is_ok(),
+                    routed[i],
                 )
             };
+            let (agreement, confidence, radius) = answers[i];
             ItemRow {
                 item_key: key,
                 item_cd: cd,
@@ -1205,13 +1353,11 @@ fn grown_rows<'a>(
                 item_weight: w,
                 nearest_label: nearest_label[i],
                 nearest_similarity: nearest_sim[i],
-                confidence: conf(nearest_sim[i]),
+                agreement,
+                confidence,
+                radius,
                 has_routing: has,
-                tier: if conf(nearest_sim[i]) as f64 >= thr {
-                    "HIGH"
-                } else {
-                    "LOW"
-                },
+                tier: tier_of(confidence, thr),
             }
         })
         .collect()

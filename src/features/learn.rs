@@ -18,9 +18,10 @@
 //!   ½·hit@5`, minus `PENALTY · Σ_f |log2 multiplier_f|` (a zero counts as 1/16): a weight moves
 //!   away from its prior only when the gain outweighs that, so weak evidence leaves it alone.
 //!   Passes repeat until nothing moves (at most `MAX_PASSES`).
-//! * Calibrations on the queries under the final weights, for two uses; the tier compares
-//!   either with `similarity_threshold`.
-//!   - An answer (`recommend`, `eval`): [`ProposalCalibration`], by the [`agreement`] of its
+//! * Calibrations on the queries under the final weights; the tier compares an answer's
+//!   confidence with `similarity_threshold`.
+//!   - An answer (`recommend`, `eval`, and a model item's own in `run` and `update`):
+//!     [`ProposalCalibration`], by the [`agreement`] of its
 //!     first proposal (how many of the `PROPOSALS` nearest routed neighbours share its routing,
 //!     plus how many have it or a routing one operation from it), of the event "the first
 //!     proposal's routing is the item's own or one operation from it" ([`within_one_op`]), the
@@ -32,10 +33,11 @@
 //!     Not "exactly the item's own": on a plant where one routing in five deviates at random
 //!     from what its attributes imply, no answer can be right 8 times in 10, so the HIGH tier
 //!     would be empty by construction (docs/quality.md).
-//!   - A model item (`run`, `update`, the retrain queue): [`Calibration`], by the similarity
-//!     of its nearest routed neighbour, in `CAL_BINS` equal-count bins, made non-decreasing and
-//!     interpolated linearly between bin centres, of the event "one of the query's `PROPOSALS`
-//!     nearest routed neighbours has its routing".
+//!   - The similarity (`eval`'s calibration plot, and an answer's confidence in a model too
+//!     small for the former): [`Calibration`], by the similarity of the nearest routed
+//!     neighbour, in `CAL_BINS` equal-count bins, made non-decreasing and interpolated linearly
+//!     between bin centres, of the event "one of the query's `PROPOSALS` nearest routed
+//!     neighbours has its routing".
 //!
 //! Everything is deterministic: the sample is a seeded hash of the label (items are in
 //! `item_key` order), neighbour ties go to the lower label, and sums run in query order.
@@ -320,6 +322,24 @@ pub fn agreement<T: PartialEq>(neighbours: &[&[T]]) -> usize {
         Some(&i) => agreement_of(neighbours, i),
         None => 0,
     }
+}
+
+/// The confidence of an answer, as `recommend` shows it and the tier compares it with the
+/// threshold, for a new item and a model item alike: the proposal calibration's at the first
+/// proposal's `agreement`, or without that calibration (a model with too few routed items) the
+/// similarity calibration's at the nearest routed neighbour's similarity `nearest`. `None`: no
+/// routed neighbour, so nothing to propose.
+pub fn answer_confidence(
+    agreement: Option<usize>,
+    nearest: Option<f32>,
+    proposals: &ProposalCalibration,
+    similarity: &Calibration,
+) -> Option<f32> {
+    nearest.map(|sim| {
+        proposals
+            .apply(agreement.unwrap_or(0))
+            .unwrap_or_else(|| similarity.apply(sim as f64)) as f32
+    })
 }
 
 /// [`agreement`] when the first proposal, `neighbours[first]`, is already known.

@@ -114,6 +114,14 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 /// How many of the nearest-other beam's best (by quantised distance) are re-ranked in f32:
 /// quantisation moves distances by ~1e-5, so only near-ties can swap.
 pub const RERANK: usize = 4;
+/// Kept items beyond the `k` wanted that [`Hnsw::nearest_others`] re-ranks in f32: the
+/// quantised order is off by at most a few places.
+const KEPT_RERANK: usize = 3;
+/// Distances [`Hnsw::nearest_others`]'s walk may take before it gives way to a full search.
+const FILTERED_VISITS: usize = 4096;
+/// What [`Hnsw::nearest_others`] finds: the nearest other, and the nearest kept others, as
+/// (cosine distance, id).
+pub type NearestOthers = (Option<(f32, u32)>, Vec<(f32, u32)>);
 
 /// A query's distances to stored points, as a search sees them.
 trait Metric {
@@ -621,6 +629,179 @@ impl Hnsw {
         }
         let beam = self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i));
         self.rerank(i, beam.iter().map(|c| c.1))
+    }
+
+    /// [`Hnsw::nearest_other`] (beam width `ef`), and from the same search the `k` nearest
+    /// others that `keep` accepts, by exact f32 distance (ties: the lower id), nearest first, as
+    /// (cosine distance, id). The beam keeps its best `ef` of all items and, beside them, its
+    /// best `max(ef, 2k)` kept ones, and goes on while either could still improve, so it walks
+    /// through a neighbourhood of items `keep` rejects until it has found kept ones. Where
+    /// that takes more than [`FILTERED_VISITS`] distances (kept items are rare around `i`), a full
+    /// search on the quantised vectors at `ef_full` finds them, widened fourfold until `k` are
+    /// found or every item was looked at, as `recommend` widens its search.
+    #[allow(clippy::too_many_arguments)]
+    pub fn nearest_others(
+        &self,
+        quant: &Quantized,
+        i: u32,
+        ef: usize,
+        k: usize,
+        keep: &dyn Fn(u32) -> bool,
+        ef_full: usize,
+        visited: &mut Visited,
+    ) -> NearestOthers {
+        let qi = quant.query(i);
+        let metric = I16Metric { quant, q: &qi };
+        let entries: Vec<Cand> = self
+            .links
+            .get(i, 0)
+            .iter()
+            .map(|&j| Cand(metric.dist(j), j))
+            .collect();
+        if entries.is_empty() {
+            let other = self.search_other(i, ef, visited);
+            return (
+                other,
+                self.kept_by_search(quant, i, k, keep, ef_full, visited),
+            );
+        }
+        let ef_kept = ef.max(2 * k);
+        let (beam, kept) =
+            self.search_layer_kept(&metric, &entries, ef.max(RERANK), ef_kept, visited, i, keep);
+        let other = self.rerank(i, beam.iter().map(|c| c.1));
+        let found = match kept {
+            Some(kept) if kept.len() >= k => {
+                self.exact_best(i, kept.iter().map(|c| c.1).take(k + KEPT_RERANK), k)
+            }
+            _ => self.kept_by_search(quant, i, k, keep, ef_full, visited),
+        };
+        (other, found)
+    }
+
+    /// [`Hnsw::search_layer`] on level 0 that also keeps the best `ef_kept` items `keep`
+    /// accepts, exploring on while that list is short or could improve (see
+    /// [`Hnsw::nearest_others`]); never returns `exclude`. `None` for the kept ones: the walk
+    /// took more than [`FILTERED_VISITS`] distances.
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer_kept(
+        &self,
+        metric: &impl Metric,
+        entries: &[Cand],
+        ef: usize,
+        ef_kept: usize,
+        visited: &mut Visited,
+        exclude: u32,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> (Vec<Cand>, Option<Vec<Cand>>) {
+        visited.next(self.len());
+        visited.insert(exclude);
+        let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::new();
+        let mut best: BinaryHeap<Cand> = BinaryHeap::new();
+        let mut kept: BinaryHeap<Cand> = BinaryHeap::new();
+        for &e in entries {
+            if visited.insert(e.1) {
+                cand.push(std::cmp::Reverse(e));
+                best.push(e);
+                if keep(e.1) {
+                    kept.push(e);
+                }
+            }
+        }
+        while best.len() > ef {
+            best.pop();
+        }
+        while kept.len() > ef_kept {
+            kept.pop();
+        }
+        let mut distances = entries.len();
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
+        while let Some(std::cmp::Reverse(c)) = cand.pop() {
+            let done = |h: &BinaryHeap<Cand>, cap: usize| {
+                h.len() >= cap && h.peek().is_some_and(|w| c.0 > w.0)
+            };
+            if done(&best, ef) && done(&kept, ef_kept) {
+                break;
+            }
+            if distances > FILTERED_VISITS {
+                let mut v = best.into_vec();
+                v.sort();
+                return (v, None);
+            }
+            if let Some(std::cmp::Reverse(next)) = cand.peek() {
+                self.links.prefetch0(next.1);
+            }
+            fresh.clear();
+            for &nb in self.links.get(c.1, 0) {
+                if visited.insert(nb) {
+                    metric.prefetch(nb);
+                    fresh.push(nb);
+                }
+            }
+            distances += fresh.len();
+            for &nb in &fresh {
+                let x = Cand(metric.dist(nb), nb);
+                let to_best = best.len() < ef || best.peek().is_some_and(|w| x < *w);
+                let to_kept = kept.len() < ef_kept || kept.peek().is_some_and(|w| x < *w);
+                if to_best {
+                    best.push(x);
+                    if best.len() > ef {
+                        best.pop();
+                    }
+                }
+                if to_kept && keep(nb) {
+                    kept.push(x);
+                    if kept.len() > ef_kept {
+                        kept.pop();
+                    }
+                }
+                // A rejected item is still a way through: walk on while the kept list could
+                // take what lies beyond it.
+                if to_best || to_kept {
+                    cand.push(std::cmp::Reverse(x));
+                }
+            }
+        }
+        let (mut b, mut k) = (best.into_vec(), kept.into_vec());
+        b.sort();
+        k.sort();
+        (b, Some(k))
+    }
+
+    /// The `k` nearest others of `i` that `keep` accepts, by a full quantised search at `ef`
+    /// (widened fourfold while too few are found) re-ranked in f32 (see [`Hnsw::nearest_others`]).
+    fn kept_by_search(
+        &self,
+        quant: &Quantized,
+        i: u32,
+        k: usize,
+        keep: &dyn Fn(u32) -> bool,
+        ef: usize,
+        visited: &mut Visited,
+    ) -> Vec<(f32, u32)> {
+        let n = self.len();
+        let mut ef = ef.max(k + 1).min(n.max(1));
+        loop {
+            let kept: Vec<u32> = self
+                .search_quantized(quant, i, ef, visited)
+                .into_iter()
+                .map(|c| c.1)
+                .filter(|&j| j != i && keep(j))
+                .collect();
+            if kept.len() >= k || ef >= n {
+                return self.exact_best(i, kept.into_iter(), k);
+            }
+            ef = (ef * 4).min(n);
+        }
+    }
+
+    /// The `k` of `ids` nearest to stored point `i` by exact f32 distance (ties: the lower id).
+    fn exact_best(&self, i: u32, ids: impl Iterator<Item = u32>, k: usize) -> Vec<(f32, u32)> {
+        let mut qbuf = Vec::new();
+        let q = self.data.read_row(i as usize, &mut qbuf);
+        let mut all: Vec<Cand> = ids.map(|j| Cand(self.dist_read(q, j), j)).collect();
+        all.sort();
+        all.truncate(k);
+        all.into_iter().map(|c| (c.0, c.1)).collect()
     }
 
     /// The closest to stored point `i` by exact f32 distance among the first [`RERANK`] of

@@ -322,3 +322,149 @@ pub fn texts(n: usize, values: &[&str]) -> ArrayRef {
         (0..n).map(|i| values[i % values.len()]).collect::<Vec<_>>(),
     ))
 }
+
+/// One item's nearest other's similarity, agreement, confidence and 5th routed similarity.
+pub type Answer = (f32, Option<u8>, Option<f32>, Option<f32>);
+
+/// A model's items as `items.parquet` and `routings.parquet` hold them, with each item's answer
+/// computed afresh by exact search: what the stored tiers are checked against.
+pub struct Answers {
+    pub item_cd: Vec<String>,
+    pub tier: Vec<String>,
+    pub nearest_similarity: Vec<f32>,
+    pub agreement: Vec<Option<u8>>,
+    pub confidence: Vec<Option<f32>>,
+    pub radius: Vec<Option<f32>>,
+    /// Per item, by exact search over the saved vectors: the nearest other's similarity, the
+    /// agreement of the first proposal among the 5 nearest routed others, the answer's
+    /// confidence and the 5th routed other's similarity.
+    pub exact: Vec<Answer>,
+}
+
+impl Answers {
+    pub fn of(models: &Path) -> Answers {
+        use arrow::array::{Array, BooleanArray, Float32Array, UInt8Array};
+        use trainer::features::learn::{PROPOSALS, agreement, answer_confidence};
+        let items = trainer::transform::load_table(&models.join("items.parquet")).unwrap();
+        let col = |name: &str| items.column_by_name(name).unwrap().clone();
+        let strs = |name: &str| -> Vec<String> {
+            let c = col(name);
+            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+            c.iter().map(|x| x.unwrap().to_string()).collect()
+        };
+        let f32s = |name: &str| -> Vec<Option<f32>> {
+            let c = col(name);
+            c.as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap()
+                .iter()
+                .collect()
+        };
+        let agreement_col = col("agreement");
+        let has = col("has_routing");
+        let has = has.as_any().downcast_ref::<BooleanArray>().unwrap();
+        let keys = strs("item_key");
+        let routings = trainer::transform::load_table(&models.join("routings.parquet")).unwrap();
+        let rk = routings.column_by_name("item_key").unwrap();
+        let rk = rk.as_any().downcast_ref::<StringArray>().unwrap();
+        let rj = routings.column_by_name("job_cd").unwrap();
+        let rj = rj.as_any().downcast_ref::<StringArray>().unwrap();
+        let mut seq: std::collections::HashMap<&str, Vec<Option<&str>>> =
+            std::collections::HashMap::new();
+        for r in 0..routings.num_rows() {
+            seq.entry(rk.value(r))
+                .or_default()
+                .push((!rj.is_null(r)).then(|| rj.value(r)));
+        }
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(models.join("training_metadata.json")).unwrap(),
+        )
+        .unwrap();
+        let params = trainer::model::SearchParams::from_metadata(models, &meta).unwrap();
+        let h = trainer::index::hnswlib_file::read(&models.join("hnsw_index.bin"), 200).unwrap();
+        let n = h.len();
+        let exact = (0..n)
+            .map(|i| {
+                let all = h.brute_force(h.vector(i as u32), n);
+                let other = all
+                    .iter()
+                    .find(|x| x.1 != i as u32)
+                    .map_or(0.0, |x| 1.0 - x.0);
+                let routed: Vec<(f32, u32)> = all
+                    .iter()
+                    .filter(|x| x.1 != i as u32 && has.value(x.1 as usize))
+                    .take(PROPOSALS)
+                    .copied()
+                    .collect();
+                if routed.is_empty() {
+                    return (other, None, None, None);
+                }
+                let ops: Vec<&[Option<&str>]> = routed
+                    .iter()
+                    .map(|x| seq[keys[x.1 as usize].as_str()].as_slice())
+                    .collect();
+                let a = agreement(&ops);
+                let c = answer_confidence(
+                    Some(a),
+                    Some(1.0 - routed[0].0),
+                    &params.proposals,
+                    &params.calibration,
+                );
+                let radius = (routed.len() == PROPOSALS).then(|| 1.0 - routed[PROPOSALS - 1].0);
+                (other, Some(a as u8), c, radius)
+            })
+            .collect();
+        Answers {
+            item_cd: strs("ITEM_CD"),
+            tier: strs("similarity_tier"),
+            nearest_similarity: f32s("nearest_other_similarity")
+                .into_iter()
+                .map(Option::unwrap)
+                .collect(),
+            agreement: agreement_col
+                .as_any()
+                .downcast_ref::<UInt8Array>()
+                .unwrap()
+                .iter()
+                .collect(),
+            confidence: f32s("confidence"),
+            radius: f32s("agreement_radius"),
+            exact,
+        }
+    }
+
+    /// Checks every stored tier against its stored confidence, and that at least 99 % of the
+    /// stored answers are exact search's (the rest: where the graph search found other routed
+    /// neighbours). Returns how many items are LOW.
+    pub fn check(&self, threshold: f32) -> usize {
+        let n = self.tier.len();
+        let mut exact = 0;
+        for i in 0..n {
+            let (other, a, c, r) = self.exact[i];
+            assert!(
+                self.nearest_similarity[i] <= other + 1e-6,
+                "row {i}: closer than exact"
+            );
+            assert_eq!(
+                self.tier[i] == "HIGH",
+                self.confidence[i].is_some_and(|c| c >= threshold),
+                "row {i}"
+            );
+            // The same 5 routed neighbours (as far as the 5th one's similarity tells) and so the
+            // same answer.
+            let same_radius = match (self.radius[i], r) {
+                (Some(x), Some(y)) => (x - y).abs() < 1e-6,
+                (x, y) => x == y,
+            };
+            if same_radius && self.agreement[i] == a {
+                exact += 1;
+                assert_eq!(self.confidence[i], c, "row {i}");
+            }
+        }
+        assert!(
+            exact * 100 >= n * 99,
+            "{exact} of {n} answers are exact search's"
+        );
+        self.tier.iter().filter(|t| *t == "LOW").count()
+    }
+}

@@ -125,6 +125,9 @@ fn update_adds_exactly_the_new_items_with_vectorize_vectors() {
     let stdout = update_ok(&s);
     assert!(stdout.starts_with("update 1: added 20 items"), "{stdout}");
 
+    // Every item's answer is the one exact search gives on the grown model: the new items', and
+    // the existing items' that new routed items joined.
+    crate::common::Answers::of(&m).check(0.8);
     let items = load_table(&m.join("items.parquet")).unwrap();
     assert_eq!(items.num_rows(), 1000);
     // Old rows keep their keys and labels; the new rows are exactly the dropped items, sorted.
@@ -268,35 +271,89 @@ fn the_same_update_gives_the_same_bytes() {
 }
 
 /// The sample plus a copy of item `code`'s row under a new ITEM_CD.
-fn sample_with_twin(to: &Path, code: &str, twin: &str) {
+/// The whole sample with twins of the item `code` added: per `(twin, routing)`, a copy of its
+/// item row with the ITEM_CD `twin`, carrying a copy of the routing rows of the item `routing`.
+fn sample_with_twins(to: &Path, code: &str, twins: &[(&str, &str)]) {
     std::fs::create_dir_all(to).unwrap();
-    for view in VIEWS {
-        std::fs::copy(
-            sample_dir().join(format!("{view}.parquet")),
-            to.join(format!("{view}.parquet")),
-        )
-        .unwrap();
+    std::fs::copy(
+        sample_dir().join("dbo_BI_WORK_ORDER_RESULTS.parquet"),
+        to.join("dbo_BI_WORK_ORDER_RESULTS.parquet"),
+    )
+    .unwrap();
+    // The rows of `of` in `b`, with the ITEM_CD `as_cd`.
+    let copy = |b: &arrow::record_batch::RecordBatch, of: &str, as_cd: &str, first_only: bool| {
+        let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        let pick: BooleanArray = c
+            .iter()
+            .map(|v| Some(v.map(key) == Some(of.into())))
+            .collect();
+        let mut rows = filter_record_batch(b, &pick).unwrap();
+        assert!(rows.num_rows() > 0, "no rows of {of}");
+        if first_only {
+            rows = rows.slice(0, 1);
+        }
+        let idx = rows.schema().index_of("ITEM_CD").unwrap();
+        let mut cols = rows.columns().to_vec();
+        let cd: arrow::array::ArrayRef =
+            std::sync::Arc::new(StringArray::from(vec![as_cd; rows.num_rows()]));
+        cols[idx] = cast(&cd, cols[idx].data_type()).unwrap();
+        arrow::record_batch::RecordBatch::try_new(rows.schema(), cols).unwrap()
+    };
+    let items = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
+    let routings = load_table(&sample_dir().join("dbo_BI_ROUTING_VIEW.parquet")).unwrap();
+    let mut item_parts = vec![items.clone()];
+    let mut routing_parts = vec![routings.clone()];
+    for (twin, routing) in twins {
+        item_parts.push(copy(&items, code, twin, true));
+        routing_parts.push(copy(&routings, routing, twin, false));
     }
-    let b = load_table(&sample_dir().join("dbo_BI_ITEM_INFO_VIEW.parquet")).unwrap();
-    let c = cast(b.column_by_name("ITEM_CD").unwrap(), &DataType::Utf8).unwrap();
-    let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-    let pick: BooleanArray = c
-        .iter()
-        .map(|v| Some(v.map(key) == Some(code.into())))
-        .collect();
-    let row = filter_record_batch(&b, &pick).unwrap().slice(0, 1);
-    let idx = row.schema().index_of("ITEM_CD").unwrap();
-    let mut cols = row.columns().to_vec();
-    let twin_cd: arrow::array::ArrayRef = std::sync::Arc::new(StringArray::from(vec![twin]));
-    cols[idx] = cast(&twin_cd, cols[idx].data_type()).unwrap();
-    let row = arrow::record_batch::RecordBatch::try_new(row.schema(), cols).unwrap();
-    let all = concat_batches(&b.schema(), &[b.clone(), row]).unwrap();
-    trainer::parquet_io::write_parquet(&to.join("dbo_BI_ITEM_INFO_VIEW.parquet"), &all).unwrap();
+    for (view, parts) in [
+        ("dbo_BI_ITEM_INFO_VIEW", item_parts),
+        ("dbo_BI_ROUTING_VIEW", routing_parts),
+    ] {
+        let all = concat_batches(&parts[0].schema(), &parts).unwrap();
+        trainer::parquet_io::write_parquet(&to.join(format!("{view}.parquet")), &all).unwrap();
+    }
     std::fs::copy(
         sample_dir().join("item_metadata.json"),
         to.join("item_metadata.json"),
     )
     .unwrap();
+}
+
+/// The model's routed items with their routings (JOB_CD sequences), by item_key.
+fn model_routings(m: &Path) -> Vec<(String, Vec<String>)> {
+    let r = load_table(&m.join("routings.parquet")).unwrap();
+    let (k, j) = (strings(&r, "item_key"), strings(&r, "job_cd"));
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (k, j) in k.into_iter().zip(j) {
+        match out.last_mut() {
+            Some(last) if last.0 == k => last.1.push(j),
+            _ => out.push((k, vec![j])),
+        }
+    }
+    out
+}
+
+/// An item of `tier` whose nearest other is not a duplicate (so that twins come first), with
+/// its ITEM_CD and key.
+fn item_of_tier(m: &Path, tier: &str) -> (String, String) {
+    let items = load_table(&m.join("items.parquet")).unwrap();
+    let (cds, keys, tiers) = (
+        strings(&items, "ITEM_CD"),
+        strings(&items, "item_key"),
+        strings(&items, "similarity_tier"),
+    );
+    let sim = items.column_by_name("nearest_other_similarity").unwrap();
+    let sim = sim
+        .as_any()
+        .downcast_ref::<arrow::array::Float32Array>()
+        .unwrap();
+    let i = (0..tiers.len())
+        .find(|&i| tiers[i] == tier && sim.value(i) < 0.999 && cds[i] == keys[i])
+        .unwrap_or_else(|| panic!("no {tier} item"));
+    (cds[i].clone(), keys[i].clone())
 }
 
 /// The whole sample with three of its items edited in the item view: `keys[0]`'s ITEM_SPEC
@@ -459,24 +516,34 @@ fn changed_and_vanished_items_are_listed_with_or_without_the_source_hashes() {
 
 #[test]
 fn the_retrain_queue_keeps_rows_and_resolves_them() {
-    // Train on the sample; take a LOW item and add its twin: its nearest other is now the twin,
-    // similarity ~1, so its queue entry is resolved.
+    // Train on the sample; take a LOW item and add five twins of it that share one routing:
+    // its five nearest routed items now agree, so it is HIGH and its queue entry is resolved.
     let p = Project::new(&sample_dir());
     p.run_ok();
     let m = p.models();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("training_metadata.json")).unwrap())
+            .unwrap();
+    let params = trainer::model::SearchParams::from_metadata(&m, &meta).unwrap();
+    assert!(
+        params.proposals.apply(10).unwrap() >= 0.8,
+        "the sample's calibration makes full agreement HIGH"
+    );
     let queue0 = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
-    let low_cd = queue0
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
     let open0 = queue0.lines().count() - 1;
     assert!(open0 > 10);
+    let (low_cd, _) = item_of_tier(&m, "LOW");
+    let routing = model_routings(&m)[0].0.clone();
+    let twins: Vec<String> = (1..=5).map(|k| format!("ZZTWIN000{k}")).collect();
     let data = tempfile::tempdir().unwrap();
-    sample_with_twin(data.path(), &low_cd, "ZZTWIN0001");
+    sample_with_twins(
+        data.path(),
+        &low_cd,
+        &twins
+            .iter()
+            .map(|t| (t.as_str(), routing.as_str()))
+            .collect::<Vec<_>>(),
+    );
     let full = Project::new(data.path());
     let out = update(&full.config, &m, None);
     assert!(
@@ -485,25 +552,90 @@ fn the_retrain_queue_keeps_rows_and_resolves_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("added 1 items"), "{stdout}");
-    assert!(stdout.contains("1 queued items resolved"), "{stdout}");
+    assert!(stdout.contains("added 5 items"), "{stdout}");
+    let answers = crate::common::Answers::of(&m);
+    answers.check(0.8);
+    let i = answers.item_cd.iter().position(|c| *c == low_cd).unwrap();
+    assert_eq!(answers.tier[i], "HIGH");
+    assert_eq!(answers.agreement[i], Some(10));
     let queue = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
     let rows: Vec<&str> = queue.lines().skip(1).collect();
-    // Every earlier row is kept, in order; one is resolved by update 1; nothing new is LOW.
-    assert_eq!(rows.len(), open0);
-    let resolved: Vec<&&str> = rows.iter().filter(|r| r.contains(",resolved,")).collect();
-    assert_eq!(resolved.len(), 1);
-    assert!(resolved[0].starts_with(&format!("{low_cd},")));
-    assert!(resolved[0].contains(",run,") && resolved[0].contains(",update 1,"));
+    // Every earlier row is kept, in order; the LOW item's is resolved by update 1; rows added
+    // after them are update 1's LOW items, new or lowered.
     for (a, b) in queue0.lines().skip(1).zip(&rows) {
         assert_eq!(a.split(',').next(), b.split(',').next());
     }
-    let items = load_table(&m.join("items.parquet")).unwrap();
-    let cds = strings(&items, "ITEM_CD");
-    assert_eq!(cds.last().unwrap(), "ZZTWIN0001");
-    let tier = strings(&items, "similarity_tier");
-    let i = cds.iter().position(|c| *c == low_cd).unwrap();
-    assert_eq!(tier[i], "HIGH");
+    let resolved: Vec<&&str> = rows.iter().filter(|r| r.contains(",resolved,")).collect();
+    assert!(!resolved.is_empty());
+    assert!(resolved.iter().any(|r| r.starts_with(&format!("{low_cd},"))
+        && r.contains(",run,")
+        && r.contains(",update 1,")));
+    for r in &rows[open0..] {
+        assert!(r.contains(",open,update 1,"), "{r}");
+        let cd = r.split(',').next().unwrap();
+        let i = answers.item_cd.iter().position(|c| c == cd).unwrap();
+        assert_eq!(answers.tier[i], "LOW", "{r}");
+    }
+    let low_now = answers.tier.iter().filter(|t| *t == "LOW").count();
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(",open,")).count(),
+        low_now,
+        "the open rows are the LOW items"
+    );
+}
+
+#[test]
+fn an_update_that_makes_an_answer_doubtful_queues_the_item() {
+    // A HIGH item gets five twins whose routings all differ (none one operation from another):
+    // its nearest routed items now disagree, so it is LOW and queued by the update.
+    let p = Project::new(&sample_dir());
+    p.run_ok();
+    let m = p.models();
+    let (high_cd, high_key) = item_of_tier(&m, "HIGH");
+    let mut chosen: Vec<(String, Vec<String>)> = Vec::new();
+    for (k, ops) in model_routings(&m) {
+        let far = chosen.iter().all(|(_, o)| {
+            o.len().abs_diff(ops.len()) > 1
+                || trainer::text::levenshtein(o.as_slice(), ops.as_slice()) > 1
+        });
+        if k != high_key && far {
+            chosen.push((k, ops));
+        }
+        if chosen.len() == 5 {
+            break;
+        }
+    }
+    assert_eq!(chosen.len(), 5);
+    let twins: Vec<String> = (1..=5).map(|k| format!("ZZMIX000{k}")).collect();
+    let data = tempfile::tempdir().unwrap();
+    sample_with_twins(
+        data.path(),
+        &high_cd,
+        &twins
+            .iter()
+            .zip(&chosen)
+            .map(|(t, c)| (t.as_str(), c.0.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let full = Project::new(data.path());
+    let out = update(&full.config, &m, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = crate::common::Answers::of(&m);
+    answers.check(0.8);
+    let i = answers.item_cd.iter().position(|c| *c == high_cd).unwrap();
+    assert_eq!(answers.tier[i], "LOW");
+    assert_eq!(answers.agreement[i], Some(2));
+    let queue = std::fs::read_to_string(m.join("retrain_queue.csv")).unwrap();
+    assert!(
+        queue
+            .lines()
+            .any(|r| r.starts_with(&format!("{high_cd},")) && r.contains(",open,update 1,")),
+        "{queue}"
+    );
 }
 
 #[test]
