@@ -279,7 +279,7 @@ impl Hnsw {
     }
 
     /// [`Hnsw::build`], also returning the quantised vectors construction compared, for a
-    /// caller that goes on to [`Hnsw::nearest_other`] (the same as [`Hnsw::quantized`], without
+    /// caller that goes on to [`Hnsw::nearest_others`] (the same as [`Hnsw::quantized`], without
     /// computing them twice).
     pub fn build_quantized(
         data: Vec<f32>,
@@ -595,45 +595,24 @@ impl Hnsw {
         res.into_iter().take(k).map(|c| (c.0, c.1)).collect()
     }
 
-    /// The vectors quantised as construction compares them (for [`Hnsw::nearest_other`]).
+    /// The vectors quantised as construction compares them (for [`Hnsw::nearest_others`]).
     pub fn quantized(&self) -> Quantized {
         Quantized::new(&self.data)
     }
 
-    /// The nearest other stored point of stored point `i`, as (cosine distance, id).
+    /// The nearest other stored point of stored point `i`, and the `k` nearest others that
+    /// `keep` accepts, by exact f32 distance (ties: the lower id), nearest first, as (cosine
+    /// distance, id).
     ///
     /// The graph already links each node to its close neighbours, so instead of a search from
     /// the top this is a beam search of width `ef` on level 0 that starts from `i`'s own links
     /// and never returns `i`: a few hundred distances instead of thousands. The beam compares the
     /// quantised vectors of `quant` (from [`Hnsw::quantized`]; half the memory traffic); its best
-    /// [`RERANK`] are re-ranked by exact f32 distance, which is what is returned. A node without
-    /// links (a graph of one) falls back to a full search. How often it agrees with exact search
-    /// is measured by `trainer eval` and the tests.
-    pub fn nearest_other(
-        &self,
-        quant: &Quantized,
-        i: u32,
-        ef: usize,
-        visited: &mut Visited,
-    ) -> Option<(f32, u32)> {
-        let qi = quant.query(i);
-        let metric = I16Metric { quant, q: &qi };
-        let entries: Vec<Cand> = self
-            .links
-            .get(i, 0)
-            .iter()
-            .map(|&j| Cand(metric.dist(j), j))
-            .collect();
-        if entries.is_empty() {
-            return self.search_other(i, ef, visited);
-        }
-        let beam = self.search_layer(&metric, &entries, ef.max(RERANK), 0, visited, Some(i));
-        self.rerank(i, beam.iter().map(|c| c.1))
-    }
-
-    /// [`Hnsw::nearest_other`] (beam width `ef`), and from the same search the `k` nearest
-    /// others that `keep` accepts, by exact f32 distance (ties: the lower id), nearest first, as
-    /// (cosine distance, id). The beam keeps its best `ef` of all items and, beside them, its
+    /// [`RERANK`] are re-ranked by exact f32 distance for the nearest other. A node without links
+    /// (a graph of one) falls back to a full search. How often it agrees with exact search is
+    /// measured by `trainer eval`, the benchmark and the tests.
+    ///
+    /// The beam keeps its best `ef` of all items and, beside them, its
     /// best `max(ef, 2k)` kept ones, and goes on while either could still improve, so it walks
     /// through a neighbourhood of items `keep` rejects until it has found kept ones. Where
     /// that takes more than [`FILTERED_VISITS`] distances (kept items are rare around `i`), a full
@@ -917,7 +896,7 @@ impl Hnsw {
 
     /// Appends points (incremental insertion, one at a time, deterministic). New points draw
     /// their levels from the same seeded sequence as `build`, so they reach upper levels too.
-    /// Returns the quantised vectors of all points (for [`Hnsw::nearest_other`]).
+    /// Returns the quantised vectors of all points (for [`Hnsw::nearest_others`]).
     pub fn insert_all(&mut self, data: &[f32], seed: u64) -> Quantized {
         self.insert_all_beside(data, seed, |_| ()).0
     }
@@ -1124,7 +1103,10 @@ mod tests {
         let quant = h.quantized();
         let (mut same, mut total) = (0, 0);
         for i in (0..n as u32).step_by(7) {
-            let got = h.nearest_other(&quant, i, 32, &mut vis).unwrap();
+            let got = h
+                .nearest_others(&quant, i, 32, 1, &|_| true, 32, &mut vis)
+                .0
+                .unwrap();
             let exact = h.brute_force_other(i).unwrap();
             assert_ne!(got.1, i);
             total += 1;

@@ -322,6 +322,21 @@ fn sample_with_twins(to: &Path, code: &str, twins: &[(&str, &str)]) {
     .unwrap();
 }
 
+/// Updates the model `m` from the sample with twins of `code` added ([`sample_with_twins`]);
+/// returns what it printed.
+fn update_with_twins(m: &Path, code: &str, twins: &[(&str, &str)]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    sample_with_twins(data.path(), code, twins);
+    let full = Project::new(data.path());
+    let out = update(&full.config, m, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The model's routed items with their routings (JOB_CD sequences), by item_key.
 fn model_routings(m: &Path) -> Vec<(String, Vec<String>)> {
     let r = load_table(&m.join("routings.parquet")).unwrap();
@@ -535,23 +550,11 @@ fn the_retrain_queue_keeps_rows_and_resolves_them() {
     let (low_cd, _) = item_of_tier(&m, "LOW");
     let routing = model_routings(&m)[0].0.clone();
     let twins: Vec<String> = (1..=5).map(|k| format!("ZZTWIN000{k}")).collect();
-    let data = tempfile::tempdir().unwrap();
-    sample_with_twins(
-        data.path(),
-        &low_cd,
-        &twins
-            .iter()
-            .map(|t| (t.as_str(), routing.as_str()))
-            .collect::<Vec<_>>(),
-    );
-    let full = Project::new(data.path());
-    let out = update(&full.config, &m, None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let pairs: Vec<(&str, &str)> = twins
+        .iter()
+        .map(|t| (t.as_str(), routing.as_str()))
+        .collect();
+    let stdout = update_with_twins(&m, &low_cd, &pairs);
     assert!(stdout.contains("added 5 items"), "{stdout}");
     let answers = crate::common::Answers::of(&m);
     answers.check(0.8);
@@ -607,23 +610,12 @@ fn an_update_that_makes_an_answer_doubtful_queues_the_item() {
     }
     assert_eq!(chosen.len(), 5);
     let twins: Vec<String> = (1..=5).map(|k| format!("ZZMIX000{k}")).collect();
-    let data = tempfile::tempdir().unwrap();
-    sample_with_twins(
-        data.path(),
-        &high_cd,
-        &twins
-            .iter()
-            .zip(&chosen)
-            .map(|(t, c)| (t.as_str(), c.0.as_str()))
-            .collect::<Vec<_>>(),
-    );
-    let full = Project::new(data.path());
-    let out = update(&full.config, &m, None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let pairs: Vec<(&str, &str)> = twins
+        .iter()
+        .zip(&chosen)
+        .map(|(t, c)| (t.as_str(), c.0.as_str()))
+        .collect();
+    update_with_twins(&m, &high_cd, &pairs);
     let answers = crate::common::Answers::of(&m);
     answers.check(0.8);
     let i = answers.item_cd.iter().position(|c| *c == high_cd).unwrap();
