@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::Array2;
+use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::config::Config;
@@ -248,8 +249,9 @@ fn similarity_check(
     let ops_of = |l: u32| -> &[u32] {
         trained.routing_ids[l as usize].map_or(&[][..], |r| &trained.routing_ops[r as usize][..])
     };
+    // Every item's answer compares routings: on both cores, in label order.
     let answers: Vec<(Option<u8>, Option<f32>)> = near
-        .iter()
+        .par_iter()
         .map(|x| {
             answer_of(
                 x,

@@ -616,15 +616,15 @@ fn write_tables(
 /// Each item's current routing as interned JOB_CDs (label order; empty: none), gathered from
 /// the routing rows as they pass: what an answer's agreement compares, as `recommend` compares
 /// routings (by their JOB_CDs in order, a missing one a code of its own).
-pub struct RoutingCodes<'a> {
+struct RoutingCodes<'a> {
     label: HashMap<&'a str, u32>,
     interned: HashMap<String, u32>,
-    pub ops: Vec<Vec<u32>>,
+    ops: Vec<Vec<u32>>,
 }
 
 impl<'a> RoutingCodes<'a> {
     /// For the items `keys` (label order).
-    pub fn new(keys: impl Iterator<Item = &'a str>) -> Self {
+    fn new(keys: impl Iterator<Item = &'a str>) -> Self {
         let label: HashMap<&str, u32> = keys.enumerate().map(|(i, k)| (k, i as u32)).collect();
         let n = label.len();
         RoutingCodes {
@@ -635,7 +635,7 @@ impl<'a> RoutingCodes<'a> {
     }
 
     /// Adds the rows of `b` (`item_key`, `job_cd`; an item's rows in order).
-    pub fn add(&mut self, b: &RecordBatch) -> Result<()> {
+    fn add(&mut self, b: &RecordBatch) -> Result<()> {
         let keys = key_strings(b)?;
         let jobs = b
             .column_by_name("job_cd")
